@@ -1,0 +1,46 @@
+"""kaizen: make image classifiers better, and know why.
+
+import kaizen
+cfg = kaizen.Config.load("configs/kaggle_cnn.yaml").override(["optim.lr=3e-3"])
+run = kaizen.train(cfg)
+print(run.summary["test"]["acc"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+from kaizen.config import Config  # noqa: E402
+from kaizen.errors import KaizenError  # noqa: E402
+from kaizen.run import Run, load_run  # noqa: E402
+
+
+def train(
+    cfg: Config | str | Path | None = None, overrides: list[str] | None = None, quiet: bool = True
+) -> Run:
+    """Train a config (a Config, a YAML path, or None for the default job) and return its Run."""
+    from kaizen.track.progress import Reporter
+    from kaizen.train.loop import fit
+
+    if cfg is None:
+        cfg = Config()
+    elif not isinstance(cfg, Config):
+        cfg = Config.load(cfg)
+    if overrides:
+        cfg = cfg.override(overrides)
+    return load_run(fit(cfg, reporter=Reporter(enabled=not quiet)))
+
+
+def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Run:
+    """Continue an interrupted run from its last checkpoint and return it."""
+    from kaizen.track.progress import Reporter
+    from kaizen.train.loop import fit
+
+    run = load_run(run_dir)
+    cfg = run.config.override(overrides) if overrides else run.config
+    return load_run(fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet)))
+
+
+__all__ = ["Config", "KaizenError", "Run", "load_run", "resume", "train", "__version__"]

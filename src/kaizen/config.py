@@ -1,0 +1,395 @@
+"""The config schema: plain data, validated once at the boundary.
+
+`Config()` is the default job (a CNN on the bundled digits set). `Config.load(path)` reads YAML,
+`cfg.override(["optim.lr=3e-3"])` applies dotted overrides with type coercion, and every error is a
+KaizenError naming the key, the bad value and, for unknown keys, the closest valid key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from kaizen import registry
+from kaizen.errors import KaizenError
+from kaizen.registry import did_you_mean
+
+MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _registered(table: registry.Registry):
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            return table.check(value)
+        except KaizenError as error:  # pydantic reports ValueErrors with the key they belong to
+            raise ValueError(str(error)) from None
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+class DataConfig(Section):
+    name: str = Field("digits", description="digits | mnist | fashion-mnist | kmnist | npz | csv")
+    root: str = Field("data", description="folder holding IDX files (downloaded there when missing)")
+    path: str | None = Field(None, description="training file for npz / csv")
+    test_path: str | None = Field(None, description="labelled test file for npz / csv (else test_split)")
+    download: bool = Field(True, description="download missing IDX files (official URLs, checksums)")
+    test_split: float = Field(
+        0.2, gt=0, lt=1, description="test fraction held out when a set has no test split"
+    )
+    val_split: float = Field(
+        0.1, ge=0, description="validation fraction (<1) or count (>=1) of training data"
+    )
+    split_seed: int = Field(0, ge=0, description="seed of the test/validation split; fixed so seeds share a split")
+    fraction: float = Field(1.0, gt=0, le=1, description="train on this fraction of the training split")
+    normalize: bool = Field(True, description="standardise inputs with the training split's mean and std")
+
+    _check_name = field_validator("name")(_registered(registry.DATASETS))
+
+    @field_validator("val_split")
+    @classmethod
+    def _whole_count(cls, value: float) -> float:
+        if value >= 1 and value != int(value):
+            raise ValueError("a count of validation examples must be a whole number")
+        return value
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+class DenseLayer(Section):
+    type: Literal["dense"]
+    units: int = Field(gt=0)
+    activation: str | None = None
+    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+
+
+class ConvLayer(Section):
+    type: Literal["conv"]
+    filters: int = Field(gt=0)
+    kernel: int = Field(3, gt=0)
+    stride: int = Field(1, gt=0)
+    padding: int | Literal["same"] = 0
+    dilation: int = Field(1, gt=0)
+    activation: str | None = None
+    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+
+
+class ConvTransposeLayer(Section):
+    type: Literal["conv_transpose"]
+    filters: int = Field(gt=0)
+    kernel: int = Field(2, gt=0)
+    stride: int = Field(2, gt=0)
+    padding: int = Field(0, ge=0)
+    output_padding: int = Field(0, ge=0)
+    activation: str | None = None
+    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+
+
+class PoolLayer(Section):
+    type: Literal["pool"]
+    kind: Literal["max", "avg", "lp"] = "max"
+    size: int = Field(2, gt=0)
+    stride: int | None = Field(None, gt=0)
+    p: float = Field(2.0, gt=0, description="norm order of lp pooling")
+
+
+class GlobalPoolLayer(Section):
+    type: Literal["global_pool"]
+    kind: Literal["avg", "max"] = "avg"
+
+
+class FlattenLayer(Section):
+    type: Literal["flatten"]
+
+
+class DropoutLayer(Section):
+    type: Literal["dropout"]
+    rate: float | None = Field(None, ge=0, lt=1, description="defaults to model.dropout")
+
+
+class NormLayer(Section):
+    type: Literal["norm"]
+    kind: str | None = Field(None, description="defaults to model.norm")
+    _check = field_validator("kind")(_registered(registry.NORMS))
+
+
+class ActivationLayer(Section):
+    type: Literal["activation"]
+    name: str | None = Field(None, description="defaults to model.activation")
+    _check = field_validator("name")(_registered(registry.ACTIVATIONS))
+
+
+class ResidualLayer(Section):
+    type: Literal["residual"]
+    filters: int = Field(gt=0)
+    stride: int = Field(1, gt=0)
+
+
+LayerSpec = Annotated[
+    Union[  # noqa: UP007 - a discriminated union reads better spelled out
+        DenseLayer,
+        ConvLayer,
+        ConvTransposeLayer,
+        PoolLayer,
+        GlobalPoolLayer,
+        FlattenLayer,
+        DropoutLayer,
+        NormLayer,
+        ActivationLayer,
+        ResidualLayer,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class ModelConfig(Section):
+    preset: str | None = Field("simple_cnn", description="a preset name, or null to build model.layers")
+    layers: list[LayerSpec] | None = Field(
+        None, description="Keras-like layer list; kaizen appends the classifier (flatten + dense to classes)"
+    )
+    hidden: list[int] = Field([40, 20], description="hidden layer widths of the mlp preset")
+    activation: str = "relu"
+    leaky_slope: float = Field(0.01, ge=0, description="negative slope of leaky_relu")
+    norm: str = "none"
+    norm_position: Literal["before", "after"] = Field(
+        "before", description="norm before/after the activation"
+    )
+    groups: int = Field(8, gt=0, description="channel groups of group norm")
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    _check_preset = field_validator("preset")(_registered(registry.PRESETS))
+    _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
+    _check_norm = field_validator("norm")(_registered(registry.NORMS))
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """A bare string such as `flatten` stands for `{type: flatten}`."""
+        if isinstance(value, list):
+            return [{"type": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, value: list[int]) -> list[int]:
+        if any(width <= 0 for width in value):
+            raise ValueError("hidden widths must be positive")
+        return value
+
+    @model_validator(mode="after")
+    def _preset_or_layers(self) -> ModelConfig:
+        if self.preset is None and not self.layers:
+            raise ValueError("set model.preset, or set it to null and give model.layers")
+        if self.preset is not None and self.layers:
+            raise ValueError("give model.preset or model.layers, not both (set model.preset: null)")
+        return self
+
+
+class InitConfig(Section):
+    weights: str = Field("default", description="weight initialisation of dense and conv layers")
+    std: float = Field(0.01, gt=0, description="standard deviation of `normal`")
+    bias: float | None = Field(None, description="constant bias; null keeps the framework default")
+
+    _check = field_validator("weights")(_registered(registry.INITS))
+
+
+# ---------------------------------------------------------------------------------- optimisation
+
+
+class OptimConfig(Section):
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum / nesterov / rmsprop momentum")
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(
+        0.0, ge=0, description="decay of weights (not biases or norms); decoupled in adamw"
+    )
+
+    _check = field_validator("name")(_registered(registry.OPTIMIZERS))
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= beta < 1 for beta in value):
+            raise ValueError("betas must lie in [0, 1)")
+        return value
+
+
+class ScheduleConfig(Section):
+    name: str = Field("constant", description="constant | step | exponential | cosine | onecycle | plateau")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, composes with any schedule")
+    step_epochs: int = Field(10, gt=0, description="step: decay every this many epochs")
+    gamma: float | None = Field(
+        None, gt=0, le=1, description="decay factor (step 0.1, exponential 0.95, plateau 0.1)"
+    )
+    min_lr: float = Field(0.0, ge=0, description="floor of cosine and plateau")
+    patience: int = Field(3, ge=0, description="plateau: epochs without val_loss improvement before decaying")
+
+    _check = field_validator("name")(_registered(registry.SCHEDULES))
+
+
+class RegConfig(Section):
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights (not biases), added to the loss")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on weights (not biases); l1 + l2 is elastic net")
+    activation_sparsity: float = Field(0.0, ge=0, description="weight of mean(log(1 + h^2)) on activations")
+    sparsity_layers: list[str] = Field(["act*"], description="name patterns of the layers it applies to")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(20, gt=0)
+    batch_size: int = Field(64, gt=0)
+    eval_batch_size: int = Field(2048, gt=0)
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    bf16: bool = Field(False, description="bfloat16 autocast in the forward pass (CPU and CUDA)")
+    clip_norm: float | None = Field(None, gt=0, description="clip gradients to this global L2 norm")
+    clip_value: float | None = Field(None, gt=0, description="clip each gradient element to +-this value")
+    threads: int | None = Field(None, gt=0, description="CPU threads (default: torch's choice)")
+
+
+class EarlyStopConfig(Section):
+    enabled: bool = Field(False, description="stop when the monitor has not improved for `patience` epochs")
+    monitor: Literal["val_loss", "val_acc", "train_loss", "train_acc"] = Field(
+        "val_loss", description="the metric that picks checkpoints/best.pt and drives early stopping"
+    )
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="auto: min for losses, max for accuracies"
+    )
+    patience: int = Field(5, ge=0)
+    min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
+    restore_best: bool = Field(True, description="end the run with best.pt's weights (else the last weights)")
+
+
+class CheckpointConfig(Section):
+    every: int = Field(1, gt=0, description="write checkpoints/last.pt (for --resume) every this many epochs")
+
+
+class LogConfig(Section):
+    runs_dir: str = "runs"
+    progress: bool = True
+    plots: bool = True
+
+
+class Config(Section):
+    """The whole experiment. Defaults are the default job: a CNN on the bundled digits set."""
+
+    name: str | None = Field(None, description="run name; default <dataset>-<preset>")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    init: InitConfig = InitConfig()
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    reg: RegConfig = RegConfig()
+    train: TrainConfig = TrainConfig()
+    early_stop: EarlyStopConfig = EarlyStopConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+
+    # ------------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
+        """Validate a plain dict; raise KaizenError with one line naming the culprit."""
+        if not isinstance(data, dict):
+            raise KaizenError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise KaizenError(f"{source}: {_explain(error)}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """Read a YAML config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise KaizenError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise KaizenError(f"{path}:{where} is not valid YAML") from None
+        return cls.from_dict(data, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fully resolved config as plain data (JSON/YAML ready)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        """Return the fully resolved config as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def override(self, assignments: list[str]) -> Config:
+        """Return a copy with `dotted.key=value` assignments applied (values parsed as YAML)."""
+        data = self.to_dict()
+        for assignment in assignments:
+            key, sep, text = assignment.partition("=")
+            key = key.strip()
+            if not sep or not key:
+                raise KaizenError(f"override '{assignment}' is not of the form dotted.key=value")
+            _set_dotted(data, key, _parse_value(text))
+        return Config.from_dict(data, source="override")
+
+    def run_name(self) -> str:
+        """The name used for run directories."""
+        return self.name or f"{self.data.name}-{self.model.preset or 'layers'}"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (sections and leaves)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        keys.append(key)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            keys.extend(valid_keys(annotation, key + "."))
+    return keys
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if key not in valid_keys():
+        raise KaizenError(f"unknown config key '{key}'{did_you_mean(key, valid_keys())}")
+    target = data
+    for part in parts[:-1]:
+        target = target[part]
+    target[parts[-1]] = value
+
+
+def _explain(error: ValidationError) -> str:
+    """Turn pydantic's report into one line: the dotted key, the value, what is allowed."""
+    first = error.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    key = ".".join(loc) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key '{key}'{did_you_mean(key, valid_keys())}"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        return f"'{key}' is required"
+    value = first.get("input")
+    shown = "" if isinstance(value, (dict, list)) or value is None else f" = {value!r}"
+    return f"{key}{shown}: {message}"

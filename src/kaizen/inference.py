@@ -1,0 +1,98 @@
+"""Using trained runs: evaluate one on a split, predict a file with one run or an ensemble of runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kaizen.errors import KaizenError
+from kaizen.evaluate import Evaluation, evaluate, plot_evaluation, predict_proba
+from kaizen.run import Run
+from kaizen.track import rundir
+
+
+def evaluate_run(run: Run, split: str = "test") -> tuple[Evaluation, list[Path]]:
+    """Evaluate the run's model on a split of its own data; write the confusion matrix, the worst mistakes
+    and eval_<split>.json into the run directory. Returns the evaluation and the paths written."""
+    from kaizen.data import load_data
+
+    model, state = run.model()
+    data = load_data(run.config.data, "cpu")
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    if len(y) == 0:
+        raise KaizenError(f"the {split} split of {run.path} is empty")
+    result = evaluate(predict_proba(model, x, run.config.train.eval_batch_size), y, data.class_names)
+    mean = torch.tensor(state["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(state["std"]).view(1, -1, 1, 1)
+    paths = plot_evaluation(result, x * std + mean, run.path, split)
+    report = run.path / f"eval_{split}.json"
+    rundir.write_json(
+        report,
+        {
+            "split": split,
+            "n": result.count,
+            "accuracy": result.accuracy,
+            "loss": result.loss,
+            "macro_f1": result.macro_f1,
+            "per_class": {
+                name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+                for name, p, r, f, n in zip(
+                    result.class_names, result.precision, result.recall, result.f1, result.support
+                )
+            },
+        },
+    )
+    return result, [*paths, report]
+
+
+def predict_file(runs: list[Run], input_path: str | Path, out_path: str | Path) -> dict[str, object]:
+    """Predict every image of `input_path` with the runs (probabilities averaged) and write `out_path`.
+
+    CSV input gets Kaggle's `ImageId,Label`; other inputs get `index,label,confidence`. Returns a small report.
+    """
+    from kaizen.data import normalize, read_inputs, to_float
+
+    if not runs:
+        raise KaizenError("predict needs at least one run")
+    models = [run.model() for run in runs]
+    first_state = models[0][1]
+    for run, (_, state) in zip(runs[1:], models[1:]):
+        for key in ("input_shape", "num_classes"):
+            if state[key] != first_state[key]:
+                raise KaizenError(
+                    f"cannot ensemble {runs[0].path.name} and {run.path.name}: "
+                    f"{key} {first_state[key]} vs {state[key]}"
+                )
+    raw, kind = read_inputs(str(input_path), tuple(first_state["input_shape"]))
+    x = torch.from_numpy(to_float(raw))
+    probs = torch.zeros(len(x), first_state["num_classes"])
+    for (model, state), run in zip(models, runs):
+        probs += predict_proba(
+            model, normalize(x, state["mean"], state["std"]), run.config.train.eval_batch_size
+        )
+    probs /= len(models)
+    confidence, labels = probs.max(1)
+    names = first_state["class_names"]
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    if kind == "csv":
+        writer.writerow(["ImageId", "Label"])
+        writer.writerows((i + 1, names[label]) for i, label in enumerate(labels.tolist()))
+    else:
+        writer.writerow(["index", "label", "confidence"])
+        writer.writerows(
+            (i, names[label], f"{conf:.4f}")
+            for i, (label, conf) in enumerate(zip(labels.tolist(), confidence.tolist()))
+        )
+    out_path = Path(out_path)
+    try:
+        rundir.atomic_write_text(out_path, text.getvalue())
+    except OSError as error:
+        raise KaizenError(f"cannot write {out_path}: {error.strerror}") from None
+    counts = np.bincount(labels.numpy(), minlength=first_state["num_classes"])
+    return {"images": len(x), "runs": len(runs), "out": str(out_path), "counts": counts.tolist()}

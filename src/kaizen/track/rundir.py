@@ -1,0 +1,157 @@
+"""The run directory: the record every other command reads.
+
+Layout (DESIGN.md): config.yaml, meta.json, metrics.csv, summary.json, curves.png, checkpoints/{last,best}.pt.
+Every file is written atomically (temporary file in the same folder, then rename), so a crash never leaves a
+half-written record behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kaizen.errors import KaizenError
+
+METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text atomically (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically, indented for people."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file of the run directory; KaizenError when it is missing or corrupt."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise KaizenError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise KaizenError(f"{path} is not valid JSON") from None
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Save a checkpoint atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`; KaizenError when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise KaizenError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises many types for a corrupt file; the user needs one line
+        raise KaizenError(f"checkpoint {path} cannot be read ({type(error).__name__})") from None
+
+
+def new_run_dir(runs_dir: str | Path, name: str) -> Path:
+    """Create `runs_dir/<yyyymmdd-hhmmss>-<name>/` (with a numeric suffix if taken) and return it."""
+    runs_dir = Path(runs_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            suffix = "" if attempt == 1 else f"-{attempt}"
+            path = runs_dir / f"{stamp}-{safe_name}{suffix}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            (path / "checkpoints").mkdir()
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+            return path
+    except OSError as error:
+        raise KaizenError(f"cannot write the run directory under {runs_dir}: {error.strerror}") from None
+    raise KaizenError(f"too many runs named {safe_name} at {stamp} in {runs_dir}")
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions and machine facts for meta.json."""
+    from kaizen import __version__
+
+    return {
+        "kaizen": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Read metrics.csv as a list of rows with numbers parsed."""
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as file:
+        rows = list(csv.DictReader(file))
+    parsed = []
+    for row in rows:
+        parsed.append(
+            {
+                "epoch": int(row["epoch"]),
+                "split": row["split"],
+                **{key: float(row[key]) for key in ("loss", "acc", "lr", "seconds")},
+            }
+        )
+    return parsed
+
+
+def format_metrics(rows: list[dict[str, Any]]) -> str:
+    """Render metric rows as CSV text with the fixed column order."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _short(row[key]) for key in METRIC_COLUMNS})
+    return out.getvalue()
+
+
+def _short(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value

@@ -1,0 +1,311 @@
+"""The training loop: one function, read top to bottom.
+
+Each iteration: fetch (an index slice of a seeded permutation of device-resident data), forward (bf16
+autocast if asked), loss + penalties, backward, clip, step, schedule, record. Metrics accumulate on the device
+and are read only at logging points, so the step never waits on the host.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kaizen.config import Config
+from kaizen.errors import KaizenError
+from kaizen.track import rundir
+from kaizen.track.progress import Reporter
+from kaizen.track.writer import make_writer
+from kaizen.train.early_stop import Monitor
+from kaizen.train.optim import build_optimizer
+from kaizen.train.regularize import Penalties
+from kaizen.train.schedule import LRSchedule
+
+
+def resolve_device(name: str) -> torch.device:
+    """Map `train.device` to a torch device; `auto` picks CUDA, then MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise KaizenError("train.device = 'cuda' but no CUDA device is available; use auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise KaizenError("train.device = 'mps' but MPS is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> torch.Tensor:
+    """The order of training examples in `epoch`: a function of (seed, epoch) only, so resume replays it."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=generator).to(device)
+
+
+def evaluate_split(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
+    """Return (mean cross-entropy, accuracy) of `model` on (x, y), in inference mode."""
+    from kaizen.evaluate import predict_proba
+
+    probs = predict_proba(model, x, batch_size)
+    picked = probs.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12)
+    loss = -picked.log().mean().item()
+    acc = (probs.argmax(1) == y).float().mean().item()
+    return loss, acc
+
+
+def fit(
+    cfg: Config,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    reporter: Reporter | None = None,
+    is_main: bool = True,
+) -> Path | None:
+    """Train `cfg` and write its run directory; return the directory (None on processes that do not write).
+
+    `run_dir` None creates a new directory under `cfg.log.runs_dir`; with `resume` the run continues from
+    `run_dir/checkpoints/last.pt`.
+    """
+    from kaizen.data import load_data
+    from kaizen.nn import build_model
+
+    reporter = reporter or Reporter(enabled=False)
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
+
+    # --- data and model ---------------------------------------------------------------------------
+    data = load_data(cfg.data, device)
+    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
+    optimizer = build_optimizer(model, cfg.optim)
+    n_train = len(data.y_train)
+    batch_size = min(cfg.train.batch_size, n_train)
+    steps_per_epoch = n_train // batch_size + (
+        1 if n_train % batch_size > 1 else 0
+    )  # a lone sample is skipped
+    schedule = LRSchedule(optimizer, cfg.schedule, cfg.train.epochs, steps_per_epoch)
+    penalties = Penalties(model, cfg.reg)
+    monitor = Monitor(cfg.early_stop, has_val=len(data.y_val) > 0)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.reg.label_smoothing)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
+
+    # --- run directory: created or resumed ---------------------------------------------------------
+    start_epoch = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    if resume:
+        state = rundir.load_checkpoint(run_dir / "checkpoints" / "last.pt", device)
+        _load_model_state(model, state, run_dir / "checkpoints" / "last.pt")
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        monitor.load_state_dict(state["monitor"])
+        torch.set_rng_state(state["rng"].cpu())
+        start_epoch = int(state["epoch"])
+        if start_epoch >= cfg.train.epochs or monitor.should_stop:
+            why = "it stopped early" if monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
+            raise KaizenError(
+                f"nothing to resume in {run_dir}: {why}; to train longer add --set train.epochs=N"
+            )
+        best_path = run_dir / "checkpoints" / "best.pt"
+        if best_path.is_file():
+            best_state = rundir.load_checkpoint(best_path, device)["model"]
+    elif is_main:
+        run_dir = run_dir or rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
+    writer = make_writer(run_dir, is_main, plots=cfg.log.plots)
+    if resume:
+        writer.resume(start_epoch, cfg.to_yaml())
+    else:
+        writer.start(cfg.to_yaml(), {**rundir.environment(device), "seed": cfg.train.seed})
+
+    record = {
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "class_names": data.class_names,
+        "mean": data.mean,
+        "std": data.std,
+    }
+
+    def checkpoint_state(epoch: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        return {"epoch": epoch, "model": weights, **record}
+
+    # --- the loop -------------------------------------------------------------------------------------
+    log_every = max(1, steps_per_epoch // 10)
+    epoch = start_epoch
+    train_seconds = 0.0
+    reporter.start(cfg.train.epochs, steps_per_epoch, start_epoch)
+    try:
+        for epoch in range(start_epoch, cfg.train.epochs):
+            model.train()
+            began = time.perf_counter()
+            order = epoch_permutation(n_train, cfg.train.seed, epoch, device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            for step in range(steps_per_epoch):
+                index = order[step * batch_size : (step + 1) * batch_size]  # fetch
+                xb, yb = data.x_train[index], data.y_train[index]
+                with autocast:
+                    logits = model(xb)  # forward
+                    loss = criterion(logits.float(), yb)
+                penalty = penalties.term()
+                total = loss if penalty is None else loss + penalty
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()  # backward
+                if cfg.train.clip_value is not None:
+                    nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)
+                if cfg.train.clip_norm is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+                optimizer.step()  # step
+                schedule.step()  # schedule
+                loss_sum += loss.detach() * len(yb)  # record (on the device: no sync)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(yb)
+                if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
+                    mean_loss = loss_sum.item() / seen  # the one sync per logging interval
+                    if not math.isfinite(mean_loss):
+                        raise _Diverged(epoch + 1, step + 1, mean_loss)
+                    reporter.step(epoch, step + 1, mean_loss, correct.item() / seen, schedule.current_lr())
+            metrics = {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+            seconds = {"train": time.perf_counter() - began}
+            train_seconds += seconds["train"]
+            if len(data.y_val):
+                began = time.perf_counter()
+                metrics["val_loss"], metrics["val_acc"] = evaluate_split(
+                    model, data.x_val, data.y_val, cfg.train.eval_batch_size
+                )
+                seconds["val"] = time.perf_counter() - began
+            lr = schedule.current_lr()  # the rate the epoch ended with, before a plateau decay
+            schedule.end_epoch(metrics.get("val_loss"))
+            rows = [
+                {
+                    "epoch": epoch + 1,
+                    "split": split,
+                    "loss": metrics[f"{split}_loss"],
+                    "acc": metrics[f"{split}_acc"],
+                    "lr": lr,
+                    "seconds": seconds[split],
+                }
+                for split in seconds
+            ]
+            writer.log_epoch(rows)
+            improved = monitor.update(epoch + 1, metrics)
+            if improved:
+                best_state = copy.deepcopy(model.state_dict())
+                writer.checkpoint("best", checkpoint_state(epoch + 1, best_state))
+            last_epoch = epoch + 1 == cfg.train.epochs or monitor.should_stop
+            if (epoch + 1) % cfg.checkpoint.every == 0 or last_epoch:
+                writer.checkpoint(
+                    "last",
+                    {
+                        **checkpoint_state(epoch + 1, model.state_dict()),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "monitor": monitor.state_dict(),
+                        "rng": torch.get_rng_state(),
+                    },
+                )
+            reporter.epoch_end(epoch, metrics)
+            if monitor.should_stop:
+                break
+    except _Diverged as diverged:
+        reporter.close()
+        advice = _divergence_advice(cfg)
+        message = (
+            f"training diverged at epoch {diverged.epoch}, step {diverged.step}: loss is {diverged.loss}; "
+            f"the last good checkpoint is kept; try {advice}"
+        )
+        writer.finish("failed", error=message)
+        raise KaizenError(message) from None
+    except KeyboardInterrupt:
+        reporter.close()
+        writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
+        raise
+    except BaseException as error:
+        reporter.close()
+        writer.finish("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    reporter.close()
+    penalties.remove()
+
+    # --- the model the run ends with, and its test score ---------------------------------------------
+    ended_with = "last.pt"
+    if cfg.early_stop.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+        ended_with = "best.pt"
+    test_loss, test_acc = evaluate_split(model, data.x_test, data.y_test, cfg.train.eval_batch_size)
+    completed = epoch + 1
+    summary = {
+        "status": "done",
+        "epochs_completed": completed,
+        "stopped_early": monitor.should_stop,
+        "checkpoint": ended_with,
+        "monitor": monitor.name,
+        "best_epoch": monitor.best_epoch,
+        "best": monitor.best_metrics,
+        "final": {key: round(value, 6) for key, value in metrics.items()},
+        "test": {"loss": round(test_loss, 6), "acc": round(test_acc, 6), "n": len(data.y_test)},
+        "data": {
+            "source": data.source,
+            "train": n_train,
+            "val": len(data.y_val),
+            "test": len(data.y_test),
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+        },
+        "params": {
+            "total": sum(p.numel() for p in model.parameters()),
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        },
+        "timings": {
+            "train_seconds": round(train_seconds, 3),
+            "seconds_per_epoch": round(train_seconds / max(completed - start_epoch, 1), 3),
+            "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
+        },
+    }
+    writer.finish("done", summary)
+    return run_dir if is_main else None
+
+
+class _Diverged(Exception):
+    def __init__(self, epoch: int, step: int, loss: float):
+        super().__init__(f"loss {loss} at epoch {epoch} step {step}")
+        self.epoch, self.step, self.loss = epoch, step, loss
+
+
+def _divergence_advice(cfg: Config) -> str:
+    advice = [f"--set optim.lr={cfg.optim.lr / 10:g}"]
+    if cfg.train.clip_norm is None:
+        advice.append("--set train.clip_norm=1.0")
+    if cfg.model.norm == "none":
+        advice.append("--set model.norm=batch")
+    return " or ".join(advice)
+
+
+def _load_model_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load weights, or raise one line saying how the checkpoint differs from the model."""
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise KaizenError(f"{path} is not a kaizen checkpoint (no model weights)")
+    own = model.state_dict()
+    missing = [key for key in own if key not in weights]
+    unexpected = [key for key in weights if key not in own]
+    mismatched = [key for key in own if key in weights and weights[key].shape != own[key].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if mismatched:
+            key = mismatched[0]
+            parts.append(f"{key} is {tuple(weights[key].shape)} there, {tuple(own[key].shape)} here")
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}")
+        raise KaizenError(f"{path} belongs to another architecture: {'; '.join(parts)}")
+    model.load_state_dict(weights)

@@ -1,0 +1,136 @@
+"""Learning-rate schedules: one small class computes every group's rate from the step count.
+
+lr(step) = base_lr × warm-up(step) × shape(progress) × plateau_scale. Warm-up composes with any shape;
+reduce-on-plateau is a scale that falls when validation loss stalls. Rates are set per step, so cosine and
+one-cycle are smooth within an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from kaizen.config import ScheduleConfig
+from kaizen.registry import SCHEDULES
+
+DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.95, "plateau": 0.1}
+
+
+@SCHEDULES.register("constant")
+def _constant(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("step")
+def _step(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    return _gamma(cfg) ** math.floor(epoch / cfg.step_epochs)
+
+
+@SCHEDULES.register("exponential")
+def _exponential(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    return _gamma(cfg) ** math.floor(epoch)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    start = min(cfg.warmup_epochs, epochs)
+    progress = min(max((epoch - start) / max(epochs - start, 1e-9), 0.0), 1.0)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@SCHEDULES.register("onecycle")
+def _onecycle(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    # Rise from lr/25 to lr over the first 30%, then anneal to lr/1e4 (Smith's one-cycle policy).
+    progress = min(epoch / epochs, 1.0)
+    if progress < 0.3:
+        return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * progress / 0.3))
+    return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7))
+
+
+@SCHEDULES.register("plateau")
+def _plateau(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    return 1.0  # the plateau scale does the work
+
+
+def _gamma(cfg: ScheduleConfig) -> float:
+    return cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA.get(cfg.name, 0.1)
+
+
+class LRSchedule:
+    """Sets each parameter group's learning rate; `step()` after every batch, `end_epoch()` after each epoch."""
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int, steps_per_epoch: int
+    ):
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        self.shape = SCHEDULES.get(cfg.name)
+        self.steps = 0
+        self.plateau_scale = 1.0
+        self.plateau_best = math.inf
+        self.plateau_wait = 0
+        for group in optimizer.param_groups:
+            group.setdefault("base_lr", group["lr"])
+        self._apply()
+
+    def factor(self) -> float:
+        """The multiplier of every base learning rate at the current step."""
+        epoch = self.steps / self.steps_per_epoch
+        warm = (
+            min(1.0, (self.steps + 1) / (self.cfg.warmup_epochs * self.steps_per_epoch))
+            if (self.cfg.warmup_epochs > 0)
+            else 1.0
+        )
+        base = self.optimizer.param_groups[0]["base_lr"]
+        floor = min(self.cfg.min_lr / base, 1.0)
+        return warm * self.shape(epoch, self.cfg, self.epochs, floor) * self.plateau_scale
+
+    def _apply(self) -> None:
+        factor = self.factor()
+        for group in self.optimizer.param_groups:
+            group["lr"] = max(
+                group["base_lr"] * factor, self.cfg.min_lr if self.cfg.name == "plateau" else 0.0
+            )
+
+    def step(self) -> None:
+        """Advance one batch."""
+        self.steps += 1
+        self._apply()
+
+    def end_epoch(self, val_loss: float | None) -> None:
+        """Reduce-on-plateau: shrink the scale after `patience` epochs without a better validation loss."""
+        if self.cfg.name != "plateau" or val_loss is None:
+            return
+        if val_loss < self.plateau_best * (1 - 1e-4):
+            self.plateau_best, self.plateau_wait = val_loss, 0
+        else:
+            self.plateau_wait += 1
+            if self.plateau_wait > self.cfg.patience:
+                self.plateau_scale *= _gamma(self.cfg)
+                self.plateau_wait = 0
+        self._apply()
+
+    def current_lr(self) -> float:
+        """The learning rate of the first group."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """State needed to resume exactly."""
+        return {
+            "steps": self.steps,
+            "plateau_scale": self.plateau_scale,
+            "plateau_best": self.plateau_best,
+            "plateau_wait": self.plateau_wait,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from `state_dict()`."""
+        self.steps = int(state["steps"])
+        self.plateau_scale = float(state["plateau_scale"])
+        self.plateau_best = float(state["plateau_best"])
+        self.plateau_wait = int(state["plateau_wait"])
+        self._apply()
