@@ -23,8 +23,13 @@ SHAPES = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
 KAGGLE = ModelConfig(preset="kaggle_cnn", norm="batch", norm_position="after", dropout=0.5)
 
 
+def plain(**switches) -> ModelConfig:
+    """A model config without the default job's batch norm and dropout, unless the test asks for them."""
+    return ModelConfig(**{"norm": "none", "dropout": 0.0, **switches})
+
+
 def layers_model(layers: list, **switches) -> ModelConfig:
-    return ModelConfig(preset=None, layers=layers, **switches)
+    return plain(preset=None, layers=layers, **switches)
 
 
 def child_names(model: nn.Module) -> list[str]:
@@ -47,7 +52,7 @@ def test_all_presets_registered():
     ids=["defaults", "switched"],
 )
 def test_preset_forward_gives_logits_per_class(name, shape, switches):
-    model = build_model(ModelConfig(preset=name, **switches), InitConfig(), shape, 7)
+    model = build_model(plain(preset=name, **switches), InitConfig(), shape, 7)
     assert child_names(model)[-1] == "head"
     logits = model(torch.randn(5, *shape))
     assert logits.shape == (5, 7)
@@ -74,60 +79,60 @@ def test_kaggle_cnn_keeps_the_seed_layout():
 
 
 def test_seed_shapes_are_kept_on_the_seed_input_sizes():
-    simple = build_model(ModelConfig(preset="simple_cnn"), None, (1, 28, 28), 10)
+    simple = build_model(plain(preset="simple_cnn"), None, (1, 28, 28), 10)
     assert simple.fc1.in_features == 160 and simple.fc1.out_features == 40
-    conv_net = build_model(ModelConfig(preset="conv_net"), None, (1, 28, 28), 10)
+    conv_net = build_model(plain(preset="conv_net"), None, (1, 28, 28), 10)
     assert conv_net.conv1.out_channels == 30 and conv_net.fc1.in_features == 30 * 12 * 12
     assert conv_net.fc1.out_features == 100
     for shape in [(1, 28, 28), (1, 32, 32)]:
-        lenet = build_model(ModelConfig(preset="lenet5"), None, shape, 10)
+        lenet = build_model(plain(preset="lenet5"), None, shape, 10)
         assert [lenet.fc1.in_features, lenet.fc1.out_features, lenet.fc2.out_features] == [400, 120, 84]
-    mlp = build_model(ModelConfig(preset="mlp", activation="sigmoid"), None, (1, 28, 28), 10)
+    mlp = build_model(plain(preset="mlp", activation="sigmoid"), None, (1, 28, 28), 10)
     widths = [(m.in_features, m.out_features) for m in mlp.modules() if isinstance(m, nn.Linear)]
     assert widths == [(784, 40), (40, 20), (20, 10)]
 
 
 def test_presets_adapt_to_small_images():
-    specs = preset_layers("simple_cnn", ModelConfig(preset="simple_cnn"), (1, 8, 8))
+    specs = preset_layers("simple_cnn", plain(preset="simple_cnn"), (1, 8, 8))
     assert [spec.padding for spec in specs if spec.type == "conv"] == ["same", "same"]
-    model = build_model(ModelConfig(preset="vgg_small"), None, (1, 8, 8), 10)
+    model = build_model(plain(preset="vgg_small"), None, (1, 8, 8), 10)
     assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 3  # 8 -> 4 -> 2 -> 1
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
 def test_global_activation_switch_reaches_every_hidden_activation(name):
-    model = build_model(ModelConfig(preset=name, activation="tanh"), None, (1, 28, 28), 10)
+    model = build_model(plain(preset=name, activation="tanh"), None, (1, 28, 28), 10)
     activations = activation_modules(model)
     assert activations
     assert all(isinstance(module, nn.Tanh) for module in activations.values())
 
 
 def test_norm_position_changes_the_order():
-    before = build_model(ModelConfig(preset="simple_cnn", norm="batch"), None, (1, 28, 28), 10)
+    before = build_model(plain(preset="simple_cnn", norm="batch"), None, (1, 28, 28), 10)
     after = build_model(
-        ModelConfig(preset="simple_cnn", norm="batch", norm_position="after"), None, (1, 28, 28), 10
+        plain(preset="simple_cnn", norm="batch", norm_position="after"), None, (1, 28, 28), 10
     )
     assert child_names(before)[:3] == ["conv1", "norm1", "act1"]
     assert child_names(after)[:3] == ["conv1", "act1", "norm1"]
 
 
 def test_norm_none_adds_no_norm_children():
-    model = build_model(ModelConfig(preset="lenet5"), None, (1, 28, 28), 10)
+    model = build_model(plain(preset="lenet5"), None, (1, 28, 28), 10)
     assert not any(name.startswith("norm") for name in child_names(model))
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
 def test_dropout_zero_leaves_no_dropout_and_positive_adds_it(name):
-    without = build_model(ModelConfig(preset=name, dropout=0.0), None, (1, 28, 28), 10)
+    without = build_model(plain(preset=name, dropout=0.0), None, (1, 28, 28), 10)
     assert not any(isinstance(m, nn.Dropout) for m in without.modules())
-    with_dropout = build_model(ModelConfig(preset=name, dropout=0.25), None, (1, 28, 28), 10)
+    with_dropout = build_model(plain(preset=name, dropout=0.25), None, (1, 28, 28), 10)
     rates = [m.p for m in with_dropout.modules() if isinstance(m, nn.Dropout)]
     assert rates and all(rate == 0.25 for rate in rates)
     assert child_names(with_dropout)[-2].startswith("drop")  # dropout right before the classifier
 
 
 def test_mlp_dropout_sits_between_dense_layers():
-    model = build_model(ModelConfig(preset="mlp", hidden=[40, 20], dropout=0.5), None, (1, 28, 28), 10)
+    model = build_model(plain(preset="mlp", hidden=[40, 20], dropout=0.5), None, (1, 28, 28), 10)
     assert child_names(model) == ["flatten", "fc1", "act1", "drop1", "fc2", "act2", "drop2", "head"]
 
 
@@ -144,10 +149,10 @@ def test_every_activation_builds_and_runs(name):
 
 def test_leaky_slope_and_prelu_channels_follow_the_switches():
     model = build_model(
-        ModelConfig(preset="conv_net", activation="leaky_relu", leaky_slope=0.2), None, (1, 8, 8), 10
+        plain(preset="conv_net", activation="leaky_relu", leaky_slope=0.2), None, (1, 8, 8), 10
     )
     assert model.act1.negative_slope == 0.2
-    prelu = build_model(ModelConfig(preset="conv_net", activation="prelu"), None, (1, 8, 8), 10)
+    prelu = build_model(plain(preset="conv_net", activation="prelu"), None, (1, 8, 8), 10)
     assert prelu.act1.weight.numel() == 30  # one slope per conv channel
     assert prelu.act2.weight.numel() == 100  # one per hidden unit
 
@@ -169,7 +174,7 @@ def test_instance_norm_on_flat_features_is_a_clear_error():
     with pytest.raises(KaizenError, match="use batch, layer or group"):
         create_norm("instance", channels=12, spatial=False)
     with pytest.raises(KaizenError, match=r"preset mlp\[\d+\] \(norm\)"):
-        build_model(ModelConfig(preset="mlp", norm="instance"), None, (1, 8, 8), 10)
+        build_model(plain(preset="mlp", norm="instance"), None, (1, 8, 8), 10)
 
 
 def test_layer_norm_normalises_each_sample_over_channels_and_space():
@@ -276,7 +281,7 @@ def test_shape_errors_name_the_layer_and_the_shape(layers, match):
 
 def test_bad_input_shape_is_a_clear_error():
     with pytest.raises(KaizenError, match="channels, height, width"):
-        build_model(ModelConfig(preset="mlp"), None, (28, 28), 10)
+        build_model(plain(preset="mlp"), None, (28, 28), 10)
 
 
 # ------------------------------------------------------------------------------------------------- inits
@@ -316,7 +321,7 @@ def test_he_normal_on_conv_uses_fan_in_of_channels_times_kernel():
 
 
 def test_zeros_init_zeroes_every_weight():
-    model = build_model(ModelConfig(preset="lenet5"), InitConfig(weights="zeros"), (1, 28, 28), 10)
+    model = build_model(plain(preset="lenet5"), InitConfig(weights="zeros"), (1, 28, 28), 10)
     assert all(torch.count_nonzero(weight) == 0 for weight in weight_parameters(model))
 
 
@@ -333,7 +338,7 @@ def test_default_init_keeps_pytorch_initialisation():
 
 def test_bias_constant_touches_dense_and_conv_only():
     model = build_model(
-        ModelConfig(preset="kaggle_cnn", norm="batch"),
+        plain(preset="kaggle_cnn", norm="batch"),
         InitConfig(weights="xavier_uniform", bias=0.1),
         (1, 28, 28),
         10,
@@ -346,7 +351,7 @@ def test_bias_constant_touches_dense_and_conv_only():
 
 
 def test_every_init_is_registered_and_applies():
-    model = build_model(ModelConfig(preset="resnet_small", norm="batch"), None, (1, 8, 8), 10)
+    model = build_model(plain(preset="resnet_small", norm="batch"), None, (1, 8, 8), 10)
     for name in INITS.names():
         apply_init(model, InitConfig(weights=name))
         assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -356,7 +361,7 @@ def test_every_init_is_registered_and_applies():
 
 
 def test_activation_modules_lists_named_activations_in_order():
-    model = build_model(ModelConfig(preset="resnet_small"), None, (1, 8, 8), 10)
+    model = build_model(plain(preset="resnet_small"), None, (1, 8, 8), 10)
     names = list(activation_modules(model))
     assert names[:3] == ["act1", "res1.act1", "res1.act2"]
     assert len(names) == 7
@@ -404,7 +409,7 @@ def test_summary_counts_frozen_params_as_non_trainable_and_keeps_modes():
 
 
 def test_summary_macs_include_nested_layers():
-    model = build_model(ModelConfig(preset="resnet_small"), None, (1, 8, 8), 10)
+    model = build_model(plain(preset="resnet_small"), None, (1, 8, 8), 10)
     summary = summarize(model, (1, 8, 8))
     res1 = next(row for row in summary.rows if row.name == "res1")
     assert res1.macs == 2 * 16 * 8 * 8 * (16 * 9)

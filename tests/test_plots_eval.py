@@ -255,6 +255,6 @@ def test_plot_evaluation_writes_both_figures(tmp_path):
     ev = evaluate(PROBS, LABELS, NAMES)
     images = torch.rand(6, 1, 8, 8)
     paths = plot_evaluation(ev, images, tmp_path / "eval", split="val")
-    assert [path.name for path in paths] == ["confusion_val.png", "mistakes_val.png"]
+    assert [path.name for path in paths] == ["confusion_matrix_val.png", "mistakes_val.png"]
     for path in paths:
         assert_png(path)

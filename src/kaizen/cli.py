@@ -76,7 +76,7 @@ def train(
         f"[bold green]done[/] {summary['epochs_completed']} epochs in {summary['timings']['train_seconds']:.1f}s · "
         f"{val}[bold]test acc {summary['test']['acc']:.2%}[/] ({summary['checkpoint']})"
     )
-    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}")
+    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}", soft_wrap=True)
 
 
 @config_app.command("show")

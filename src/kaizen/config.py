@@ -157,19 +157,19 @@ LayerSpec = Annotated[
 
 
 class ModelConfig(Section):
-    preset: str | None = Field("simple_cnn", description="a preset name, or null to build model.layers")
+    preset: str | None = Field("vgg_small", description="a preset name, or null to build model.layers")
     layers: list[LayerSpec] | None = Field(
         None, description="Keras-like layer list; kaizen appends the classifier (flatten + dense to classes)"
     )
     hidden: list[int] = Field([40, 20], description="hidden layer widths of the mlp preset")
     activation: str = "relu"
     leaky_slope: float = Field(0.01, ge=0, description="negative slope of leaky_relu")
-    norm: str = "none"
+    norm: str = "batch"
     norm_position: Literal["before", "after"] = Field(
         "before", description="norm before/after the activation"
     )
     groups: int = Field(8, gt=0, description="channel groups of group norm")
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
 
     _check_preset = field_validator("preset")(_registered(registry.PRESETS))
     _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
@@ -231,7 +231,7 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: str = Field("constant", description="constant | step | exponential | cosine | onecycle | plateau")
+    name: str = Field("cosine", description="constant | step | exponential | cosine | onecycle | plateau")
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, composes with any schedule")
     step_epochs: int = Field(10, gt=0, description="step: decay every this many epochs")
     gamma: float | None = Field(
@@ -252,8 +252,8 @@ class RegConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(20, gt=0)
-    batch_size: int = Field(64, gt=0)
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(2048, gt=0)
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -29,12 +28,10 @@ class Reporter:
             return
         self.steps_per_epoch = steps_per_epoch
         self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]} · acc {task.fields[acc]} · {task.fields[extra]}"),
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(bar_width=20),
+            TextColumn("loss {task.fields[loss]} acc {task.fields[acc]}{task.fields[extra]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
@@ -67,7 +64,7 @@ class Reporter:
         """Show the validation result of the epoch just finished."""
         if self.progress is None:
             return
-        extra = f"val {metrics['val_loss']:.4f} / {metrics['val_acc']:.2%}" if "val_loss" in metrics else ""
+        extra = f" · val {metrics['val_loss']:.4f} {metrics['val_acc']:.2%}" if "val_loss" in metrics else ""
         self.progress.update(self.task, extra=extra)
 
     def close(self) -> None:
