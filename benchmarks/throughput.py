@@ -29,11 +29,17 @@ MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 def minimal_loop(cfg: kaizen.Config, epochs: int) -> list[float]:
     """Seconds per epoch of the loop most tutorials write: DataLoader, forward, loss, backward, step."""
+    # kaizen's run leaves process-wide switches on (denormal flushing, deterministic kernels); the minimal loop
+    # runs with PyTorch's defaults, as a hand-written script would.
+    torch.set_flush_denormal(False)
+    torch.use_deterministic_algorithms(False)
     torch.manual_seed(cfg.train.seed)
     data = load_data(cfg.data, "cpu")
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
-    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=cfg.train.batch_size, shuffle=True)
+    loader = DataLoader(
+        TensorDataset(data.x_train, data.y_train), batch_size=cfg.train.batch_size, shuffle=True
+    )
     criterion = nn.CrossEntropyLoss()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16)
     times = []
@@ -53,7 +59,9 @@ def minimal_loop(cfg: kaizen.Config, epochs: int) -> list[float]:
 def kaizen_loop(cfg: kaizen.Config, epochs: int) -> list[float]:
     """Seconds per epoch (training part) of kaizen.train, read back from the run's metrics.csv."""
     with tempfile.TemporaryDirectory() as runs:
-        run = kaizen.train(cfg.override([f"train.epochs={epochs}", f"log.runs_dir={runs}", "log.plots=false"]))
+        run = kaizen.train(
+            cfg.override([f"train.epochs={epochs}", f"log.runs_dir={runs}", "log.plots=false"])
+        )
         return [row["seconds"] for row in run.metrics() if row["split"] == "train"]
 
 
@@ -66,7 +74,9 @@ def main() -> None:
     args = parser.parse_args()
 
     config = Path(__file__).resolve().parents[1] / "configs" / "kaggle_cnn.yaml"
-    dataset = ["data.name=mnist", f"data.root={args.root}"] if Path(args.root).is_dir() else ["data.name=digits"]
+    dataset = (
+        ["data.name=mnist", f"data.root={args.root}"] if Path(args.root).is_dir() else ["data.name=digits"]
+    )
     cfg = kaizen.Config.load(config).override([*dataset, "train.device=cpu", f"train.bf16={args.bf16}"])
     n_train = len(load_data(cfg.data, "cpu").y_train)
 
@@ -74,10 +84,13 @@ def main() -> None:
     for _ in range(args.rounds):  # alternate, so drift in machine speed hits both alike
         theirs += minimal_loop(cfg, args.epochs)[1:]
         mine += kaizen_loop(cfg, args.epochs)[1:]
+        print(f"round: minimal {theirs[-1]:.2f} s/epoch, kaizen {mine[-1]:.2f} s/epoch", flush=True)
     minimal_ips = n_train / statistics.median(theirs)
     kaizen_ips = n_train / statistics.median(mine)
-    print(f"data: {cfg.data.name} ({n_train:,} training images), model kaggle_cnn, batch {cfg.train.batch_size}, "
-          f"bf16={args.bf16}, threads={torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"data: {cfg.data.name} ({n_train:,} training images), model kaggle_cnn, batch {cfg.train.batch_size}, "
+        f"bf16={args.bf16}, threads={torch.get_num_threads()}, torch {torch.__version__}"
+    )
     print(f"{'loop':<28}{'images/s':>12}{'s/epoch':>10}")
     print(f"{'minimal DataLoader loop':<28}{minimal_ips:>12,.0f}{statistics.median(theirs):>10.2f}")
     print(f"{'kaizen (recording on)':<28}{kaizen_ips:>12,.0f}{statistics.median(mine):>10.2f}")

@@ -22,7 +22,7 @@ def train(
 ) -> Run:
     """Train a config (a Config, a YAML path, or None for the default job) and return its Run."""
     from kaizen.track.progress import Reporter
-    from kaizen.train.loop import fit
+    from kaizen.training.loop import fit
 
     if cfg is None:
         cfg = Config()
@@ -36,7 +36,7 @@ def train(
 def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Run:
     """Continue an interrupted run from its last checkpoint and return it."""
     from kaizen.track.progress import Reporter
-    from kaizen.train.loop import fit
+    from kaizen.training.loop import fit
 
     run = load_run(run_dir)
     cfg = run.config.override(overrides) if overrides else run.config

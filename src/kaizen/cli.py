@@ -45,9 +45,7 @@ def load_config(config: Path | None, overrides: list[str] | None) -> Config:
 def train(
     config: ConfigOption = None,
     overrides: SetOption = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="Continue this run from its last checkpoint.")
-    ] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue this run from its last checkpoint.")] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; print only the run path.")
     ] = False,
@@ -55,7 +53,7 @@ def train(
     """Train a model and write a run directory."""
     from kaizen import load_run
     from kaizen.track.progress import Reporter
-    from kaizen.train.loop import fit
+    from kaizen.training.loop import fit
 
     if resume is not None:
         if config is not None:
@@ -95,7 +93,10 @@ def summary(config: ConfigOption = None, overrides: SetOption = None) -> None:
     cfg = load_config(config, overrides)
     data = load_data(cfg.data, "cpu")
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
-    out.print(f"{cfg.model.preset or 'layer list'} on {data.source}: input {tuple(data.input_shape)}")
+    shape = "×".join(str(size) for size in data.input_shape)
+    out.print(
+        f"{cfg.model.preset or 'layer list'} · input {shape} · {data.num_classes} classes · {cfg.data.name}"
+    )
     out.print(render_summary(summarize(model, data.input_shape)))
 
 

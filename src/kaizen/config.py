@@ -53,7 +53,9 @@ class DataConfig(Section):
     val_split: float = Field(
         0.1, ge=0, description="validation fraction (<1) or count (>=1) of training data"
     )
-    split_seed: int = Field(0, ge=0, description="seed of the test/validation split; fixed so seeds share a split")
+    split_seed: int = Field(
+        0, ge=0, description="seed of the test/validation split; fixed so seeds share a split"
+    )
     fraction: float = Field(1.0, gt=0, le=1, description="train on this fraction of the training split")
     normalize: bool = Field(True, description="standardise inputs with the training split's mean and std")
 

@@ -45,7 +45,7 @@ class Run:
     def model(self, name: str | None = None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
         """Return (model in eval mode, checkpoint record with input_shape, num_classes, class_names, mean, std)."""
         from kaizen.nn import build_model
-        from kaizen.train.loop import _load_model_state
+        from kaizen.training.loop import _load_model_state
 
         name = name or self.summary.get("checkpoint", "best.pt")
         state = self.checkpoint(name, device)
