@@ -209,13 +209,51 @@ class InitConfig(Section):
     _check = field_validator("weights")(_registered(registry.INITS))
 
 
+# ------------------------------------------------------------------------------------ augmentation
+
+# Seed 004's ImageDataGenerator(rotation_range=8, width_shift_range=0.08, shear_range=0.3,
+# height_shift_range=0.08, zoom_range=0.08). Keras of 2017 read shear_range in radians.
+AUGMENT_PRESETS: dict[str, dict[str, float]] = {
+    "none": {},
+    "kaggle": {"rotation": 8, "width_shift": 0.08, "height_shift": 0.08, "shear": 0.3, "zoom": 0.08},
+}
+
+
+class AugmentConfig(Section):
+    """Training-time augmentation; every field 0/false is none. Evaluation is never augmented."""
+
+    rotation: float = Field(0.0, ge=0, le=180, description="random rotation up to +-this many degrees")
+    width_shift: float = Field(0.0, ge=0, lt=1, description="random horizontal shift up to +-this fraction")
+    height_shift: float = Field(0.0, ge=0, lt=1, description="random vertical shift up to +-this fraction")
+    shear: float = Field(0.0, ge=0, lt=1.5, description="random shear angle up to +-this many radians")
+    zoom: float = Field(0.0, ge=0, lt=1, description="random zoom factor in [1 - zoom, 1 + zoom]")
+    hflip: bool = Field(False, description="flip left-right with probability 0.5")
+    vflip: bool = Field(False, description="flip upside-down with probability 0.5")
+    noise: float = Field(0.0, ge=0, description="std of added Gaussian noise (in normalised units)")
+    elastic_alpha: float = Field(0.0, ge=0, description="elastic distortion strength in pixels (0 = off)")
+    elastic_sigma: float = Field(4.0, gt=0, description="smoothness of the elastic field in pixels")
+    cutout: float = Field(0.0, ge=0, lt=1, description="erase one square of this fraction of the side")
+    mixup: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 = off")
+    cutmix: float = Field(0.0, ge=0, description="cutmix Beta(alpha, alpha); 0 = off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, value: Any) -> Any:
+        """`augment: kaggle` (or `--set augment=kaggle`) stands for that preset's values; `none` for no augmentation."""
+        if isinstance(value, str):
+            if value not in AUGMENT_PRESETS:
+                raise ValueError(f"unknown augmentation preset '{value}'; valid: {', '.join(AUGMENT_PRESETS)}")
+            return dict(AUGMENT_PRESETS[value])
+        return value
+
+
 # ---------------------------------------------------------------------------------- optimisation
 
 
 class OptimConfig(Section):
     name: str = "adam"
     lr: float = Field(1e-3, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1, description="momentum / nesterov / rmsprop momentum")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum of the momentum and nesterov optimisers")
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(
@@ -285,7 +323,24 @@ class CheckpointConfig(Section):
 class LogConfig(Section):
     runs_dir: str = "runs"
     progress: bool = True
-    plots: bool = True
+    plots: bool = Field(True, description="curves.png, and gradients.png / activations.png when stats are on")
+    tensorboard: bool = Field(
+        True, description="TensorBoard events in tb/ (tensorboard --logdir runs): scalars, images, graph"
+    )
+    histograms: bool = Field(
+        True, description="TensorBoard histograms of weights, biases, gradients and activations each epoch"
+    )
+    stats: bool = Field(
+        True,
+        description="per-layer statistics in stats.jsonl (gradient norms, update ratios, dead and "
+        "saturated units), read by kaizen doctor",
+    )
+    stats_every: int | None = Field(
+        None,
+        gt=0,
+        description="sample statistics every N training steps (at least once per epoch); null: "
+        "N chosen for a few samples per epoch",
+    )
 
 
 class Config(Section):
@@ -294,6 +349,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name; default <dataset>-<preset>")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
     init: InitConfig = InitConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -346,6 +402,9 @@ class Config(Section):
             if not sep or not key:
                 raise KaizenError(f"override '{assignment}' is not of the form dotted.key=value")
             _set_dotted(data, key, _parse_value(text))
+            # Re-resolve after each assignment, so a shorthand (augment=kaggle) becomes a section the next
+            # assignment (augment.mixup=0.2) can refine.
+            data = Config.from_dict(data, source="override").to_dict()
         return Config.from_dict(data, source="override")
 
     def run_name(self) -> str:

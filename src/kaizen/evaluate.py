@@ -13,9 +13,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.table import Table
-from sklearn.metrics import precision_recall_fscore_support
-
-from kaizen.track.plots import plot_confusion, plot_mistakes
 
 LOG_CLAMP = 1e-12  # a probability of exactly 0 on the true class would make the loss infinite
 
@@ -78,6 +75,8 @@ def evaluate(probs: torch.Tensor, y: torch.Tensor, class_names: list[str]) -> Ev
     Loss is the mean cross-entropy -log p(true class), with p clamped at 1e-12. Per-class numbers come
     from scikit-learn with zero_division=0; macro averages are unweighted means over all K classes.
     """
+    from sklearn.metrics import precision_recall_fscore_support  # imported here: slow, and only eval needs it
+
     n_classes = len(class_names)
     if probs.ndim != 2 or probs.shape[1] != n_classes:
         raise ValueError(f"probs must be N×{n_classes} (one column per class name), got {tuple(probs.shape)}")
@@ -161,6 +160,8 @@ def plot_evaluation(
     `images` are the evaluated inputs in display values (unnormalised, in [0, 1]), in the same order as
     the labels given to `evaluate`.
     """
+    from kaizen.track.plots import plot_confusion, plot_mistakes
+
     out_dir = Path(out_dir)
     suffix = "" if split == "test" else f"_{split}"
     confusion_png = out_dir / f"confusion_matrix{suffix}.png"

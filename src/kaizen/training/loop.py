@@ -1,6 +1,6 @@
 """The training loop: one function, read top to bottom.
 
-Each iteration: fetch (an index slice of a seeded permutation of device-resident data), forward (bf16
+Each iteration: fetch (an index slice of a seeded permutation of device-resident data), augment, forward (bf16
 autocast if asked), loss + penalties, backward, clip, step, schedule, record. Metrics accumulate on the device
 and are read only at logging points, so the step never waits on the host.
 """
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kaizen.config import Config
+from kaizen.data.augment import Augment
 from kaizen.errors import KaizenError
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
@@ -81,7 +82,6 @@ def fit(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
-    torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
     torch.set_flush_denormal(True)
@@ -100,6 +100,7 @@ def fit(
     monitor = Monitor(cfg.early_stop, has_val=len(data.y_val) > 0)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.reg.label_smoothing)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
+    augment = Augment(cfg.augment)
 
     # --- run directory: created or resumed ---------------------------------------------------------
     start_epoch = 0
@@ -154,10 +155,13 @@ def fit(
             seen = 0
             for step in range(steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]  # fetch
-                xb, yb = data.x_train[index], data.y_train[index]
+                batch = augment(data.x_train[index], data.y_train[index])  # augment
+                yb = batch.y
                 with autocast:
-                    logits = model(xb)  # forward
-                    loss = criterion(logits.float(), yb)
+                    logits = model(batch.x).float()  # forward
+                    loss = criterion(logits, yb)
+                    if batch.mix is not None:  # mixup / cutmix: the loss of both label sets, weighted
+                        loss = batch.mix * loss + (1 - batch.mix) * criterion(logits, batch.y_mixed)
                 penalty = penalties.term()
                 total = loss if penalty is None else loss + penalty
                 optimizer.zero_grad(set_to_none=True)
@@ -186,6 +190,8 @@ def fit(
                     model, data.x_val, data.y_val, cfg.train.eval_batch_size
                 )
                 seconds["val"] = time.perf_counter() - began
+                if not math.isfinite(metrics["val_loss"]):  # the epoch's last steps broke the weights
+                    raise _Diverged(epoch + 1, steps_per_epoch, metrics["val_loss"])
             schedule.end_epoch(metrics.get("val_loss"))
             rows = [
                 {
