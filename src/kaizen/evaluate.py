@@ -38,6 +38,21 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 204
         model.train(was_training)
 
 
+def predict_proba_tta(
+    model: torch.nn.Module, x: torch.Tensor, augment, copies: int, batch_size: int = 2048, seed: int = 0
+) -> torch.Tensor:
+    """Test-time augmentation: class probabilities averaged over `x` and `copies` augmented versions of it.
+
+    `augment` is a `kaizen.data.augment.Augment`; its randomness is seeded by `seed` and does not disturb the
+    global random state.
+    """
+    unused_labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        views = [predict_proba(model, augment(x, unused_labels).x, batch_size) for _ in range(copies)]
+    return torch.stack([predict_proba(model, x, batch_size), *views]).mean(0)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Metrics of one classifier on one labelled set. Arrays are NumPy; per-class arrays have length K."""

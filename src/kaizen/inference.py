@@ -9,13 +9,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kaizen.data.augment import for_test_time
 from kaizen.errors import KaizenError
-from kaizen.evaluate import Evaluation, evaluate, plot_evaluation, predict_proba
+from kaizen.evaluate import Evaluation, evaluate, plot_evaluation, predict_proba, predict_proba_tta
 from kaizen.run import Run
 from kaizen.track import rundir
 
 
-def evaluate_run(run: Run, split: str = "test") -> tuple[Evaluation, list[Path]]:
+def probabilities(run: Run, model: torch.nn.Module, x: torch.Tensor, tta: int = 0) -> torch.Tensor:
+    """Class probabilities of a run's model on normalised inputs; with `tta` > 0, averaged over that many
+    augmented copies too (the run's own geometric augmentation)."""
+    batch_size = run.config.train.eval_batch_size
+    if tta > 0:
+        return predict_proba_tta(model, x, for_test_time(run.config.augment), tta, batch_size)
+    return predict_proba(model, x, batch_size)
+
+
+def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluation, list[Path]]:
     """Evaluate the run's model on a split of its own data; write the confusion matrix, the worst mistakes
     and eval_<split>.json into the run directory. Returns the evaluation and the paths written."""
     from kaizen.data import load_data
@@ -25,7 +35,7 @@ def evaluate_run(run: Run, split: str = "test") -> tuple[Evaluation, list[Path]]
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if len(y) == 0:
         raise KaizenError(f"the {split} split of {run.path} is empty")
-    result = evaluate(predict_proba(model, x, run.config.train.eval_batch_size), y, data.class_names)
+    result = evaluate(probabilities(run, model, x, tta), y, data.class_names)
     mean = torch.tensor(state["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(state["std"]).view(1, -1, 1, 1)
     paths = plot_evaluation(result, x * std + mean, run.path, split)
@@ -34,6 +44,7 @@ def evaluate_run(run: Run, split: str = "test") -> tuple[Evaluation, list[Path]]
         report,
         {
             "split": split,
+            "tta": tta,
             "n": result.count,
             "accuracy": result.accuracy,
             "loss": result.loss,
@@ -49,7 +60,9 @@ def evaluate_run(run: Run, split: str = "test") -> tuple[Evaluation, list[Path]]
     return result, [*paths, report]
 
 
-def predict_file(runs: list[Run], input_path: str | Path, out_path: str | Path) -> dict[str, object]:
+def predict_file(
+    runs: list[Run], input_path: str | Path, out_path: str | Path, tta: int = 0
+) -> dict[str, object]:
     """Predict every image of `input_path` with the runs (probabilities averaged) and write `out_path`.
 
     CSV input gets Kaggle's `ImageId,Label`; other inputs get `index,label,confidence`. Returns a small report.
@@ -71,9 +84,7 @@ def predict_file(runs: list[Run], input_path: str | Path, out_path: str | Path) 
     x = torch.from_numpy(to_float(raw))
     probs = torch.zeros(len(x), first_state["num_classes"])
     for (model, state), run in zip(models, runs):
-        probs += predict_proba(
-            model, normalize(x, state["mean"], state["std"]), run.config.train.eval_batch_size
-        )
+        probs += probabilities(run, model, normalize(x, state["mean"], state["std"]), tta)
     probs /= len(models)
     confidence, labels = probs.max(1)
     names = first_state["class_names"]

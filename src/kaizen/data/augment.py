@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from kaizen.config import AugmentConfig
+from kaizen.config import AugmentConfig, Config
+from kaizen.errors import KaizenError
 
 
 @dataclass
@@ -91,8 +93,16 @@ class Augment:
         kernel = torch.exp(-(taps**2) / (2 * sigma**2))
         kernel = kernel / kernel.sum()
         field = torch.rand(n, 2, height, width, device=device) * 2 - 1
-        field = F.conv2d(F.pad(field, (radius, radius, 0, 0), mode="replicate"), kernel.view(1, 1, 1, -1).expand(2, 1, 1, -1), groups=2)
-        field = F.conv2d(F.pad(field, (0, 0, radius, radius), mode="replicate"), kernel.view(1, 1, -1, 1).expand(2, 1, -1, 1), groups=2)
+        field = F.conv2d(
+            F.pad(field, (radius, radius, 0, 0), mode="replicate"),
+            kernel.view(1, 1, 1, -1).expand(2, 1, 1, -1),
+            groups=2,
+        )
+        field = F.conv2d(
+            F.pad(field, (0, 0, radius, radius), mode="replicate"),
+            kernel.view(1, 1, -1, 1).expand(2, 1, -1, 1),
+            groups=2,
+        )
         scale = torch.tensor([2 / width, 2 / height], device=device).view(1, 2, 1, 1)  # pixels -> grid units
         return (self.cfg.elastic_alpha * field * scale).permute(0, 2, 3, 1)
 
@@ -122,8 +132,54 @@ class Augment:
         top = int(torch.randint(0, height - box_h + 1, ()))
         left = int(torch.randint(0, width - box_w + 1, ()))
         x = x.clone()
-        x[:, :, top : top + box_h, left : left + box_w] = x[order][:, :, top : top + box_h, left : left + box_w]
+        x[:, :, top : top + box_h, left : left + box_w] = x[order][
+            :, :, top : top + box_h, left : left + box_w
+        ]
         return Batch(x, y, y[order], 1 - box_h * box_w / (height * width))
+
+
+def for_test_time(cfg: AugmentConfig) -> Augment:
+    """The part of a training augmentation that suits test-time augmentation: geometry and flips.
+
+    Noise, cutout, elastic distortion and mixing make training harder; averaged over at test time they only
+    blur the prediction. KaizenError when nothing is left (the run was trained without such augmentation).
+    """
+    keep = cfg.model_copy(
+        update={"noise": 0.0, "cutout": 0.0, "elastic_alpha": 0.0, "mixup": 0.0, "cutmix": 0.0}
+    )
+    augment = Augment(keep)
+    if not augment.active:
+        raise KaizenError(
+            "test-time augmentation uses the run's own augmentation (rotation, shift, shear, zoom, flips), "
+            "and this run was trained without it; train with e.g. --set augment=kaggle"
+        )
+    return augment
+
+
+def preview(cfg: Config, out_png: Path, images: int = 8, copies: int = 6) -> None:
+    """Write a PNG of `images` training images (first column) beside `copies` augmented versions of each."""
+    from kaizen.data import load_data
+    from kaizen.track.plots import plot_augment_preview
+
+    if images < 1 or copies < 1:
+        raise KaizenError("augment-preview needs at least one image and one copy")
+    augment = Augment(cfg.augment)
+    if not augment.active:
+        raise KaizenError("this config has no augmentation to preview; try --set augment=kaggle")
+    data = load_data(cfg.data, "cpu")
+    torch.manual_seed(cfg.train.seed)
+    x = data.x_train[:images]
+    y = data.y_train[:images]
+    augmented = torch.stack([augment(x, y).x for _ in range(copies)], 1)
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    shown = (augmented * std.unsqueeze(1) + mean.unsqueeze(1)).numpy()
+    settings = ", ".join(
+        f"{key} {value:g}"
+        for key, value in cfg.augment.model_dump().items()
+        if value and key != "elastic_sigma"
+    )
+    plot_augment_preview((x * std + mean).numpy(), shown, out_png, f"augmentation: {settings}")
 
 
 def _coin(x: torch.Tensor) -> torch.Tensor:

@@ -247,6 +247,29 @@ def plot_mistakes(
     _save_atomic(fig, Path(out_png))
 
 
+def plot_augment_preview(originals: np.ndarray, augmented: np.ndarray, out_png: Path, title: str) -> None:
+    """Draw each original (first column) beside its augmented copies.
+
+    `originals` is N×C×H×W and `augmented` N×K×C×H×W, display values in [0, 1]. Writes `out_png`.
+    """
+    count, copies = augmented.shape[:2]
+    fig = Figure(figsize=(1.3 * (copies + 1), 1.3 * count + 0.6), dpi=CURVES_DPI, layout="constrained")
+    axes = fig.subplots(count, copies + 1, squeeze=False)
+    for row in range(count):
+        for column, image in enumerate([originals[row], *augmented[row]]):
+            ax = axes[row, column]
+            ax.set_axis_off()
+            pixels = np.clip(np.asarray(image, dtype=float), 0.0, 1.0)
+            if pixels.shape[0] == 1:
+                ax.imshow(pixels[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
+            if row == 0:
+                ax.set_title("original" if column == 0 else f"copy {column}", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _save_atomic(fig, Path(out_png))
+
+
 def _save_atomic(fig: Figure, out_png: Path) -> None:
     """Write `fig` as PNG to a temporary file beside `out_png`, then rename it into place."""
     temporary = out_png.parent / f".{out_png.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
