@@ -8,7 +8,12 @@ print(run.summary["test"]["acc"])
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kaizen.doctor.findings import Finding
 
 __version__ = "0.1.0"
 
@@ -18,9 +23,16 @@ from kaizen.run import Run, load_run  # noqa: E402
 
 
 def train(
-    cfg: Config | str | Path | None = None, overrides: list[str] | None = None, quiet: bool = True
+    cfg: Config | str | Path | None = None,
+    overrides: list[str] | None = None,
+    quiet: bool = True,
+    metrics: dict[str, Callable[[Any, Any], float]] | None = None,
 ) -> Run:
-    """Train a config (a Config, a YAML path, or None for the default job) and return its Run."""
+    """Train a config (a Config, a YAML path, or None for the default job) and return its Run.
+
+    `metrics` are custom metrics, `{name: fn(model, data) -> float}`, evaluated in inference mode at the end
+    of every epoch and logged to TensorBoard (`custom/<name>`) and stats.jsonl (records of kind `custom`).
+    """
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
 
@@ -30,7 +42,14 @@ def train(
         cfg = Config.load(cfg)
     if overrides:
         cfg = cfg.override(overrides)
-    return load_run(fit(cfg, reporter=Reporter(enabled=not quiet)))
+    return load_run(fit(cfg, reporter=Reporter(enabled=not quiet), metrics=metrics))
+
+
+def diagnose(run_dir: str | Path) -> list[Finding]:
+    """Diagnose a run: the list of `kaizen.doctor.Finding`s, most severe first (see `kaizen doctor`)."""
+    from kaizen.doctor import diagnose as run_doctor
+
+    return run_doctor(run_dir)
 
 
 def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Run:
@@ -43,4 +62,4 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool 
     return load_run(fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet)))
 
 
-__all__ = ["Config", "KaizenError", "Run", "load_run", "resume", "train", "__version__"]
+__all__ = ["Config", "KaizenError", "Run", "diagnose", "load_run", "resume", "train", "__version__"]

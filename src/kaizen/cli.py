@@ -104,6 +104,9 @@ def summary(config: ConfigOption = None, overrides: SetOption = None) -> None:
 def eval_(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    tta: Annotated[
+        int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
+    ] = 0,
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, worst mistakes."""
     from kaizen import load_run
@@ -112,7 +115,7 @@ def eval_(
 
     if split not in ("test", "val", "train"):
         raise KaizenError(f"--split must be test, val or train, not '{split}'")
-    result, paths = evaluate_run(load_run(run), split)
+    result, paths = evaluate_run(load_run(run), split, tta)
     out.print(f"[bold]{headline(result, split)}[/]")
     out.print(render_evaluation(result))
     for path in paths:
@@ -126,14 +129,323 @@ def predict(
     ],
     input: Annotated[Path, typer.Option("--input", "-i", help="Images: Kaggle CSV, NPZ (x) or IDX.")],
     output: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
+    tta: Annotated[
+        int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
+    ] = 0,
 ) -> None:
     """Predict the labels of a file of images (Kaggle `ImageId,Label` for CSV input)."""
     from kaizen import load_run
     from kaizen.inference import predict_file
 
-    report = predict_file([load_run(path) for path in runs], input, output)
+    report = predict_file([load_run(path) for path in runs], input, output, tta)
     models = "1 model" if report["runs"] == 1 else f"an ensemble of {report['runs']} models"
     out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}")
+
+
+@app.command("augment-preview")
+def augment_preview(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("augment-preview.png"),
+    images: Annotated[int, typer.Option(help="Training images to show.")] = 8,
+    copies: Annotated[int, typer.Option(help="Augmented copies of each.")] = 6,
+) -> None:
+    """Draw training images beside augmented copies, as the training loop sees them."""
+    from kaizen.data.augment import preview
+
+    cfg = load_config(config, overrides)
+    preview(cfg, output, images, copies)
+    out.print(f"wrote {output}")
+
+
+SeedsOption = Annotated[
+    int, typer.Option("--seeds", help="Runs per variant (train.seed = base seed + 0..N-1).")
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        help="Worker processes (default: one per core); each trains with cores // workers threads.",
+    ),
+]
+MetricOption = Annotated[
+    str, typer.Option(help="summary.json value to compare: test.acc, best.val_loss, ...")
+]
+
+
+def _execute_study(plan, out_dir: Path, workers: int | None) -> None:
+    """Run a study plan with one progress line per run, then print the results table and the report's path."""
+    from kaizen.study import execute
+    from kaizen.study.compare import check_workers
+    from kaizen.study.report import headline, render_table
+
+    check_workers(workers)
+
+    def progress(event) -> None:
+        if event.status == "skipped":
+            return
+        line = f"[{event.index}/{event.total}] {event.variant} · seed {event.seed} · {event.status} in {event.seconds:.1f}s"
+        if event.error:
+            line += f": {event.error}"
+        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True)
+
+    def start(to_run: int, finished: int) -> None:
+        runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
+        earlier = f", {finished} finished earlier" if finished else ""
+        err.print(
+            f"{plan.title}: {runs}, {to_run} to run{earlier} -> {out_dir}", highlight=False, soft_wrap=True
+        )
+
+    try:
+        outcome, report = execute(plan, out_dir, workers, on_event=progress, on_start=start)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished runs are kept; run the same command again to resume")
+        raise
+    err.print(
+        f"ran {outcome.ran}, skipped {outcome.skipped} finished earlier, {len(outcome.failed)} failed · "
+        f"{outcome.seconds:.1f}s on {outcome.workers} worker(s) × {outcome.threads} thread(s)"
+    )
+    out.print(render_table(report.results, out.width))
+    for variant in report.results.variants:
+        if variant.errors:
+            out.print(f"[red]{variant.id}[/]: {variant.errors[0]}", highlight=False, soft_wrap=True)
+    if report.curve is not None:
+        out.print(f"[bold]{report.curve.reading}[/]", highlight=False, soft_wrap=True)
+    for line in headline(report.results):
+        out.print(line, highlight=False, soft_wrap=True)
+    out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True)
+
+
+@app.command()
+def compare(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Study directory (re-run to resume).")],
+    vary: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vary", help="key=value1,value2 (repeatable); a list value in brackets: \\[32],\\[16,8]."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    mode: Annotated[
+        str, typer.Option(help="grid: every combination; one-at-a-time: each value vs the base.")
+    ] = "grid",
+    seeds: SeedsOption = 3,
+    workers: WorkersOption = None,
+    metric: MetricOption = "test.acc",
+) -> None:
+    """Compare variants × seeds: mean ± std, 95% CI, t-test against the baseline, HTML report."""
+    from kaizen.study import compare_plan
+
+    plan = compare_plan(load_config(config, overrides), vary or [], mode, seeds, metric)
+    _execute_study(plan, out_dir, workers)
+
+
+@app.command()
+def study(
+    name: Annotated[str | None, typer.Argument(help="A built-in study (see --list).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="Describe the built-in studies.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Run on this config instead of the study's own setup."),
+    ] = None,
+    overrides: SetOption = None,
+    seeds: SeedsOption = 3,
+    workers: WorkersOption = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Default: studies/<name>.")] = None,
+    metric: MetricOption = "test.acc",
+) -> None:
+    """Reproduce a seed experiment (vanishing-gradients, optimizers, ...) with statistics and a report."""
+    from kaizen.study import RECIPES, study_plan
+
+    if list_:
+        for recipe in RECIPES.values():
+            variants = ", ".join(variant_id for variant_id, _ in recipe.variants)
+            state = "" if recipe.available() else f"  [red]not available: {recipe.missing_note}[/]"
+            out.print(f"[bold]{recipe.name}[/] (seed {recipe.seed}){state}", highlight=False)
+            out.print(f"    {recipe.question}", highlight=False, soft_wrap=True)
+            out.print(
+                f"    variants: {variants} · setup: {recipe.description}", highlight=False, soft_wrap=True
+            )
+        return
+    if name is None:
+        raise KaizenError("give a study name (kaizen study --list shows them)")
+    base = Config.load(config) if config is not None else None
+    plan = study_plan(name, base, seeds, metric, overrides)
+    suffix = f"-{config.stem}" if config is not None else ""
+    _execute_study(plan, out_dir or Path("studies") / f"{name}{suffix}", workers)
+
+
+@app.command()
+def datacurve(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    fractions: Annotated[
+        str, typer.Option(help="Training-set fractions, comma-separated.")
+    ] = "0.1,0.25,0.5,1",
+    seeds: SeedsOption = 3,
+    workers: WorkersOption = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Default: studies/datacurve-<config>.")
+    ] = None,
+    metric: MetricOption = "test.acc",
+) -> None:
+    """Accuracy and train/validation gap against training-set size: will more data help?"""
+    from kaizen.study import datacurve_plan, parse_fractions
+
+    plan = datacurve_plan(load_config(config, overrides), parse_fractions(fractions), seeds, metric)
+    name = config.stem if config is not None else "default"
+    _execute_study(plan, out_dir or Path("studies") / f"datacurve-{name}", workers)
+
+
+@app.command()
+def doctor(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Train the top recommendation (same seed and data) and compare."),
+    ] = False,
+    tries: Annotated[
+        list[str] | None,
+        typer.Option("--try", help="With --verify: try these overrides instead (repeatable)."),
+    ] = None,
+) -> None:
+    """Diagnose a run: each problem with its evidence, and the overrides to try (best first)."""
+    import json
+
+    from kaizen.doctor import examine, read_run
+    from kaizen.doctor.report import findings_json, json_safe, render_findings, render_verification
+    from kaizen.doctor.verify import verify as verify_run
+
+    if tries and not verify:
+        raise KaizenError("--try goes with --verify: kaizen doctor RUN --verify --try optim.lr=0.01")
+    record = read_run(run)
+    for warning in record.corrupt_lines:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    findings = examine(record)
+    report = findings_json(record, findings)
+    if not as_json:
+        out.print(render_findings(record, findings))
+    if verify:
+        if not as_json:
+            out.print(
+                "\n[bold]verifying[/] (the run's config with the override: same seed, data and budget) ..."
+            )
+        result = verify_run(record.path, tries, quiet=as_json)
+        report["verification"] = result.to_dict()
+        if not as_json:
+            out.print(render_verification(result))
+    if as_json:
+        print(json.dumps(json_safe(report), indent=2))
+
+
+@app.command("inspect")
+def inspect_(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (default: train.batch_size).")] = None,
+    eval_mode: Annotated[
+        bool, typer.Option("--eval", help="Inference mode: batch norm running statistics, no dropout.")
+    ] = False,
+) -> None:
+    """One batch forward: each layer's output shape, mean, std, min, max, NaN/Inf count and parameters."""
+    from kaizen.nn.inspect import inspect_config, render_inspection
+
+    if batch is not None and batch < 1:
+        raise KaizenError(f"--batch must be at least 1, not {batch}")
+    cfg = load_config(config, overrides)
+    rows = inspect_config(cfg, batch, train_mode=not eval_mode)
+    mode = "inference mode" if eval_mode else "training mode"
+    title = (
+        f"{cfg.model.preset or 'layer list'} on {cfg.data.name} · one batch of {rows[0].shape[0]} · {mode}"
+    )
+    out.print(render_inspection(rows, title))
+
+
+@app.command()
+def ensemble(
+    runs: Annotated[list[Path] | None, typer.Argument(help="Finished runs to combine.")] = None,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--config", "-c", help="Train the members of this config (stacking: repeat per base learner)."
+        ),
+    ] = None,
+    overrides: SetOption = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Runs: average | vote. Training: seeds | bagging | boosting | stacking | snapshot."
+        ),
+    ] = None,
+    members: Annotated[
+        int, typer.Option("--members", "-k", help="Members (stacking: folds; snapshot: cycles).")
+    ] = 5,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the members' runs and ensemble.json.")
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate finished runs on: test or val.")] = "test",
+) -> None:
+    """Combine finished runs, or train an ensemble's members; report each member beside the ensemble."""
+    from kaizen.ensemble import ensemble_runs, render_table, train_ensemble
+    from kaizen.track import rundir
+
+    if runs and config:
+        raise KaizenError("give finished runs to combine, or -c to train members, not both")
+    if runs:
+        if overrides:
+            raise KaizenError("--set applies to training members (-c); finished runs keep their configs")
+        result = ensemble_runs(runs, method or "average", split)
+    else:
+        if out_dir is None:
+            raise KaizenError("training an ensemble needs --out DIR for its members' runs")
+        configs = [load_config(path, overrides) for path in config or [None]]
+        result = train_ensemble(
+            configs,
+            method or "seeds",
+            members,
+            out_dir,
+            progress=lambda line: err.print(line, highlight=False),
+        )
+    out.print(render_table(result))
+    for note in result.notes:
+        out.print(note, highlight=False, soft_wrap=True)
+    out.print(f"[bold]{result.headline()}[/]", highlight=False, soft_wrap=True)
+    if runs and out_dir is not None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
+        rundir.write_json(out_dir / "ensemble.json", result.to_dict())
+    if out_dir is not None:
+        out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True)
+
+
+@app.command("export")
+def export_(
+    run: Annotated[Path, typer.Argument(help="A run directory.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+) -> None:
+    """Export a run's model to ONNX (pixels in [0, 1] in; logits and probabilities out), checked with onnxruntime."""
+    from kaizen import load_run
+    from kaizen.export import TOLERANCE, export_onnx
+
+    report = export_onnx(load_run(run), onnx)
+    shape = "×".join(str(size) for size in report.input_shape)
+    out.print(
+        f"wrote {report.path} ({report.size / 1024:.1f} KiB, opset {report.opset}): input 'images' N×{shape} "
+        f"pixels in [0, 1]; outputs 'logits', 'probabilities'",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"onnxruntime vs PyTorch on {report.images} {report.image_source}: max |diff| {report.max_diff:.2e} "
+        f"(limit {TOLERANCE:g})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

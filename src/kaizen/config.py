@@ -158,6 +158,15 @@ LayerSpec = Annotated[
 ]
 
 
+class TaskSpec(Section):
+    """One task of a multi-task model: `class` is the classifier itself; the others get their own head."""
+
+    name: str = Field(description="class | parity | reconstruction")
+    weight: float = Field(1.0, ge=0, description="weight of this task's loss in the training objective")
+
+    _check = field_validator("name")(_registered(registry.TASKS))
+
+
 class ModelConfig(Section):
     preset: str | None = Field("vgg_small", description="a preset name, or null to build model.layers")
     layers: list[LayerSpec] | None = Field(
@@ -172,6 +181,11 @@ class ModelConfig(Section):
     )
     groups: int = Field(8, gt=0, description="channel groups of group norm")
     dropout: float = Field(0.3, ge=0, lt=1)
+    tasks: list[TaskSpec] = Field(
+        [],
+        description="multi-task: [{name: parity, weight: 0.5}, ...] heads on the shared trunk, beside the "
+        "classifier (`class`, weight 1 unless listed); empty: the classifier alone",
+    )
 
     _check_preset = field_validator("preset")(_registered(registry.PRESETS))
     _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
@@ -190,6 +204,15 @@ class ModelConfig(Section):
     def _positive_widths(cls, value: list[int]) -> list[int]:
         if any(width <= 0 for width in value):
             raise ValueError("hidden widths must be positive")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_tasks(cls, value: list[TaskSpec]) -> list[TaskSpec]:
+        names = [task.name for task in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"task '{repeated[0]}' is listed twice")
         return value
 
     @model_validator(mode="after")
@@ -242,7 +265,9 @@ class AugmentConfig(Section):
         """`augment: kaggle` (or `--set augment=kaggle`) stands for that preset's values; `none` for no augmentation."""
         if isinstance(value, str):
             if value not in AUGMENT_PRESETS:
-                raise ValueError(f"unknown augmentation preset '{value}'; valid: {', '.join(AUGMENT_PRESETS)}")
+                raise ValueError(
+                    f"unknown augmentation preset '{value}'; valid: {', '.join(AUGMENT_PRESETS)}"
+                )
             return dict(AUGMENT_PRESETS[value])
         return value
 
@@ -271,7 +296,9 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: str = Field("cosine", description="constant | step | exponential | cosine | onecycle | plateau")
+    name: str = Field(
+        "cosine", description="constant | step | exponential | cosine | onecycle | cyclic | plateau"
+    )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, composes with any schedule")
     step_epochs: int = Field(10, gt=0, description="step: decay every this many epochs")
     gamma: float | None = Field(
@@ -279,6 +306,12 @@ class ScheduleConfig(Section):
     )
     min_lr: float = Field(0.0, ge=0, description="floor of cosine and plateau")
     patience: int = Field(3, ge=0, description="plateau: epochs without val_loss improvement before decaying")
+    cycles: int = Field(
+        1,
+        ge=1,
+        description="cyclic: cosine cycles with warm restarts (must divide train.epochs); a snapshot "
+        "checkpoint checkpoints/snapshot-<k>.pt at the end of each, for snapshot ensembles",
+    )
 
     _check = field_validator("name")(_registered(registry.SCHEDULES))
 
@@ -301,6 +334,27 @@ class TrainConfig(Section):
     clip_norm: float | None = Field(None, gt=0, description="clip gradients to this global L2 norm")
     clip_value: float | None = Field(None, gt=0, description="clip each gradient element to +-this value")
     threads: int | None = Field(None, gt=0, description="CPU threads (default: torch's choice)")
+    bootstrap: bool = Field(
+        False, description="bagging: train on a bootstrap resample (with replacement, seeded by train.seed)"
+    )
+    sample_weights: str | None = Field(
+        None,
+        description="boosting: .npy of one non-negative weight per training example (training-split order); "
+        "each example's loss counts by its weight",
+    )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        description="stacking: cut the training data into this many stratified folds (seeded by "
+        "data.split_seed) and train on all but train.fold",
+    )
+    fold: int = Field(0, ge=0, description="the held-out fold (0-based) when train.folds is set")
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> TrainConfig:
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"train.fold = {self.fold} must be below train.folds = {self.folds}")
+        return self
 
 
 class EarlyStopConfig(Section):
@@ -314,6 +368,50 @@ class EarlyStopConfig(Section):
     patience: int = Field(5, ge=0)
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
     restore_best: bool = Field(True, description="end the run with best.pt's weights (else the last weights)")
+
+
+class UnfreezeStep(Section):
+    epoch: int = Field(gt=0, description="from this epoch on (1-based)...")
+    patterns: list[str] = Field(min_length=1, description="...the parameters matching these patterns train")
+
+
+class TransferConfig(Section):
+    """Start from another run's weights (transfer learning) and choose what trains (fine-tuning).
+
+    Patterns are shell-style (`fc*`, `res2`, `head.weight`) and match a parameter's full name or any of its
+    enclosing module names (`fc1` matches `fc1.weight` and `fc1.bias`).
+    """
+
+    init_from: str | None = Field(
+        None, description="a run directory or a checkpoint file to load weights from"
+    )
+    init_load: list[str] = Field(
+        ["*"], min_length=1, description="load only the weights (and norm statistics) matching these patterns"
+    )
+    strict: bool = Field(False, description="a shape mismatch is an error (else skipped and reported)")
+    train_only: list[str] = Field([], description="train only the parameters matching these; freeze the rest")
+    freeze: list[str] = Field([], description="freeze the parameters matching these patterns")
+    lr_groups: dict[str, float] = Field(
+        {}, description="discriminative learning rates {pattern: multiplier of optim.lr}; first match wins"
+    )
+    unfreeze_every: int | None = Field(
+        None,
+        gt=0,
+        description="gradual unfreezing: every N epochs the next frozen block, from the head back, trains",
+    )
+    unfreeze: list[UnfreezeStep] = Field(
+        [], description="gradual unfreezing by hand: [{epoch, patterns}, ...]"
+    )
+
+    @field_validator("lr_groups")
+    @classmethod
+    def _positive_multipliers(cls, value: dict[str, float]) -> dict[str, float]:
+        for pattern, multiplier in value.items():
+            if not multiplier > 0:
+                raise ValueError(
+                    f"multiplier of '{pattern}' must be > 0 (freeze a layer with transfer.freeze)"
+                )
+        return value
 
 
 class CheckpointConfig(Section):
@@ -356,6 +454,7 @@ class Config(Section):
     reg: RegConfig = RegConfig()
     train: TrainConfig = TrainConfig()
     early_stop: EarlyStopConfig = EarlyStopConfig()
+    transfer: TransferConfig = TransferConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
 

@@ -46,12 +46,14 @@ class Run:
         """Return (model in eval mode, checkpoint record with input_shape, num_classes, class_names, mean, std)."""
         from kaizen.nn import build_model
         from kaizen.training.loop import _load_model_state
+        from kaizen.training.multitask import attach_tasks
 
         name = name or self.summary.get("checkpoint", "best.pt")
         state = self.checkpoint(name, device)
         model = build_model(
             self.config.model, self.config.init, tuple(state["input_shape"]), state["num_classes"]
         )
+        model = attach_tasks(model, self.config.model.tasks, tuple(state["input_shape"]))
         _load_model_state(model, state, self.path / "checkpoints" / name)
         return model.to(device).eval(), state
 

@@ -21,11 +21,15 @@ from kaizen.data.augment import Augment
 from kaizen.errors import KaizenError
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
+from kaizen.track.stats import Metric, StatsRecorder
 from kaizen.track.writer import make_writer
 from kaizen.training.early_stop import Monitor
+from kaizen.training.examples import select_examples
+from kaizen.training.multitask import TaskObjective, attach_tasks
 from kaizen.training.optim import build_optimizer
 from kaizen.training.regularize import Penalties
 from kaizen.training.schedule import LRSchedule
+from kaizen.training.transfer import FineTune, init_weights, lr_multiplier
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,11 +72,13 @@ def fit(
     resume: bool = False,
     reporter: Reporter | None = None,
     is_main: bool = True,
+    metrics: dict[str, Metric] | None = None,
 ) -> Path | None:
     """Train `cfg` and write its run directory; return the directory (None on processes that do not write).
 
     `run_dir` None creates a new directory under `cfg.log.runs_dir`; with `resume` the run continues from
-    `run_dir/checkpoints/last.pt`.
+    `run_dir/checkpoints/last.pt`. `metrics` are custom metrics, `{name: fn(model, data) -> float}`, logged
+    at each epoch end (stats.jsonl and TensorBoard).
     """
     from kaizen.data import load_data
     from kaizen.nn import build_model
@@ -88,8 +94,18 @@ def fit(
 
     # --- data and model ---------------------------------------------------------------------------
     data = load_data(cfg.data, device)
-    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
-    optimizer = build_optimizer(model, cfg.optim)
+    data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)  # folds, bootstrap, weights
+    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
+    model = attach_tasks(model, cfg.model.tasks, data.input_shape).to(device)  # multi-task heads
+    transferred = None if resume else init_weights(model, cfg.transfer)  # transfer learning
+    multiplier = lr_multiplier(cfg.transfer)  # discriminative learning rates (transfer.lr_groups)
+    optimizer = (
+        build_optimizer(model, cfg.optim)
+        if multiplier is None
+        else build_optimizer(model, cfg.optim, multiplier)
+    )
+    finetune = FineTune(model, cfg.transfer)  # frozen layers, gradual unfreezing
+    tasks = TaskObjective(model, cfg.model.tasks, data.class_names) if cfg.model.tasks else None
     n_train = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n_train)
     steps_per_epoch = n_train // batch_size + (
@@ -98,7 +114,10 @@ def fit(
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.train.epochs, steps_per_epoch)
     penalties = Penalties(model, cfg.reg)
     monitor = Monitor(cfg.early_stop, has_val=len(data.y_val) > 0)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.reg.label_smoothing)
+    # with per-example weights (boosting) the loss is reduced after weighting; the plain path is unchanged
+    criterion = nn.CrossEntropyLoss(
+        label_smoothing=cfg.reg.label_smoothing, reduction="mean" if example_weights is None else "none"
+    )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
     augment = Augment(cfg.augment)
 
@@ -123,11 +142,24 @@ def fit(
             best_state = rundir.load_checkpoint(best_path, device)["model"]
     elif is_main:
         run_dir = run_dir or rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
-    writer = make_writer(run_dir, is_main, plots=cfg.log.plots)
+    writer = make_writer(
+        run_dir,
+        is_main,
+        plots=cfg.log.plots,
+        stats=cfg.log.stats,
+        tensorboard=cfg.log.tensorboard,
+        histograms=cfg.log.histograms,
+    )
     if resume:
         writer.resume(start_epoch, cfg.to_yaml())
     else:
         writer.start(cfg.to_yaml(), {**rundir.environment(device), "seed": cfg.train.seed})
+    if tasks is not None:  # each extra task's validation metric, every epoch
+        metrics = {**(metrics or {}), **tasks.metrics(len(data.y_val) > 0, cfg.train.eval_batch_size)}
+    if transferred is not None and reporter.enabled:
+        reporter.console.print(transferred.line(), highlight=False, soft_wrap=True)
+    # Per-layer statistics and TensorBoard summaries on a few sampled steps; see kaizen.track.stats.
+    recorder = StatsRecorder(model, cfg.log, steps_per_epoch, writer, metrics, example=data.x_train[:2])
 
     record = {
         "input_shape": list(data.input_shape),
@@ -148,6 +180,7 @@ def fit(
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             model.train()
+            finetune.start_epoch(epoch)  # what trains this epoch; frozen batch norms stay in eval mode
             began = time.perf_counter()
             order = epoch_permutation(n_train, cfg.train.seed, epoch, device)
             loss_sum = torch.zeros((), device=device)
@@ -157,21 +190,27 @@ def fit(
                 index = order[step * batch_size : (step + 1) * batch_size]  # fetch
                 batch = augment(data.x_train[index], data.y_train[index])  # augment
                 yb = batch.y
+                recorder.before_forward(step)
                 with autocast:
                     logits = model(batch.x).float()  # forward
                     loss = criterion(logits, yb)
                     if batch.mix is not None:  # mixup / cutmix: the loss of both label sets, weighted
                         loss = batch.mix * loss + (1 - batch.mix) * criterion(logits, batch.y_mixed)
+                    if example_weights is not None:
+                        loss = (loss * example_weights[index]).mean()
+                objective = loss if tasks is None else tasks.objective(loss, batch)  # + weighted task losses
                 penalty = penalties.term()
-                total = loss if penalty is None else loss + penalty
+                total = objective if penalty is None else objective + penalty
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()  # backward
+                recorder.after_backward(step)  # raw gradients, before clipping
                 if cfg.train.clip_value is not None:
                     nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)
                 if cfg.train.clip_norm is not None:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
                 lr = schedule.current_lr()  # the rate this step trains with; the epoch's row reports its last
                 optimizer.step()  # step
+                recorder.after_step(step)
                 schedule.step()  # schedule
                 loss_sum += loss.detach() * len(yb)  # record (on the device: no sync)
                 correct += (logits.detach().argmax(1) == yb).sum()
@@ -205,10 +244,14 @@ def fit(
                 for split in seconds
             ]
             writer.log_epoch(rows)
+            recorder.end_epoch(epoch + 1, data)
             improved = monitor.update(epoch + 1, metrics)
             if improved:
                 best_state = copy.deepcopy(model.state_dict())
                 writer.checkpoint("best", checkpoint_state(epoch + 1, best_state))
+            cycle = schedule.cycle_ended(epoch + 1)
+            if cycle is not None:  # snapshot ensembles: the weights at the end of each cosine cycle
+                writer.checkpoint(f"snapshot-{cycle}", checkpoint_state(epoch + 1, model.state_dict()))
             last_epoch = epoch + 1 == cfg.train.epochs or monitor.should_stop
             if (epoch + 1) % cfg.checkpoint.every == 0 or last_epoch:
                 writer.checkpoint(
@@ -226,6 +269,7 @@ def fit(
                 break
     except _Diverged as diverged:
         reporter.close()
+        recorder.abort(diverged.epoch)
         advice = _divergence_advice(cfg)
         message = (
             f"training diverged at epoch {diverged.epoch}, step {diverged.step}: loss is {diverged.loss}; "
@@ -279,6 +323,10 @@ def fit(
             "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
         },
     }
+    if tasks is not None:
+        summary["tasks"] = tasks.evaluate(data.x_test, data.y_test, cfg.train.eval_batch_size)
+    if transferred is not None:
+        summary["transfer"] = transferred.to_dict()
     writer.finish("done", summary)
     return run_dir if is_main else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -44,11 +46,14 @@ def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module, cfg: OptimConfig, lr_multiplier: Callable[[str], float] | None = None
+) -> torch.optim.Optimizer:
     """Return the optimiser named by `cfg.name` with two parameter groups: weights (decayed) and the rest.
 
     Weight decay is coupled (added to the gradient) for every optimiser but adamw, where it is decoupled.
-    Either way it is separate from the L1/L2 loss penalties of `reg`.
+    Either way it is separate from the L1/L2 loss penalties of `reg`. `lr_multiplier` (parameter name ->
+    factor of cfg.lr) splits each group by factor: discriminative learning rates.
     """
     from kaizen.nn import split_parameters
 
@@ -61,4 +66,23 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
         },
         {"params": [p for p in others if p.requires_grad], "weight_decay": 0.0, "name": "biases_and_norms"},
     ]
+    if lr_multiplier is not None:
+        groups = _split_by_lr(model, groups, cfg.lr, lr_multiplier)
     return OPTIMIZERS.create(cfg.name, [group for group in groups if group["params"]], cfg)
+
+
+def _split_by_lr(
+    model: nn.Module, groups: list[dict], lr: float, lr_multiplier: Callable[[str], float]
+) -> list[dict]:
+    """Split each group by learning-rate factor; factor-1 groups come first (the rate the metrics report)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    split = []
+    for group in groups:
+        by_factor: dict[float, list[nn.Parameter]] = {}
+        for param in group["params"]:
+            by_factor.setdefault(lr_multiplier(names[id(param)]), []).append(param)
+        for factor, params in by_factor.items():
+            split.append(
+                {**group, "params": params, "lr": lr * factor, "name": f"{group['name']} x{factor:g}"}
+            )
+    return sorted(split, key=lambda group: group["lr"] != lr)

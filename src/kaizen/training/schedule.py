@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from kaizen.config import ScheduleConfig
+from kaizen.errors import KaizenError
 from kaizen.registry import SCHEDULES
 
 DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.95, "plateau": 0.1}
@@ -49,6 +50,14 @@ def _onecycle(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> f
     return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7))
 
 
+@SCHEDULES.register("cyclic")
+def _cyclic(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
+    # Cosine annealing with warm restarts, `cycles` equal cycles (snapshot ensembles: Huang et al. 2017).
+    length = epochs / cfg.cycles
+    progress = min(epoch, epochs - 1e-9) % length / length
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 @SCHEDULES.register("plateau")
 def _plateau(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     return 1.0  # the plateau scale does the work
@@ -69,6 +78,11 @@ class LRSchedule:
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.shape = SCHEDULES.get(cfg.name)
+        if cfg.name == "cyclic" and epochs % cfg.cycles:
+            raise KaizenError(
+                f"schedule.cycles = {cfg.cycles} must divide train.epochs = {epochs} (equal cycles, one "
+                "snapshot at the end of each)"
+            )
         self.steps = 0
         self.plateau_scale = 1.0
         self.plateau_best = math.inf
@@ -113,6 +127,12 @@ class LRSchedule:
                 self.plateau_scale *= _gamma(self.cfg)
                 self.plateau_wait = 0
         self._apply()
+
+    def cycle_ended(self, epochs_done: int) -> int | None:
+        """The number (1-based) of the cycle that ends with epoch `epochs_done`, for the cyclic schedule."""
+        if self.cfg.name != "cyclic" or epochs_done % (self.epochs // self.cfg.cycles):
+            return None
+        return epochs_done // (self.epochs // self.cfg.cycles)
 
     def current_lr(self) -> float:
         """The learning rate of the first group."""

@@ -1,0 +1,617 @@
+"""Detectors: one small function per problem, reading metrics.csv, stats.jsonl and the config of a run.
+
+Each returns a Finding or None. The thresholds are named below with the reasoning behind them and the range
+seen in healthy runs (the default job, kaggle_cnn, ReLU, sigmoid and tanh MLPs with matched initialisation,
+simple_cnn, LeNet, conv_net, ResNet, SGD with momentum; several seeds), none of which crosses a warning
+threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections.abc import Callable
+
+from kaizen.doctor import recommend as rec
+from kaizen.doctor.findings import Finding
+from kaizen.doctor.record import RunRecord
+
+# --- thresholds ---------------------------------------------------------------------------------------------
+# Learning: a train loss at 90% or more of ln(classes) is no better than guessing; one above half of it has
+# not even fit the training data (ln 10 = 2.30; loss 1.15 is an average probability of 0.32 for the true class).
+STALLED_FRACTION = 0.9
+UNDERFIT_FRACTION = 0.5
+# Vanishing: init schemes (Xavier, He) and normalisation keep each layer's gradient within about one order of
+# magnitude of the output layer's (healthy runs: the weakest layer's median ratio 0.24 to 1.6). Two orders
+# below, the first layers learn 100× slower than the head; four orders below, they do not learn at all.
+VANISHING_RATIO = 1e-2
+VANISHED_RATIO = 1e-4
+# Inputs are standardised (std 1); a hidden layer whose outputs vary by less than 1% of that carries almost
+# no information about the input forward (healthy layers: median std 0.26 or more).
+COLLAPSED_STD = 1e-2
+# Exploding: the mirror image of vanishing (healthy: the strongest layer at most 5.5× the output layer's), and a
+# global gradient norm growing 100× during training (healthy: at most 14×, from a small start).
+EXPLODING_RATIO = 1e2
+GRADIENT_GROWTH = 1e2
+# Divergence: an epoch's mean train loss above 10 × ln(classes) means the loss blew up within the epoch (a bad
+# initialisation starts at a few times ln(classes), not ten). So does a mean above 3 × ln(classes) that is also
+# 3 × the loss measured just after the epoch: a smoothly falling loss averages at most where it started, so
+# such a mean was dominated by a spike.
+EXPLODED_LOSS = 10.0
+SPIKE_FACTOR = 3.0
+# Dead ReLU units pass no gradient; a layer with half its units dead has lost half its capacity, one with all
+# of them dead cuts the network in two. Healthy layers: 0 to 20%, up to 33% in simple_cnn's dense layer.
+DEAD_INFO, DEAD_WARNING, DEAD_ALL = 0.25, 0.5, 0.99
+# Saturated sigmoid/tanh outputs pass under 4% (2%) of the peak gradient. Healthy runs: 9% at most.
+SATURATED_INFO, SATURATED_WARNING = 0.25, 0.5
+# Learning rate too high: the epoch-mean train loss (an average over every batch, so little noise) climbs at
+# least 50% above its best so far, by at least 5% of the first epoch's loss, in several epochs.
+SETBACK_RELATIVE, SETBACK_ABSOLUTE, SETBACKS_MIN, SETBACK_SHARE = 0.5, 0.05, 3, 0.15
+# Learning rate too low: even the fastest-moving layer changes by under 1e-5 of its norm per step, so a run
+# of 10,000 steps moves it by 10% at most; healthy runs move 4e-3 to 2e-2 per step at their peak rate.
+TINY_UPDATE = 1e-5
+# Overfitting: a train-validation accuracy gap of 5 points or more that is also 3 standard errors of the
+# validation accuracy (so a small validation set's noise is not taken for a gap); or a validation loss 20%
+# above its best while the train loss kept falling. Healthy runs: gaps up to 4.5 points.
+GAP_POINTS, GAP_STANDARD_ERRORS = 0.05, 3.0
+VAL_LOSS_RISE = 0.2
+ASSUMED_VAL_SIZE = 100  # when summary.json does not say (a run in progress): errs towards fewer alarms
+LAST_EPOCHS = 3  # the end state of a run is the mean of its last few epochs
+
+
+def _end(values: list[float | None]) -> float:
+    """The end state of a metric: the mean of the last epochs, but never of the first third of a short run."""
+    tail = [value for value in values[-max(1, min(LAST_EPOCHS, len(values) // 3)) :] if value is not None]
+    return sum(tail) / len(tail) if tail else math.nan
+
+
+def _g(value: float) -> str:
+    return f"{value:.2g}"
+
+
+def _learning_state(run: RunRecord) -> tuple[bool, str]:
+    """(not learning, a phrase with the numbers): is the best train loss still near chance?"""
+    losses, chance = run.train_losses(), run.chance_loss
+    if not losses or chance is None:
+        return False, ""
+    best = min(losses)
+    stalled = best >= STALLED_FRACTION * chance
+    return stalled, f"best train loss {best:.3g} vs {chance:.3g} for a uniform guess"
+
+
+# --- optimisation: gradients, units, learning rate --------------------------------------------------------
+
+
+def divergence(run: RunRecord) -> Finding | None:
+    """The loss became NaN/Inf or blew up (the run stopped, or limped on at chance level)."""
+    error = run.meta.get("error") or ""
+    failed = run.status == "failed" and "diverged" in error
+    chance = run.chance_loss or math.log(10)
+    losses = run.train_losses()
+    nonfinite = [row["epoch"] for row in run.train + run.val if not math.isfinite(row["loss"])]
+    exploded = _blow_ups(run, chance)
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    climbing = len(finite) >= 3 and finite[-1] > max(2 * min(finite), chance)
+    if not (failed or nonfinite or exploded or climbing):
+        return None
+    parts, details = [], {}
+    if failed:
+        where = re.search(r"epoch (\d+), step (\d+)", error)
+        if where:
+            details.update(epoch=int(where[1]), step=int(where[2]))
+            parts.append(
+                f"the loss became {error.split('loss is ')[-1].split(';')[0]} at epoch {where[1]}, step {where[2]}"
+            )
+        else:
+            parts.append("the run stopped: loss not finite")
+    if exploded:
+        worst = max(exploded, key=lambda row: row["loss"])
+        details.update(peak_loss=worst["loss"], peak_epoch=worst["epoch"])
+        parts.append(
+            f"train loss reached {worst['loss']:.3g} in epoch {worst['epoch']} (chance {chance:.3g})"
+        )
+    if climbing:
+        details.update(best_loss=min(finite), final_loss=finite[-1])
+        parts.append(f"train loss climbed from its best {min(finite):.3g} to {finite[-1]:.3g}")
+    norms = [record.get("grad_norm_max") for record in run.stats if record["kind"] == "model"]
+    finite_norms = [norm for norm in norms if norm is not None]
+    if finite_norms:
+        details["max_grad_norm"] = max(finite_norms)
+        parts.append(f"largest sampled gradient norm {max(finite_norms):.3g}")
+    ended_at_chance = bool(finite) and finite[-1] >= STALLED_FRACTION * chance
+    details["final_loss_at_chance"] = ended_at_chance
+    if ended_at_chance and not failed:
+        parts.append(f"it ends at {finite[-1]:.3g}, no better than chance: the weights were destroyed")
+    severity = "critical" if failed or nonfinite or climbing or ended_at_chance else "warning"
+    cfg = run.config
+    return Finding(
+        severity=severity,
+        code="divergence",
+        title="Training diverged (exploding loss)",
+        evidence="; ".join(parts),
+        explanation=(
+            f"The optimiser's steps (learning rate {cfg.optim.lr:g} with {cfg.optim.name}) were so large that the "
+            "weights jumped out of the region where the loss is meaningful; once the loss is NaN, or every unit "
+            "saturates or dies, training cannot recover. A learning rate at least 10× lower keeps the steps "
+            "bounded; clipping the gradient norm and batch norm make the steps safer still."
+        ),
+        recommendations=rec.distinct(
+            cfg, [rec.safe_lr(cfg), *rec.clipping(cfg), *rec.batch_norm(cfg), "schedule.warmup_epochs=1"]
+        ),
+        details=details,
+    )
+
+
+def _blow_ups(run: RunRecord, chance: float) -> list[dict]:
+    """Train metric rows of epochs in which the loss blew up."""
+    val_after = {row["epoch"]: row["loss"] for row in run.val}
+    rows = []
+    for index, row in enumerate(run.train):
+        loss = row["loss"]
+        following = run.train[index + 1]["loss"] if index + 1 < len(run.train) else None
+        after = val_after.get(row["epoch"], following)
+        spiked = after is not None and loss > SPIKE_FACTOR * chance and loss > SPIKE_FACTOR * after
+        if math.isfinite(loss) and (loss > EXPLODED_LOSS * chance or spiked):
+            rows.append(row)
+    return rows
+
+
+def _gradient_ratios(run: RunRecord, pick: Callable[[list[float]], float]) -> dict[int, tuple[float, str]]:
+    """{epoch: (pick(other layers' gradient norms) / output layer's, the picked layer)} where defined."""
+    ratios = {}
+    for epoch, layers in run.by_epoch("layer").items():
+        norms = [(record.get("grad_norm"), record["layer"]) for record in layers]
+        if len(norms) < 2 or any(norm is None for norm, _ in norms):
+            continue
+        # The output layer: the classifier `head` (extra task heads come after it), else the last layer.
+        head = next((index for index, (_, name) in enumerate(norms) if name == "head"), len(norms) - 1)
+        head_norm = norms[head][0]
+        if head_norm <= 0:
+            continue
+        value, layer = pick(norms[:head] + norms[head + 1 :])
+        ratios[epoch] = (value / head_norm, layer)
+    return ratios
+
+
+def _geometric_median(values: list[float]) -> float:
+    return math.exp(statistics.median(math.log(max(value, 1e-300)) for value in values))
+
+
+def vanishing_gradients(run: RunRecord) -> Finding | None:
+    """Gradients fading towards the input (backward), or hidden outputs that no longer vary (forward)."""
+    ratios = _gradient_ratios(run, min)
+    median_ratio = _geometric_median([ratio for ratio, _ in ratios.values()]) if ratios else None
+    backward = median_ratio is not None and median_ratio < VANISHING_RATIO
+    early = [epoch for epoch, (ratio, _) in ratios.items() if ratio < VANISHING_RATIO]
+    collapsed = {}
+    for layer, records in run.by_layer("activation").items():
+        stds = [record["std"] for record in records if record.get("std") is not None]
+        dead = _end([record.get("dead") for record in records])
+        if stds and statistics.median(stds) < COLLAPSED_STD and not dead >= DEAD_WARNING:  # dead: own finding
+            collapsed[layer] = statistics.median(stds)
+    if not (backward or collapsed or early):
+        return None
+    stalled, learning = _learning_state(run)
+    parts, details = [], {"not_learning": stalled}
+    if ratios and (backward or not collapsed):
+        first_epoch, last_epoch = min(ratios), max(ratios)
+        first, first_layer = ratios[first_epoch]
+        last, last_layer = ratios[last_epoch]
+        details.update(
+            ratio_by_epoch={epoch: ratio for epoch, (ratio, _) in ratios.items()},
+            median_ratio=median_ratio,
+            weakest_layer=last_layer,
+        )
+        parts.append(
+            f"{first_layer}'s gradient norm is {_g(first)} of the output layer's at epoch {first_epoch}"
+            + (f", {last_layer}'s {_g(last)} at epoch {last_epoch}" if last_epoch != first_epoch else "")
+            + f" (median over {len(ratios)} epochs {_g(median_ratio)}; healthy: above {VANISHING_RATIO:g})"
+        )
+    if collapsed:
+        details["collapsed_layers"] = collapsed
+        parts.append(
+            "outputs that barely vary: "
+            + ", ".join(f"{layer} std {_g(std)}" for layer, std in collapsed.items())
+            + f" (healthy: above {COLLAPSED_STD:g})"
+        )
+    if learning:
+        parts.append(learning)
+    if backward or collapsed:
+        severity = (
+            "critical"
+            if stalled or (median_ratio is not None and median_ratio < VANISHED_RATIO)
+            else "warning"
+        )
+        title = "Vanishing gradients" if backward else "Vanishing signal: hidden outputs collapse"
+    else:
+        severity, title = "info", "Gradients vanished early in training, then recovered"
+        details["epochs"] = early
+        parts.insert(0, f"ratio below {VANISHING_RATIO:g} in epochs {_span(early)}")
+    cfg = run.config
+    activation = cfg.model.activation
+    init = f"{cfg.init.weights}" + (f"({cfg.init.std:g})" if cfg.init.weights == "normal" else "")
+    if activation in rec.SQUASHING:
+        why = (
+            f"Each {activation} layer multiplies the backward signal by its derivative (at most "
+            f"{0.25 if activation == 'sigmoid' else 1:g}) and by its weights ({init} initialisation); over "
+            f"{len(run.by_layer('layer'))} layers the product shrinks geometrically, so the layers near the input "
+            "barely learn (seeds 001 and 003). Batch norm rescales every layer's input and restores the signal "
+            "whatever the initialisation; ReLU passes gradients with derivative 1 and needs He initialisation to "
+            "go with it (--set model.activation=relu --set init.weights=he_normal)."
+        )
+        candidates = [
+            *rec.batch_norm(cfg),
+            *rec.relu(cfg),
+            *rec.matched_init(cfg, "relu"),
+            *rec.matched_init(cfg),
+        ]
+    else:
+        why = (
+            f"With {init} initialisation each layer scales its input and its gradient by a factor below one, so "
+            "signal and gradient shrink geometrically with depth. He initialisation keeps the variance of both "
+            "constant through ReLU layers; batch norm rescales every layer whatever the initialisation."
+        )
+        candidates = [*rec.matched_init(cfg), *rec.batch_norm(cfg)]
+    return Finding(
+        severity=severity,
+        code="vanishing_gradients",
+        title=title,
+        evidence="; ".join(parts),
+        explanation=why,
+        recommendations=rec.distinct(cfg, [*candidates, *rec.adaptive_optimizer(cfg)]),
+        details=details,
+    )
+
+
+def exploding_gradients(run: RunRecord) -> Finding | None:
+    """Gradients growing towards the input, or the global gradient norm growing 100× during training."""
+    ratios = _gradient_ratios(run, max)
+    median_ratio = _geometric_median([ratio for ratio, _ in ratios.values()]) if ratios else None
+    by_depth = median_ratio is not None and median_ratio > EXPLODING_RATIO
+    norms = [(record["epoch"], record.get("grad_norm")) for record in run.stats if record["kind"] == "model"]
+    norms = [(epoch, norm) for epoch, norm in norms if norm is not None and norm > 0]
+    growth = max(norm for _, norm in norms) / norms[0][1] if norms else 1.0
+    in_time = growth > GRADIENT_GROWTH
+    if not (by_depth or in_time):
+        return None
+    parts, details = [], {}
+    if by_depth:
+        layer = ratios[max(ratios)][1]
+        details.update(median_ratio=median_ratio, layer=layer)
+        parts.append(
+            f"{layer}'s gradient norm is {_g(median_ratio)}× the output layer's (median over epochs)"
+        )
+    if in_time:
+        peak_epoch, peak = max(norms, key=lambda item: item[1])
+        details.update(growth=growth, peak_epoch=peak_epoch, peak_norm=peak)
+        parts.append(
+            f"global gradient norm grew {_g(growth)}× from epoch {norms[0][0]} to {peak:.3g} at epoch {peak_epoch}"
+        )
+    cfg = run.config
+    return Finding(
+        severity="warning",
+        code="exploding_gradients",
+        title="Exploding gradients",
+        evidence="; ".join(parts),
+        explanation=(
+            "Gradients that grow layer by layer or epoch by epoch make steps of wildly different sizes: the "
+            "largest ones throw the weights far off and precede divergence. Clipping the gradient norm bounds "
+            "every step; a lower learning rate and batch norm remove the cause."
+        ),
+        recommendations=rec.distinct(
+            cfg, [*rec.clipping(cfg), rec.lower_lr(cfg), *rec.batch_norm(cfg), *rec.matched_init(cfg)]
+        ),
+        details=details,
+    )
+
+
+def dead_units(run: RunRecord) -> Finding | None:
+    """ReLU-family units that output nothing for every sampled example: they no longer learn."""
+    dead = {}
+    for layer, records in run.by_layer("activation").items():
+        fraction = _end([record.get("dead") for record in records])
+        if math.isfinite(fraction) and fraction >= DEAD_INFO:
+            dead[layer] = fraction
+    if not dead:
+        return None
+    worst = max(dead.values())
+    severity = "critical" if worst >= DEAD_ALL else "warning" if worst >= DEAD_WARNING else "info"
+    cfg = run.config
+    candidates = []
+    if cfg.init.bias is not None and cfg.init.bias < 0:
+        candidates.append("init.bias=0.0")
+    if cfg.model.activation == "relu":
+        candidates.append("model.activation=leaky_relu")
+    candidates += [*rec.batch_norm(cfg), rec.safe_lr(cfg, 3), *rec.matched_init(cfg)]
+    layers = ", ".join(f"{layer} {fraction:.0%}" for layer, fraction in dead.items())
+    whole = [layer for layer, fraction in dead.items() if fraction >= DEAD_ALL]
+    return Finding(
+        severity=severity,
+        code="dead_units",
+        title="Dead ReLU units",
+        evidence=(
+            f"units inactive for every sampled example (mean of the last epochs): {layers}"
+            + (f"; {', '.join(whole)} passes no signal at all" if whole else "")
+        ),
+        explanation=(
+            "A ReLU unit whose input is negative for every example outputs zero and gets zero gradient, so it "
+            "never recovers (the 'dying ReLU' of seed 000); large steps or negative biases push units there. "
+            "Leaky ReLU keeps a small gradient on the negative side; batch norm re-centres the inputs; a lower "
+            "learning rate avoids the jumps that kill units."
+        ),
+        recommendations=rec.distinct(cfg, candidates),
+        details={"dead": dead},
+    )
+
+
+def saturated_units(run: RunRecord) -> Finding | None:
+    """Sigmoid/tanh outputs pinned near their bounds, where the derivative (and the gradient) is almost 0."""
+    saturated = {}
+    for layer, records in run.by_layer("activation").items():
+        fraction = _end([record.get("saturated") for record in records])
+        if math.isfinite(fraction) and fraction >= SATURATED_INFO:
+            saturated[layer] = fraction
+    if not saturated:
+        return None
+    cfg = run.config
+    candidates = []
+    if cfg.init.weights == "normal" and cfg.init.std >= 0.1:
+        candidates += rec.matched_init(cfg)
+    candidates += [*rec.batch_norm(cfg), *rec.relu(cfg), *rec.matched_init(cfg)]
+    return Finding(
+        severity="warning" if max(saturated.values()) >= SATURATED_WARNING else "info",
+        code="saturated_units",
+        title="Saturated sigmoid/tanh units",
+        evidence="outputs near the bounds (mean of the last epochs): "
+        + ", ".join(f"{layer} {fraction:.0%}" for layer, fraction in saturated.items()),
+        explanation=(
+            "Where sigmoid or tanh is flat, its derivative is a few percent of its peak, so saturated units "
+            "pass almost no gradient back (Glorot and Bengio 2010). Their inputs are too large: Xavier "
+            "initialisation or batch norm keeps them in the steep middle; ReLU does not saturate for positive inputs."
+        ),
+        recommendations=rec.distinct(cfg, candidates),
+        details={"saturated": saturated},
+    )
+
+
+def learning_rate_too_high(run: RunRecord) -> Finding | None:
+    """The train loss keeps jumping back above its best: steps overshoot the minimum."""
+    losses = run.train_losses()
+    if len(losses) < 4 or not all(math.isfinite(loss) for loss in losses):
+        return None
+    setbacks, best = [], losses[0]
+    for row, loss in zip(run.train[1:], losses[1:]):
+        if loss > (1 + SETBACK_RELATIVE) * best and loss - best > SETBACK_ABSOLUTE * losses[0]:
+            setbacks.append((row["epoch"], loss, best))
+        best = min(best, loss)
+    if len(setbacks) < SETBACKS_MIN or len(setbacks) < SETBACK_SHARE * (len(losses) - 1):
+        return None
+    epochs = [epoch for epoch, _, _ in setbacks]
+    worst_epoch, worst, before = max(setbacks, key=lambda item: item[1] / item[2])
+    parts = [
+        f"train loss rose 50%+ above its best in {len(setbacks)} of {len(losses) - 1} epochs: {_span(epochs)}; "
+        f"worst: {worst:.3g} at epoch {worst_epoch} after a best of {before:.3g}"
+    ]
+    ratios = [record.get("update_ratio") for record in run.stats if record["kind"] == "layer"]
+    ratios = [ratio for ratio in ratios if ratio]
+    details = {"setback_epochs": epochs}
+    if ratios:
+        details["median_update_ratio"] = statistics.median(ratios)
+        parts.append(f"median update/weight ratio {statistics.median(ratios):.2g} per step")
+    cfg = run.config
+    candidates = [rec.lower_lr(cfg)]
+    if cfg.schedule.name == "constant":
+        candidates.append("schedule.name=cosine")
+    candidates += rec.clipping(cfg)
+    return Finding(
+        severity="warning",
+        code="lr_too_high",
+        title="Learning rate too high (the loss oscillates)",
+        evidence="; ".join(parts),
+        explanation=(
+            f"An epoch's mean training loss averages every batch, so it falls smoothly when the step size suits "
+            f"the loss surface. Repeated climbs mean the steps (learning rate {cfg.optim.lr:g}) overshoot the "
+            "minimum and bounce across the valley. A 10× lower rate, or a schedule that lowers it over time, "
+            "lets the optimiser settle."
+        ),
+        recommendations=rec.distinct(cfg, candidates),
+        details=details,
+    )
+
+
+def learning_rate_too_low(run: RunRecord) -> Finding | None:
+    """Every layer's weights barely move per step although gradients flow: the run crawls."""
+    peaks = {}
+    for epoch, layers in run.by_epoch("layer").items():
+        moving = [
+            r["update_ratio"]
+            for r in layers
+            if (r.get("grad_norm") or 0) > 0 and r.get("update_ratio") is not None
+        ]
+        if moving:
+            peaks[epoch] = max(moving)
+    losses = run.train_losses()
+    if not peaks or len(losses) < 2 or max(peaks.values()) >= TINY_UPDATE:
+        return None
+    if not losses[-1] > 0.5 * losses[0]:  # it learned well anyway
+        return None
+    cfg = run.config
+    peak_epoch = max(peaks, key=peaks.get)
+    return Finding(
+        severity="warning",
+        code="lr_too_low",
+        title="Learning rate too low (tiny updates)",
+        evidence=(
+            f"the fastest-moving layer changes by at most {_g(peaks[peak_epoch])} of its norm per step "
+            f"(epoch {peak_epoch}; healthy: 1e-3 to 1e-2); train loss {losses[0]:.3g} -> {losses[-1]:.3g} "
+            f"over {len(losses)} epochs"
+        ),
+        explanation=(
+            f"With learning rate {cfg.optim.lr:g} each step moves the weights by a negligible fraction, so even "
+            "thousands of steps leave them near their initial values. A 10× higher rate, or Adam's per-parameter "
+            "steps, makes progress in the same budget."
+        ),
+        recommendations=rec.distinct(cfg, [rec.higher_lr(cfg), *rec.adaptive_optimizer(cfg)]),
+        details={"peak_update_ratio": peaks[peak_epoch], "peak_epoch": peak_epoch},
+    )
+
+
+# --- generalisation: fit and gap -------------------------------------------------------------------------
+
+
+def overfitting(run: RunRecord) -> Finding | None:
+    """The model fits the training data much better than it generalises (gap), or validation loss climbs."""
+    if len(run.val) < LAST_EPOCHS or len(run.train) < LAST_EPOCHS:
+        return None
+    val_loss = [row["loss"] for row in run.val]
+    train_loss = {row["epoch"]: row["loss"] for row in run.train}
+    if not all(math.isfinite(loss) for loss in val_loss):
+        return None
+    smoothed = [statistics.mean(val_loss[max(0, index - 1) : index + 2]) for index in range(len(val_loss))]
+    best_smoothed = min(smoothed)
+    onset_index = next(index for index, value in enumerate(smoothed) if value <= 1.02 * best_smoothed)
+    onset = run.val[onset_index]["epoch"]
+    train_acc = _end([row["acc"] for row in run.train])
+    val_acc = _end([row["acc"] for row in run.val])
+    gap = train_acc - val_acc
+    n_val = run.summary.get("data", {}).get("val") or ASSUMED_VAL_SIZE
+    standard_error = math.sqrt(max(val_acc * (1 - val_acc), 1e-4) / n_val)
+    big_gap = gap >= GAP_POINTS and gap >= GAP_STANDARD_ERRORS * standard_error
+    best_val = min(val_loss)
+    rise = _end(val_loss) / best_val - 1 if best_val > 0 else 0.0
+    train_fell = _end(list(train_loss.values())) < train_loss.get(onset, math.inf)
+    rising = rise >= VAL_LOSS_RISE and train_fell
+    if not (big_gap or rising):
+        return None
+    best_acc = max(row["acc"] for row in run.val)
+    acc_drop = best_acc - val_acc
+    if big_gap or acc_drop >= 2 * standard_error:
+        severity, title = "warning", "Overfitting"
+    else:
+        severity, title = "info", "Validation loss rises while accuracy holds (over-confidence)"
+    parts = [
+        f"validation loss stopped improving at epoch {onset} (best {best_val:.3g}, last epochs {_end(val_loss):.3g}, "
+        f"{rise:+.0%}) while train loss kept falling to {_end(list(train_loss.values())):.3g}",
+        f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%}: a gap of {100 * gap:.1f} points "
+        f"(± {100 * standard_error:.1f} standard error on {n_val} validation images)",
+    ]
+    cfg = run.config
+    total_params = run.summary.get("params", {}).get("total")
+    candidates = []
+    if _augmentation_off(cfg):
+        candidates.append("augment=kaggle")
+    if cfg.reg.l2 == 0:
+        candidates.append(f"reg.l2={rec.number(rec.l2_strength(total_params))}")
+    if cfg.model.dropout < 0.5:
+        candidates.append(f"model.dropout={min(0.5, round(cfg.model.dropout + 0.3, 1)):g}")
+    if not cfg.early_stop.enabled:
+        candidates.append("early_stop.enabled=true")
+    if cfg.data.fraction < 1:
+        candidates.append("data.fraction=1.0")
+    return Finding(
+        severity=severity,
+        code="overfitting",
+        title=title,
+        evidence="; ".join(parts),
+        explanation=(
+            "After the onset epoch the model learns the training images themselves rather than what "
+            "generalises: training loss keeps falling while validation stops improving. Augmentation and more "
+            "data show it more variety; L2 and dropout limit how much it can memorise; early stopping keeps the "
+            "weights from the best validation epoch."
+        ),
+        recommendations=rec.distinct(cfg, candidates),
+        details={
+            "onset_epoch": onset,
+            "gap": gap,
+            "train_acc": train_acc,
+            "val_acc": val_acc,
+            "val_loss_best": best_val,
+            "val_loss_rise": rise,
+            "val_size": n_val,
+        },
+    )
+
+
+def _augmentation_off(cfg) -> bool:
+    return all(not value for value in cfg.augment.model_dump(exclude={"elastic_sigma"}).values())
+
+
+def underfitting(run: RunRecord) -> Finding | None:
+    """The model does not even fit the training data: train loss stays high (or at chance: not learning)."""
+    losses, chance = run.train_losses(), run.chance_loss
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    if not finite or chance is None:
+        return None
+    best = min(finite)
+    if best < UNDERFIT_FRACTION * chance:
+        return None
+    stalled = best >= STALLED_FRACTION * chance
+    recent = finite[-LAST_EPOCHS:]
+    still_falling = len(recent) >= 2 and (recent[0] - recent[-1]) > 0.05 * recent[0]
+    cfg = run.config
+    candidates = []
+    if still_falling:
+        candidates.append(f"train.epochs={2 * cfg.train.epochs}")
+    # With no cause among the gradient and unit statistics, the likely limits are capacity and regularisation.
+    if cfg.model.preset == "mlp":
+        candidates.append("model.hidden=[" + ",".join(str(2 * width) for width in cfg.model.hidden) + "]")
+    if cfg.model.dropout > 0:
+        candidates.append("model.dropout=0.0")
+    if cfg.reg.l2 > 0:
+        candidates.append("reg.l2=0.0")
+    if cfg.optim.weight_decay > 0:
+        candidates.append("optim.weight_decay=0.0")
+    if stalled:
+        candidates += [*rec.adaptive_optimizer(cfg), *rec.batch_norm(cfg)]
+    if not still_falling:
+        candidates.append(rec.higher_lr(cfg, 3))
+    accuracy = run.train[-1]["acc"]
+    return Finding(
+        severity="critical" if stalled else "warning",
+        code="not_learning" if stalled else "underfitting",
+        title="Not learning" if stalled else "Underfitting",
+        evidence=(
+            f"best train loss {best:.3g} is {best / chance:.0%} of chance ({chance:.3g}); train accuracy "
+            f"{accuracy:.1%} at epoch {run.train[-1]['epoch']}; "
+            + ("still falling at the end" if still_falling else "flat over the last epochs")
+        ),
+        explanation=(
+            "The model has not fitted its own training data, so it cannot do well on new data either. "
+            + ("It is still improving: a longer budget helps. " if still_falling else "")
+            + "Less regularisation, more capacity or a larger learning rate let it fit more."
+        ),
+        recommendations=rec.distinct(cfg, candidates),
+        details={"best_train_loss": best, "chance_loss": chance, "still_falling": still_falling},
+    )
+
+
+def _span(epochs: list[int]) -> str:
+    """'3, 5, 8', or '3, 5, 8, …, 20 (9 epochs)' for long lists."""
+    if len(epochs) <= 5:
+        return ", ".join(map(str, epochs))
+    return f"{', '.join(map(str, epochs[:3]))}, …, {epochs[-1]} ({len(epochs)} epochs)"
+
+
+# Run in this order; a finding's position breaks ties within a severity (causes before symptoms).
+DETECTORS: list[Callable[[RunRecord], Finding | None]] = [
+    divergence,
+    vanishing_gradients,
+    exploding_gradients,
+    learning_rate_too_high,
+    learning_rate_too_low,
+    dead_units,
+    saturated_units,
+    overfitting,
+    underfitting,
+]
+# Findings that explain a model that does not fit: when one is present, `underfitting` adds nothing.
+CAUSES = (
+    "divergence",
+    "vanishing_gradients",
+    "exploding_gradients",
+    "dead_units",
+    "saturated_units",
+    "lr_too_high",
+    "lr_too_low",
+)

@@ -1,0 +1,94 @@
+"""Recommendations: concrete `dotted.key=value` overrides drawn from the config schema, given the run's config.
+
+Each function returns overrides for one remedy family (a better initialisation, a lower learning rate, ...)
+that change the run's config; `distinct` drops duplicates and no-ops, so a finding never recommends what the
+run already does.
+"""
+
+from __future__ import annotations
+
+from kaizen.config import Config
+from kaizen.errors import KaizenError
+
+SQUASHING = ("sigmoid", "tanh")
+SGD_FAMILY = ("sgd", "momentum", "nesterov")
+HE_INITS = ("he_normal", "he_uniform")
+XAVIER_INITS = ("xavier_normal", "xavier_uniform", "lecun_normal", "orthogonal")
+# Learning rates that are known to train from scratch (the usual defaults). A diverging run is brought at
+# least this low: dividing 10 by 10 still leaves an SGD run at 1, which trains badly.
+USUAL_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01}
+USUAL_LR_ADAPTIVE = 1e-3  # adam, adamw, rmsprop
+
+
+def number(value: float) -> str:
+    """A short, YAML-readable number: 0.001, 1e-05, 0.3."""
+    return f"{value:.3g}"
+
+
+def distinct(cfg: Config, candidates: list[str]) -> list[str]:
+    """Keep the first of each key, and only overrides that apply to `cfg` and change it."""
+    kept, keys = [], set()
+    current = cfg.to_dict()
+    for override in candidates:
+        key = override.partition("=")[0]
+        if key in keys:
+            continue
+        try:
+            changed = cfg.override([override]).to_dict() != current
+        except KaizenError:
+            continue  # a remedy that does not fit this config (e.g. a key of a section it lacks)
+        if changed:
+            kept.append(override)
+            keys.add(key)
+    return kept
+
+
+def lower_lr(cfg: Config, factor: float = 10.0) -> str:
+    """The learning rate divided by `factor`."""
+    return f"optim.lr={number(cfg.optim.lr / factor)}"
+
+
+def safe_lr(cfg: Config, factor: float = 10.0) -> str:
+    """A learning rate `factor` times lower and no higher than the optimiser's usual value."""
+    usual = USUAL_LR.get(cfg.optim.name, USUAL_LR_ADAPTIVE)
+    return f"optim.lr={number(min(cfg.optim.lr / factor, usual))}"
+
+
+def higher_lr(cfg: Config, factor: float = 10.0) -> str:
+    """The learning rate multiplied by `factor`."""
+    return f"optim.lr={number(cfg.optim.lr * factor)}"
+
+
+def batch_norm(cfg: Config) -> list[str]:
+    """Batch norm, if the model has no normalisation."""
+    return ["model.norm=batch"] if cfg.model.norm == "none" else []
+
+
+def relu(cfg: Config) -> list[str]:
+    """ReLU instead of a squashing activation."""
+    return ["model.activation=relu"] if cfg.model.activation in SQUASHING else []
+
+
+def matched_init(cfg: Config, activation: str | None = None) -> list[str]:
+    """The initialisation designed for the activation: He for the ReLU family, Xavier for sigmoid/tanh."""
+    activation = activation or cfg.model.activation
+    if activation in SQUASHING:
+        return [] if cfg.init.weights in XAVIER_INITS else ["init.weights=xavier_normal"]
+    return [] if cfg.init.weights in HE_INITS else ["init.weights=he_normal"]
+
+
+def adaptive_optimizer(cfg: Config) -> list[str]:
+    """Adam instead of plain SGD (per-parameter step sizes), where the run's rate suits Adam too."""
+    if cfg.optim.name not in SGD_FAMILY or cfg.optim.lr > 10 * USUAL_LR_ADAPTIVE:
+        return []
+    return ["optim.name=adam"]
+
+
+def clipping(cfg: Config) -> list[str]:
+    """Clip the global gradient norm at 1."""
+    return ["train.clip_norm=1.0"] if cfg.train.clip_norm is None else []
+
+
+def l2_strength(total_params: int | None) -> float:
+    """An L2 weight: 1e-3 for small models, 1e-4 above 100k parameters (the penalty sums over weights)."""
+    return 1e-3 if total_params is not None and total_params <= 100_000 else 1e-4

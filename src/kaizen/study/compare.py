@@ -1,0 +1,603 @@
+"""Compare: variants × seeds, each an ordinary run directory, run in worker processes, resumable and locked.
+
+A `Plan` is a base config, named variants (override lists; the first is the baseline unless named) and seeds.
+`run_plan` writes `DIR/study.json` (the plan) and `DIR/runs/<variant>/seed<k>/` (one run directory per variant
+and seed). A run whose meta.json says `done` and whose config matches the plan is finished and skipped when
+the same command runs again; a failed, stopped or half-written one is run again from scratch. A lock file
+(`DIR/compare.lock`, owner pid and host) keeps a second compare out of a directory that one is using.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kaizen.config import Config, valid_keys
+from kaizen.errors import KaizenError
+from kaizen.registry import did_you_mean
+from kaizen.track import rundir
+
+STUDY_FILE = "study.json"
+LOCK_FILE = "compare.lock"
+RUNS_DIR = "runs"
+ERROR_FILE = "error.json"
+MODES = ("grid", "one-at-a-time")
+# Values of the summary.json a study can compare on; losses are better low, accuracies high.
+METRICS = (
+    "test.acc",
+    "test.loss",
+    "best.val_acc",
+    "best.val_loss",
+    "final.val_acc",
+    "final.val_loss",
+    "final.train_acc",
+    "final.train_loss",
+)
+# Keys that do not change what a run computes: a finished run is reused whatever they say.
+_INCIDENTAL_KEYS = ("train.threads", "log")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a study: an id (its folder name) and the overrides it applies to the base config."""
+
+    id: str
+    overrides: tuple[str, ...]
+
+
+@dataclass
+class Plan:
+    """What a study runs: `base` with each variant's overrides, once per seed (train.seed = seed)."""
+
+    base: Config
+    variants: list[Variant]
+    seeds: list[int]
+    metric: str = "test.acc"
+    baseline: str = ""
+    kind: str = "compare"
+    title: str = "compare"
+    question: str = ""
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.baseline = self.baseline or (self.variants[0].id if self.variants else "")
+
+    def config(self, variant: Variant, seed: int) -> Config:
+        """The resolved config of one run."""
+        return self.base.override([*variant.overrides, f"train.seed={seed}"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data (what study.json holds)."""
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "question": self.question,
+            "description": self.description,
+            "metric": self.metric,
+            "baseline": self.baseline,
+            "seeds": self.seeds,
+            "variants": [{"id": v.id, "overrides": list(v.overrides)} for v in self.variants],
+            "base_config": self.base.to_dict(),
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    """Progress of a study, one per run: status is skipped (finished earlier), done, failed or stopped."""
+
+    variant: str
+    seed: int
+    status: str
+    index: int
+    total: int
+    seconds: float = 0.0
+    error: str | None = None
+    path: Path | None = None
+
+
+@dataclass
+class Outcome:
+    """What one `run_plan` call did."""
+
+    ran: int = 0
+    skipped: int = 0
+    failed: list[Event] = field(default_factory=list)
+    seconds: float = 0.0
+    workers: int = 1
+    threads: int = 1
+
+
+# ------------------------------------------------------------------------------------ building a plan
+
+
+def split_values(text: str) -> list[str]:
+    """Split `v1,v2,[1,2]` on the commas outside brackets and quotes."""
+    values, depth, quote, current = [], 0, "", []
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "[{(":
+            depth += 1
+        elif char in "]})":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    values.append("".join(current).strip())
+    return values
+
+
+def parse_vary(text: str) -> tuple[str, list[str]]:
+    """Parse one `--vary key=v1,v2`: the key must exist in the schema, values be distinct and non-empty."""
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise KaizenError(f"--vary '{text}' is not of the form dotted.key=value1,value2")
+    keys = valid_keys()
+    if key not in keys:
+        raise KaizenError(f"--vary: unknown config key '{key}'{did_you_mean(key, keys)}")
+    if key == "train.seed" or key.startswith("log"):
+        raise KaizenError(f"--vary {key}: not a technique to compare (seeds come from --seeds)")
+    values = split_values(rest)
+    if any(value == "" for value in values):
+        raise KaizenError(f"--vary '{text}': empty value (values are separated by commas)")
+    repeated = sorted({value for value in values if values.count(value) > 1})
+    if repeated:
+        raise KaizenError(f"--vary {key}: value '{repeated[0]}' is listed twice")
+    return key, values
+
+
+def _id_part(key: str, value: str) -> str:
+    """`key=value` made safe as a folder name: brackets, quotes and spaces dropped, other symbols -."""
+    kept = "".join(c for c in value if c not in "[]{}()'\" ")
+    safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in kept)
+    return f"{key}={safe or 'x'}"
+
+
+def expand(vary: list[tuple[str, list[str]]], mode: str = "grid") -> list[Variant]:
+    """Variants of `--vary` options: every combination (grid, the first values form the baseline) or each
+    value on its own against the unchanged base (one-at-a-time, the baseline is `base`)."""
+    if mode not in MODES:
+        raise KaizenError(f"--mode must be {' or '.join(MODES)}, not '{mode}'")
+    if not vary:
+        raise KaizenError("nothing to compare: give at least one --vary key=value1,value2")
+    keys = [key for key, _ in vary]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise KaizenError(f"--vary {repeated[0]} is given twice; list all its values in one --vary")
+    if mode == "grid":
+        combos = itertools.product(*[[(key, value) for value in values] for key, values in vary])
+        variants = [
+            Variant("+".join(_id_part(k, v) for k, v in combo), tuple(f"{k}={v}" for k, v in combo))
+            for combo in combos
+        ]
+    else:
+        variants = [Variant("base", ())] + [
+            Variant(_id_part(key, value), (f"{key}={value}",)) for key, values in vary for value in values
+        ]
+    return _unique_ids(variants)
+
+
+def _unique_ids(variants: list[Variant]) -> list[Variant]:
+    """Make ids unique and short enough for a folder name (values that slug alike get a suffix)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for variant in variants:
+        base_id = variant.id if len(variant.id) <= 120 else variant.id[:110]
+        count = seen.get(base_id, 0)
+        seen[base_id] = count + 1
+        unique.append(Variant(base_id if count == 0 else f"{base_id}-{count + 1}", variant.overrides))
+    return unique
+
+
+def make_plan(
+    base: Config,
+    variants: list[Variant],
+    seeds: int,
+    metric: str = "test.acc",
+    drop_same_as_baseline: bool = False,
+    **details: Any,
+) -> Plan:
+    """Validate everything a study needs before any run starts, and return its Plan.
+
+    Every variant's config is built (so a bad value fails here, naming the variant); `seeds` must be at least
+    1 and `metric` one of METRICS. With `drop_same_as_baseline` a variant whose config equals the baseline's
+    (one-at-a-time: a value the base already has) is left out.
+    """
+    if not isinstance(seeds, int) or seeds < 1:
+        raise KaizenError(f"--seeds must be at least 1, not {seeds}")
+    if metric not in METRICS:
+        raise KaizenError(
+            f"--metric: unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}; valid: {', '.join(METRICS)}"
+        )
+    if not variants:
+        raise KaizenError("nothing to compare: no variants")
+    first_seed = base.train.seed
+    kept, baseline_config = [], None
+    for variant in variants:
+        try:
+            resolved = comparable(base.override([*variant.overrides, f"train.seed={first_seed}"]))
+        except KaizenError as error:
+            what = " ".join(variant.overrides) or "(no overrides)"
+            name = what if what == variant.id else f"{variant.id} ({what})"
+            raise KaizenError(f"variant {name}: {str(error).removeprefix('override: ')}") from None
+        if baseline_config is None:
+            baseline_config = resolved
+        elif drop_same_as_baseline and resolved == baseline_config:
+            continue
+        kept.append(variant)
+    return Plan(
+        base=base, variants=kept, seeds=[first_seed + k for k in range(seeds)], metric=metric, **details
+    )
+
+
+def comparable(cfg: Config) -> dict[str, Any]:
+    """The config as data without the keys that do not change a run's result (threads, logging)."""
+    data = cfg.to_dict()
+    for key in _INCIDENTAL_KEYS:
+        section, _, leaf = key.partition(".")
+        if leaf:
+            data[section].pop(leaf, None)
+        else:
+            data.pop(section, None)
+    return data
+
+
+# ------------------------------------------------------------------------------------------ the lock
+
+
+class StudyLock:
+    """An exclusive lock on a study directory: `compare.lock` holding the owner's pid and host.
+
+    Created atomically (O_CREAT | O_EXCL). A lock whose process is gone (same host) is stale and taken over;
+    one held by a live process, or by another host, refuses with one line.
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK_FILE
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock or raise KaizenError naming the process that holds it."""
+        for _ in range(5):
+            try:
+                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read()
+                if holder is not None and _alive(holder):
+                    raise KaizenError(
+                        f"{self.path.parent} is in use by another compare (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('since', '?')}); wait for it, or use another "
+                        f"--out (delete {self.path} only if that process is gone)"
+                    ) from None
+                self._remove_stale(holder)
+                continue
+            except OSError as error:
+                raise KaizenError(f"cannot write in {self.path.parent}: {error.strerror}") from None
+            with os.fdopen(handle, "w") as file:
+                json.dump({**self.owner, "since": _now()}, file)
+            return
+        raise KaizenError(f"cannot take the lock {self.path}: it keeps changing hands")
+
+    def release(self) -> None:
+        """Remove the lock if this process still holds it."""
+        holder = self._read()
+        if (
+            holder is not None
+            and holder.get("pid") == self.owner["pid"]
+            and holder.get("host") == self.owner["host"]
+        ):
+            self.path.unlink(missing_ok=True)
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    def _remove_stale(self, holder: dict[str, Any] | None) -> None:
+        if holder is None:  # unreadable: another process may be writing it this very moment
+            try:
+                age = time.time() - self.path.stat().st_mtime
+            except FileNotFoundError:
+                return
+            if age < 5:
+                time.sleep(0.2)
+                return
+        if self._read() == holder:  # still the stale lock we judged, not a fresh one
+            self.path.unlink(missing_ok=True)
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock's owner may still be running (always assumed for another host)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _now() -> str:
+    from kaizen.track.writer import now
+
+    return now()
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def run_path(out_dir: Path, variant: str, seed: int) -> Path:
+    """Where the run of `variant` with `seed` lives."""
+    return Path(out_dir) / RUNS_DIR / variant / f"seed{seed}"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int | None) -> None:
+    """KaizenError unless `workers` is None (one per core) or a whole number of at least 1."""
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise KaizenError(f"--workers must be at least 1, not {workers}")
+
+
+def run_plan(
+    plan: Plan,
+    out_dir: Path | str,
+    workers: int | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+) -> Outcome:
+    """Run every unfinished (variant, seed) of `plan` under `out_dir` in `workers` processes.
+
+    `workers` None means one per CPU core. Each worker trains with max(1, cores // workers) threads (one
+    thread per worker is also the fast choice for small models); `workers` 1 trains in this process. A failing
+    run is recorded (its meta.json, or error.json when it failed before writing one) and never stops the
+    others. `on_start(to_run, finished_earlier)` is called once the directory is locked and checked, and
+    `on_event` once per run. Returns what was run, skipped and failed.
+    """
+    check_workers(workers)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KaizenError(f"--out {out_dir} is a file, not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
+    on_event = on_event or (lambda event: None)
+    began = time.perf_counter()
+    with StudyLock(out_dir):
+        tasks = [(variant, seed) for seed in plan.seeds for variant in plan.variants]
+        pending, finished = _triage(plan, out_dir, tasks)
+        rundir.write_json(out_dir / STUDY_FILE, {**plan.to_dict(), "updated": _now()})
+        total = len(tasks)
+        if on_start is not None:
+            on_start(len(pending), len(finished))
+        for index, (variant, seed) in enumerate(finished, start=1):
+            on_event(
+                Event(variant.id, seed, "skipped", index, total, path=run_path(out_dir, variant.id, seed))
+            )
+        workers = max(1, min(workers or usable_cores(), usable_cores(), len(pending) or 1))
+        threads = max(1, usable_cores() // workers)
+        threads = min(threads, plan.base.train.threads or threads)  # a config may ask for fewer
+        outcome = Outcome(skipped=len(finished), workers=workers, threads=threads)
+        jobs = [_job(plan, out_dir, variant, seed, threads) for variant, seed in pending]
+        results = _run_in_process(jobs) if workers == 1 else _run_in_pool(jobs, workers, threads)
+        for index, result in enumerate(results, start=len(finished) + 1):
+            event = Event(
+                result["variant"],
+                result["seed"],
+                result["status"],
+                index,
+                total,
+                seconds=result["seconds"],
+                error=result.get("error"),
+                path=Path(result["path"]),
+            )
+            if event.status != "done":
+                _record_failure(event)
+                outcome.failed.append(event)
+            outcome.ran += 1
+            on_event(event)
+        outcome.seconds = time.perf_counter() - began
+    return outcome
+
+
+def _triage(plan: Plan, out_dir: Path, tasks: list[tuple[Variant, int]]) -> tuple[list, list]:
+    """Split tasks into (to run, finished earlier); refuse when a finished run was made with another config."""
+    pending, finished = [], []
+    for variant, seed in tasks:
+        path = run_path(out_dir, variant.id, seed)
+        if _is_done(path):
+            try:
+                old = comparable(Config.load(path / "config.yaml"))
+            except KaizenError:
+                pending.append((variant, seed))
+                continue
+            new = comparable(plan.config(variant, seed))
+            if old != new:
+                key = _first_difference(old, new)
+                raise KaizenError(
+                    f"{out_dir} holds another study: {variant.id}/seed{seed} was run with {key} = "
+                    f"{_lookup(old, key)!r}, this one has {_lookup(new, key)!r}; use another --out"
+                )
+            finished.append((variant, seed))
+        else:
+            pending.append((variant, seed))
+    return pending, finished
+
+
+def _is_done(path: Path) -> bool:
+    meta = path / "meta.json"
+    if not meta.is_file() or not (path / "summary.json").is_file():
+        return False
+    try:
+        return rundir.read_json(meta).get("status") == "done"
+    except KaizenError:
+        return False
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [key for key in new if key not in old]:
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+    return prefix.rstrip(".")
+
+
+def _lookup(data: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _job(plan: Plan, out_dir: Path, variant: Variant, seed: int, threads: int) -> dict[str, Any]:
+    """Everything a worker needs for one run, as plain data; the run's folder is emptied for a fresh start."""
+    path = run_path(out_dir, variant.id, seed)
+    cfg = plan.config(variant, seed).override([f"train.threads={threads}", "log.progress=false"])
+    if path.exists():
+        shutil.rmtree(path)
+    (path / "checkpoints").mkdir(parents=True)
+    return {"variant": variant.id, "seed": seed, "path": str(path), "config": cfg.to_dict()}
+
+
+_STOPPED = "interrupted; run the same command again to resume"
+# A worker's state, for Ctrl-C: a run in progress stops (fit records it as stopped); runs queued after it
+# return at once instead of starting.
+_worker = {"running": False, "interrupted": False}
+
+
+def train_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one run of a study (in a worker process or in-process); never raises for a failing run."""
+    from kaizen.track.progress import Reporter
+    from kaizen.training.loop import fit
+
+    result = {
+        "variant": job["variant"],
+        "seed": job["seed"],
+        "path": job["path"],
+        "status": "done",
+        "seconds": 0.0,
+    }
+    if _worker["interrupted"]:
+        return {**result, "status": "stopped", "error": _STOPPED}
+    began = time.perf_counter()
+    _worker["running"] = True
+    try:
+        fit(Config.from_dict(job["config"]), run_dir=Path(job["path"]), reporter=Reporter(enabled=False))
+    except KaizenError as error:
+        result.update(status="failed", error=str(error))
+    except KeyboardInterrupt:
+        _worker["interrupted"] = True
+        result.update(status="stopped", error=_STOPPED)
+    except Exception as error:  # one broken run must not stop the study; its error is recorded
+        result.update(status="failed", error=f"{type(error).__name__}: {error}")
+    finally:
+        _worker["running"] = False
+    result["seconds"] = round(time.perf_counter() - began, 3)
+    return result
+
+
+def _run_in_process(jobs: list[dict[str, Any]]):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        for job in jobs:
+            result = train_job(job)
+            yield result
+            if result["status"] == "stopped":
+                raise KeyboardInterrupt
+    finally:
+        torch.set_num_threads(threads)  # fit set the study's thread count in this process
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C in a worker: stop the run in progress; between runs, only remember it (no traceback). A second
+    Ctrl-C (the terminal's and the main process's) must not break the first one's recording of the stop."""
+    first = not _worker["interrupted"]
+    _worker["interrupted"] = True
+    if first and _worker["running"]:
+        raise KeyboardInterrupt
+
+
+def _run_in_pool(jobs: list[dict[str, Any]], workers: int, threads: int):
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
+    try:
+        futures: dict[Future, dict[str, Any]] = {executor.submit(train_job, job): job for job in jobs}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield _result_of(future, futures[future])
+    except KeyboardInterrupt:
+        # Pass Ctrl-C on to the workers (a terminal sends it to them too; `kill -INT` reaches only this
+        # process): their runs are recorded as stopped and queued runs do not start.
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(OSError):
+                os.kill(child.pid, signal.SIGINT)
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)  # no worker outlives the lock
+
+
+def _result_of(future: Future, job: dict[str, Any]) -> dict[str, Any]:
+    base = {"variant": job["variant"], "seed": job["seed"], "path": job["path"], "seconds": 0.0}
+    try:
+        return future.result()
+    except KeyboardInterrupt:  # Ctrl-C reached the worker just after its run ended
+        return {**base, "status": "stopped", "error": _STOPPED}
+    except Exception as error:  # the worker process died (killed, out of memory)
+        return {**base, "status": "failed", "error": f"worker process died: {type(error).__name__}: {error}"}
+
+
+def _record_failure(event: Event) -> None:
+    """Keep the error of a run that failed before its meta.json existed, in the run's folder."""
+    path = Path(event.path)
+    if not (path / "meta.json").is_file():
+        rundir.write_json(path / ERROR_FILE, {"status": event.status, "error": event.error, "at": _now()})

@@ -1,0 +1,333 @@
+"""kaizen doctor: tiny real runs with a known problem are diagnosed with evidence and fixed by what it recommends;
+healthy runs raise no warning; bad input gets one clear line."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import kaizen
+from kaizen.cli import main
+from kaizen.doctor import Finding, RunRecord, diagnose, examine, read_run
+from kaizen.doctor.detectors import (
+    dead_units,
+    learning_rate_too_high,
+    learning_rate_too_low,
+    overfitting,
+    saturated_units,
+)
+from kaizen.doctor.verify import verify
+from kaizen.nn import build_model
+
+KAGGLE_CNN = Path(__file__).parents[1] / "configs" / "kaggle_cnn.yaml"
+FAST = ["train.device=cpu", "log.tensorboard=false", "log.plots=false", "log.progress=false"]
+DEEP_SIGMOID = [
+    "model.preset=mlp",
+    "model.hidden=[32,32,32,32,32,32]",
+    "model.activation=sigmoid",
+    "init.weights=normal",
+    "init.std=0.01",
+    "model.norm=none",
+    "model.dropout=0",
+    "train.epochs=8",
+]
+SGD_LR_10 = ["model.preset=mlp", "model.norm=none", "model.dropout=0", "optim.name=sgd", "optim.lr=10"]
+OVERFIT = [  # a wide MLP on 200 training images, no regularisation, many epochs at a constant rate
+    "model.preset=mlp",
+    "model.hidden=[512]",
+    "model.norm=none",
+    "model.dropout=0",
+    "data.fraction=0.155",
+    "schedule.name=constant",
+    "train.epochs=60",
+]
+RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "gelu", "silu")
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `kaizen *args` in this process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exited:
+        code = exited.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def train(runs: Path, *overrides: str, base: kaizen.Config | None = None) -> kaizen.Run:
+    cfg = (base or kaizen.Config()).override([*FAST, f"log.runs_dir={runs}", *overrides])
+    try:
+        return kaizen.train(cfg)
+    except kaizen.KaizenError:  # a diverging run stops with an error but leaves its record
+        (path,) = sorted(Path(runs).iterdir())[-1:]
+        return kaizen.load_run(path)
+
+
+def by_code(findings: list[Finding]) -> dict[str, Finding]:
+    return {finding.code: finding for finding in findings}
+
+
+def problems(findings: list[Finding]) -> list[str]:
+    return [
+        f"{finding.code} ({finding.severity}): {finding.evidence}"
+        for finding in findings
+        if finding.severity != "info"
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("doctor") / "runs"
+
+
+@pytest.fixture(scope="module")
+def vanishing_run(runs) -> kaizen.Run:
+    return train(runs, *DEEP_SIGMOID, "name=deep-sigmoid")
+
+
+@pytest.fixture(scope="module")
+def diverging_run(runs) -> kaizen.Run:
+    return train(runs, *SGD_LR_10, "train.epochs=3", "name=sgd-lr10")
+
+
+@pytest.fixture(scope="module")
+def overfit_run(runs) -> kaizen.Run:
+    return train(runs, *OVERFIT, "name=overfit")
+
+
+# --- the four results to reach ----------------------------------------------------------------------------------
+
+
+def test_deep_sigmoid_with_small_init_has_vanishing_gradients(vanishing_run):
+    findings = diagnose(vanishing_run.path)
+    vanishing = by_code(findings)["vanishing_gradients"]
+    assert findings[0] is vanishing and vanishing.severity == "critical"
+    assert vanishing.details["median_ratio"] < 1e-4  # fc1 gets a vanishing share of the head's gradient
+    assert vanishing.details["not_learning"]
+    assert "fc1" in vanishing.evidence
+    activations = [r.split("=")[1] for r in vanishing.recommendations if r.startswith("model.activation=")]
+    inits = [r.split("=")[1] for r in vanishing.recommendations if r.startswith("init.weights=")]
+    assert activations and activations[0] in RELU_FAMILY
+    assert inits and all(init.startswith(("he_", "xavier_")) for init in inits)
+    assert "not_learning" not in by_code(findings)  # the cause explains it; no "train longer" advice
+
+
+def test_verify_trains_the_top_recommendation_and_improves_validation_accuracy(vanishing_run):
+    result = verify(vanishing_run.path)
+    assert result.addresses == "vanishing_gradients"
+    assert result.overrides == [diagnose(vanishing_run.path)[0].recommendations[0]]
+    after = kaizen.load_run(result.after.path)
+    assert after.config.train.seed == vanishing_run.config.train.seed
+    assert after.config.train.epochs == vanishing_run.config.train.epochs
+    assert result.after.best_val_acc > result.before.best_val_acc + 0.3
+    assert "vanishing_gradients" not in {finding.code for finding in result.after.findings}
+
+
+def test_sgd_at_learning_rate_10_diverges(diverging_run):
+    findings = diagnose(diverging_run.path)
+    divergence = findings[0]
+    assert divergence.code == "divergence" and divergence.severity == "critical"
+    assert divergence.details["peak_epoch"] == 1
+    lower = [r for r in divergence.recommendations if r.startswith("optim.lr=")]
+    assert lower and float(lower[0].split("=")[1]) <= 1.0
+    assert divergence.recommendations[0] == lower[0]
+    assert "train.clip_norm=1.0" in divergence.recommendations
+
+
+def test_wide_mlp_on_200_images_overfits_from_an_onset_epoch(overfit_run):
+    assert abs(overfit_run.summary["data"]["train"] - 200) <= 1
+    finding = by_code(diagnose(overfit_run.path))["overfitting"]
+    assert finding.severity == "warning"
+    onset = finding.details["onset_epoch"]
+    assert 2 <= onset < 60 and f"epoch {onset}" in finding.evidence
+    assert finding.details["gap"] >= 0.05 and finding.details["train_acc"] > 0.99
+    remedies = {r.split("=")[0] for r in finding.recommendations}
+    assert {"augment", "reg.l2", "model.dropout", "early_stop.enabled"} <= remedies
+
+
+@pytest.mark.parametrize(
+    "name, overrides",
+    [
+        ("kaggle_cnn", ["data.name=digits", "train.epochs=4"]),
+        ("mlp relu", ["model.preset=mlp", "train.epochs=30"]),
+        ("mlp relu, no norm", ["model.preset=mlp", "model.norm=none", "model.dropout=0", "train.epochs=30"]),
+    ],
+)
+def test_healthy_runs_raise_no_warning(runs, name, overrides):
+    base = kaizen.Config.load(KAGGLE_CNN) if name == "kaggle_cnn" else None
+    run = train(runs, *overrides, base=base)
+    findings = diagnose(run.path)
+    assert problems(findings) == []
+    assert run.summary["test"]["acc"] > 0.9
+
+
+def test_every_recommendation_applies_cleanly_and_builds(vanishing_run, diverging_run, overfit_run):
+    seen = 0
+    for run in (vanishing_run, diverging_run, overfit_run):
+        for finding in diagnose(run.path):
+            for override in finding.recommendations:
+                cfg = run.config.override([override])  # raises on an invalid key or value
+                assert cfg.to_dict() != run.config.to_dict(), override
+                build_model(cfg.model, cfg.init, (1, 8, 8), 10)
+                seen += 1
+    assert seen >= 10
+
+
+# --- detectors on synthetic records: the thresholds -------------------------------------------------------------
+
+
+def record(train_losses: list[float], stats: list[dict] | None = None, **config: str) -> RunRecord:
+    rows = [
+        {"epoch": e, "split": "train", "loss": loss, "acc": 0.5} for e, loss in enumerate(train_losses, 1)
+    ]
+    cfg = kaizen.Config().override([f"{key.replace('__', '.')}={value}" for key, value in config.items()])
+    return RunRecord(Path("run"), cfg, {"status": "done"}, {}, rows, [], stats or [], num_classes=10)
+
+
+def activation_stats(field: str, fraction: float, kind: str = "ReLU", epochs: int = 3) -> list[dict]:
+    return [
+        {"epoch": epoch, "kind": "activation", "layer": "act1", "type": kind, "std": 0.5, field: fraction}
+        for epoch in range(1, epochs + 1)
+    ]
+
+
+def test_oscillating_loss_is_a_learning_rate_too_high():
+    bouncing = [0.8, 0.4, 0.2, 0.5, 0.3, 0.15, 0.4, 0.35, 0.12, 0.3]
+    finding = learning_rate_too_high(record(bouncing, optim__lr="0.05"))
+    assert finding is not None and finding.recommendations[0] == "optim.lr=0.005"
+    assert learning_rate_too_high(record([0.8, 0.4, 0.2, 0.21, 0.15, 0.1, 0.11, 0.09])) is None  # noise
+
+
+def test_tiny_updates_with_flowing_gradients_are_a_learning_rate_too_low():
+    tiny = [{"epoch": 1, "kind": "layer", "layer": "fc1", "grad_norm": 0.3, "update_ratio": 1e-7}]
+    finding = learning_rate_too_low(record([2.28, 2.28, 2.27], tiny, optim__name="sgd", optim__lr="1e-5"))
+    assert finding is not None and finding.recommendations[0] == "optim.lr=0.0001"
+    dead = [{**tiny[0], "grad_norm": 0.0, "update_ratio": 0.0}]  # no gradient at all: not the rate's fault
+    assert learning_rate_too_low(record([2.3, 2.3, 2.3], dead)) is None
+
+
+@pytest.mark.parametrize(
+    "fraction, severity", [(0.1, None), (0.3, "info"), (0.6, "warning"), (1.0, "critical")]
+)
+def test_dead_unit_severity_follows_the_share_of_dead_units(fraction, severity):
+    finding = dead_units(record([1.0, 0.5], activation_stats("dead", fraction)))
+    assert (finding and finding.severity) == severity
+
+
+@pytest.mark.parametrize("fraction, severity", [(0.1, None), (0.3, "info"), (0.7, "warning")])
+def test_saturation_severity_follows_the_share_of_saturated_outputs(fraction, severity):
+    finding = saturated_units(record([1.0, 0.5], activation_stats("saturated", fraction, "Tanh")))
+    assert (finding and finding.severity) == severity
+
+
+def test_a_small_gap_on_a_small_validation_set_is_not_overfitting():
+    run = record([1.0, 0.3, 0.1, 0.05])
+    run.train = [{**row, "acc": 1.0} for row in run.train]
+    run.val = [{"epoch": e, "split": "val", "loss": 0.3, "acc": 0.955} for e in range(1, 5)]
+    run.summary = {"data": {"val": 100}}
+    assert overfitting(run) is None  # a 4.5-point gap: within 3 standard errors of 100 images
+    run.summary = {"data": {"val": 10_000}}
+    assert overfitting(run) is None  # significant, but below 5 points
+    run.val = [{**row, "acc": 0.90} for row in run.val]
+    assert overfitting(run).severity == "warning"
+
+
+# --- the command line and bad input -----------------------------------------------------------------------------
+
+
+def test_doctor_prints_findings_with_evidence_and_overrides(monkeypatch, capsys, vanishing_run):
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(vanishing_run.path))
+    assert code == 0, err
+    for text in ("CRITICAL", "Vanishing gradients", "evidence", "why", "--set model.", "--verify"):
+        assert text in out, text
+
+
+def test_doctor_json(monkeypatch, capsys, overfit_run):
+    code, out, _ = cli(monkeypatch, capsys, "doctor", str(overfit_run.path), "--json")
+    report = json.loads(out)
+    assert code == 0 and report["status"] == "done" and report["epochs"] == 60
+    (finding,) = [f for f in report["findings"] if f["code"] == "overfitting"]
+    assert set(finding) >= {"severity", "code", "title", "evidence", "explanation", "recommendations"}
+    assert isinstance(finding["details"]["onset_epoch"], int)
+
+
+def test_doctor_verify_with_chosen_overrides_reports_before_and_after(monkeypatch, capsys, diverging_run):
+    args = ["doctor", str(diverging_run.path), "--verify", "--try", "optim.lr=0.1", "--json"]
+    code, out, err = cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    verification = json.loads(out)["verification"]
+    assert verification["overrides"] == ["optim.lr=0.1"]
+    before, after = verification["before"], verification["after"]
+    assert after["best_val_acc"] > before["best_val_acc"] + 0.5
+    assert "divergence" in [f["code"] for f in before["findings"]]
+    assert "divergence" not in [f["code"] for f in after["findings"]]
+
+
+def assert_one_line_error(code: int, err: str, *culprits: str) -> None:
+    assert code == 2 and "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and all(culprit in line for culprit in culprits), line
+
+
+def test_doctor_on_a_folder_that_is_not_a_run(monkeypatch, capsys, tmp_path):
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(tmp_path))
+    assert_one_line_error(code, err, "not a kaizen run")
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(tmp_path / "missing"))
+    assert_one_line_error(code, err, "not found")
+
+
+def copy_run(run: kaizen.Run, destination: Path) -> Path:
+    return Path(shutil.copytree(run.path, destination / run.path.name))
+
+
+def test_doctor_on_a_run_in_progress_diagnoses_what_exists(monkeypatch, capsys, tmp_path, overfit_run):
+    path = copy_run(overfit_run, tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "status": "running", "end": None}))
+    (path / "summary.json").unlink()
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(path))
+    assert code == 0, err
+    assert "Run still in progress" in out and "60 finished epoch(s) of 60" in out and "Overfitting" in out
+
+
+def test_doctor_on_a_run_with_no_finished_epoch(monkeypatch, capsys, tmp_path, overfit_run):
+    path = copy_run(overfit_run, tmp_path)
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps({**meta, "status": "running"}))
+    for name in ("metrics.csv", "stats.jsonl", "summary.json"):
+        (path / name).unlink()
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(path))
+    assert_one_line_error(code, err, "still running", "no finished epoch")
+
+
+def test_doctor_on_a_run_without_statistics_says_how_to_enable_them(monkeypatch, capsys, runs):
+    run = train(runs, *SGD_LR_10, "train.epochs=2", "log.stats=false", "name=no-stats")
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(run.path))
+    assert code == 0, err
+    assert "No per-layer statistics" in out and "--set log.stats=true" in out
+    assert "Training diverged" in out  # metrics.csv alone still shows it
+
+
+def test_doctor_skips_a_corrupt_stats_line_with_a_warning(monkeypatch, capsys, tmp_path, vanishing_run):
+    path = copy_run(vanishing_run, tmp_path)
+    lines = (path / "stats.jsonl").read_text().splitlines()
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a line cut in half
+    (path / "stats.jsonl").write_text("\n".join(lines) + "\n")
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(path))
+    assert code == 0
+    assert "warning:" in err and "line 4" in err
+    assert "Vanishing gradients" in out and "Corrupt lines skipped" in out
+
+
+def test_python_api(vanishing_run):
+    findings = kaizen.diagnose(vanishing_run.path)
+    assert findings[0].code == "vanishing_gradients"
+    assert examine(read_run(vanishing_run.path))[0].to_dict()["severity"] == "critical"
+    assert all(math.isfinite(value) for value in findings[0].details["ratio_by_epoch"].values())
