@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 import kaizen
+from kaizen.cli import main
 
 # An MLP with one hidden layer of 32 units on 8x8 digits: ~2.5k parameters, ~0.1 s per epoch on one thread.
 TINY = ["model.preset=mlp", "model.hidden=[32]", "train.epochs=2", "train.device=cpu", "log.plots=false"]
@@ -39,3 +41,15 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[kaizen.Confi
     """(config, run) of one finished 3-epoch run with plots on, shared by tests that only read it."""
     cfg = tiny_config(tmp_path_factory.mktemp("finished") / "runs", "train.epochs=3", "log.plots=true")
     return cfg, kaizen.train(cfg)
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `kaizen *args` in this process, as a user would; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exited:
+        code = exited.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

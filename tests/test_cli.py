@@ -13,28 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, tiny_config
+from conftest import TINY, cli, tiny_config
 
 import kaizen
-from kaizen.cli import main
 from kaizen.data.idx import write_idx
 from kaizen.nn import build_model
 
 # the tiny config of conftest as --set options, with the progress bar off so stderr holds only errors
 KAGGLE_CNN = Path(__file__).parents[1] / "configs" / "kaggle_cnn.yaml"
 TINY_SETS = [option for item in [*TINY, "log.progress=false"] for option in ("--set", item)]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `kaizen *args` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exited:
-        code = exited.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def kaizen_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:

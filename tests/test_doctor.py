@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 import kaizen
-from kaizen.cli import main
 from kaizen.doctor import Finding, RunRecord, diagnose, examine, read_run
 from kaizen.doctor.detectors import (
     dead_units,
@@ -47,18 +46,6 @@ OVERFIT = [  # a wide MLP on 200 training images, no regularisation, many epochs
     "train.epochs=60",
 ]
 RELU_FAMILY = ("relu", "leaky_relu", "prelu", "elu", "gelu", "silu")
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `kaizen *args` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exited:
-        code = exited.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def train(runs: Path, *overrides: str, base: kaizen.Config | None = None) -> kaizen.Run:

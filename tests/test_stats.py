@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import cli, tiny_config
 from torch import nn
 
 import kaizen
-from kaizen.cli import main
 from kaizen.nn import build_model
 from kaizen.nn.inspect import inspect_batch
 from kaizen.track.progress import Reporter
@@ -26,18 +24,6 @@ from kaizen.training.loop import fit
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 QUIET = ["log.tensorboard=false", "log.plots=false"]
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `kaizen *args` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exited:
-        code = exited.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def records(run: kaizen.Run, kind: str) -> list[dict]:

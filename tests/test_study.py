@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 from scipy import stats as scipy_stats
 
 import kaizen
-from kaizen.cli import main
 from kaizen.errors import KaizenError
 from kaizen.study import compare_plan, datacurve_plan, execute, parse_fractions, run_plan, stats, study_plan
 from kaizen.study import recipes as recipes_module
@@ -53,18 +53,6 @@ TINY_SETS = [option for item in TINY for option in ("--set", item)] + ["--worker
 
 def tiny() -> kaizen.Config:
     return kaizen.Config().override(TINY)
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `kaizen *args` in this process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["kaizen", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exited:
-        code = exited.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(code: int, err: str, *culprits: str) -> None:

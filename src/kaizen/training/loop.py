@@ -154,12 +154,15 @@ def fit(
         writer.resume(start_epoch, cfg.to_yaml())
     else:
         writer.start(cfg.to_yaml(), {**rundir.environment(device), "seed": cfg.train.seed})
+    custom_metrics = dict(metrics or {})  # `metrics` below is each epoch's train/val numbers
     if tasks is not None:  # each extra task's validation metric, every epoch
-        metrics = {**(metrics or {}), **tasks.metrics(len(data.y_val) > 0, cfg.train.eval_batch_size)}
+        custom_metrics.update(tasks.metrics(len(data.y_val) > 0, cfg.train.eval_batch_size))
     if transferred is not None and reporter.enabled:
         reporter.console.print(transferred.line(), highlight=False, soft_wrap=True)
     # Per-layer statistics and TensorBoard summaries on a few sampled steps; see kaizen.track.stats.
-    recorder = StatsRecorder(model, cfg.log, steps_per_epoch, writer, metrics, example=data.x_train[:2])
+    recorder = StatsRecorder(
+        model, cfg.log, steps_per_epoch, writer, custom_metrics, example=data.x_train[:2]
+    )
 
     record = {
         "input_shape": list(data.input_shape),
