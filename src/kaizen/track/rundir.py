@@ -23,6 +23,8 @@ import torch
 from kaizen.errors import KaizenError
 
 METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
+_UMASK = os.umask(0o022)  # reading the umask means setting it; put it straight back
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -30,6 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a run's record is as readable as any file
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(tmp, path)
