@@ -81,26 +81,17 @@ def plot_gradients(layers: dict[str, list[dict[str, Any]]], out_png: Path, title
     over_time, by_depth, ratio_ax = fig.subplots(1, 3)
 
     for name, colour in zip(names, colours):
-        epochs, values = _series(layers[name], "grad_norm")
-        over_time.plot(
-            epochs,
-            values,
-            color=colour,
-            linewidth=1.6,
-            marker="o" if len(epochs) <= 30 else None,
-            markersize=3,
-            label=name,
-        )
-        epochs, values = _series(layers[name], "update_ratio")
-        ratio_ax.plot(
-            epochs,
-            values,
-            color=colour,
-            linewidth=1.6,
-            marker="o" if len(epochs) <= 30 else None,
-            markersize=3,
-            label=name,
-        )
+        for ax, key in ((over_time, "grad_norm"), (ratio_ax, "update_ratio")):
+            epochs, values = _series(layers[name], key)
+            ax.plot(
+                epochs,
+                values,
+                color=colour,
+                linewidth=1.6,
+                marker="o" if len(epochs) <= 30 else None,
+                markersize=3,
+                label=name,
+            )
     for ax, label in ((over_time, "gradient L2 norm"), (ratio_ax, "‖update‖ / ‖weights‖ per step")):
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
