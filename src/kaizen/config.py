@@ -331,6 +331,13 @@ class TrainConfig(Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool = Field(False, description="bfloat16 autocast in the forward pass (CPU and CUDA)")
+    channels_last: bool = Field(False, description="channels-last memory format for conv models and inputs")
+    compile: bool = Field(
+        False, description="torch.compile the model for the training step (falls back, saying why, if unavailable)"
+    )
+    cuda_graphs: bool = Field(
+        False, description="with train.compile on CUDA: replay the step as CUDA graphs (mode reduce-overhead)"
+    )
     clip_norm: float | None = Field(None, gt=0, description="clip gradients to this global L2 norm")
     clip_value: float | None = Field(None, gt=0, description="clip each gradient element to +-this value")
     threads: int | None = Field(None, gt=0, description="CPU threads (default: torch's choice)")

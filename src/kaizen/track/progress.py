@@ -22,6 +22,11 @@ class Reporter:
         self.task = None
         self.steps_per_epoch = 1
 
+    def note(self, line: str) -> None:
+        """Say one line about the run (a switch that cannot apply here, say); silent when disabled."""
+        if self.enabled:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
     def start(self, epochs: int, steps_per_epoch: int, start_epoch: int) -> None:
         """Open the bar at `start_epoch` of `epochs`."""
         if not self.enabled:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
 from kaizen.track.writer import make_writer
+from kaizen.training import fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
 from kaizen.training.multitask import TaskObjective, attach_tasks
@@ -73,12 +75,15 @@ def fit(
     reporter: Reporter | None = None,
     is_main: bool = True,
     metrics: dict[str, Metric] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Path | None:
     """Train `cfg` and write its run directory; return the directory (None on processes that do not write).
 
     `run_dir` None creates a new directory under `cfg.log.runs_dir`; with `resume` the run continues from
     `run_dir/checkpoints/last.pt`. `metrics` are custom metrics, `{name: fn(model, data) -> float}`, logged
-    at each epoch end (stats.jsonl and TensorBoard).
+    at each epoch end (stats.jsonl and TensorBoard). `on_epoch(epoch, metrics)` is called after each epoch is
+    written (1-based epoch; train_/val_ loss and acc); raising `Pruned` from it ends the run early with status
+    "pruned" (hyperparameter search uses this to stop unpromising trials).
     """
     from kaizen.data import load_data
     from kaizen.nn import build_model
@@ -119,6 +124,8 @@ def fit(
         label_smoothing=cfg.reg.label_smoothing, reduction="mean" if example_weights is None else "none"
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
+    # the step's forward: channels-last, torch.compile / CUDA graphs; `model` stays the plain module
+    forward = fast.prepare(model, cfg.train, device, reporter.note)
     augment = Augment(cfg.augment)
 
     # --- run directory: created or resumed ---------------------------------------------------------
@@ -195,7 +202,7 @@ def fit(
                 yb = batch.y
                 recorder.before_forward(step)
                 with autocast:
-                    logits = model(batch.x).float()  # forward
+                    logits = forward(batch.x).float()  # forward
                     loss = criterion(logits, yb)
                     if batch.mix is not None:  # mixup / cutmix: the loss of both label sets, weighted
                         loss = batch.mix * loss + (1 - batch.mix) * criterion(logits, batch.y_mixed)
@@ -268,6 +275,8 @@ def fit(
                     },
                 )
             reporter.epoch_end(epoch, metrics)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, metrics)
             if monitor.should_stop:
                 break
     except _Diverged as diverged:
@@ -280,6 +289,11 @@ def fit(
         )
         writer.finish("failed", error=message)
         raise KaizenError(message) from None
+    except Pruned as pruned:
+        reporter.close()
+        recorder.abort(epoch + 1)
+        writer.finish("pruned", error=str(pruned) or f"pruned after epoch {epoch + 1}")
+        raise
     except KeyboardInterrupt:
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
@@ -332,6 +346,10 @@ def fit(
         summary["transfer"] = transferred.to_dict()
     writer.finish("done", summary)
     return run_dir if is_main else None
+
+
+class Pruned(Exception):
+    """Raised by an `on_epoch` callback to end a run early on purpose (e.g. an Optuna trial that is pruned)."""
 
 
 class _Diverged(Exception):

@@ -1,0 +1,61 @@
+"""The fast path's model-side switches: channels-last memory format, torch.compile and CUDA graphs.
+
+`prepare` returns the callable the training step runs the forward pass through. The module itself stays the
+plain `nn.Module` (its state_dict, hooks and evaluation are unchanged); only the step goes through the compiled
+wrapper, so checkpoints never carry torch.compile's `_orig_mod.` prefixes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from kaizen.config import TrainConfig
+
+
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot run here (one line), or None when it can."""
+    from torch._dynamo.eval_frame import is_dynamo_supported
+
+    if not is_dynamo_supported():
+        return "torch.compile does not support this Python/platform"
+    if device.type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        return "torch.compile on CPU needs a C++ compiler (g++ or clang++) on PATH"
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "torch.compile on CUDA needs triton (pip install triton)"
+    if device.type == "mps":
+        return "torch.compile is not used on MPS"
+    return None
+
+
+def uses_channels_last(model: nn.Module, cfg: TrainConfig) -> bool:
+    return cfg.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def prepare(
+    model: nn.Module, cfg: TrainConfig, device: torch.device, say: Callable[[str], None]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Apply channels-last to `model` in place and return the training step's forward callable.
+
+    `say` receives one line when a switch cannot apply here (the run goes on without it).
+    """
+    if uses_channels_last(model, cfg):
+        model.to(memory_format=torch.channels_last)
+    if cfg.cuda_graphs and device.type != "cuda":
+        say("train.cuda_graphs applies only on CUDA; training without CUDA graphs")
+    if not cfg.compile:
+        return model
+    why = compile_unavailable(device)
+    if why is not None:
+        say(f"train.compile: {why}; training without compilation")
+        return model
+    # CUDA graphs come through torch.compile's "reduce-overhead" mode (static shapes: the last, smaller
+    # batch of an epoch gets its own graph).
+    mode = "reduce-overhead" if cfg.cuda_graphs and device.type == "cuda" else None
+    return torch.compile(model, mode=mode)
