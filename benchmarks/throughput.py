@@ -1,22 +1,22 @@
 """Training throughput: kaizen's loop against a minimal hand-written PyTorch loop over a DataLoader.
 
 Same model (kaggle_cnn), same data (mnist-10k, or digits where MNIST is absent), same batch size, same
-process. kaizen runs with its recording on (running loss/accuracy, metrics.csv, checkpoints each epoch); the
-timing is the training part of each epoch (validation is timed separately by kaizen and left out, as the
-minimal loop has none). Prints images per second and the ratio.
+process, in fp32 and in bf16 autocast. kaizen runs with its recording on (running loss/accuracy, metrics.csv,
+checkpoints each epoch) and its default switches; the timing is the training part of each epoch (validation
+is timed separately by kaizen and left out, as the minimal loop has none). The first epoch of each
+measurement warms up and is dropped; the loops alternate, so drift in machine speed hits both alike.
 
-    python benchmarks/throughput.py [--epochs 3] [--root ../shared/data/mnist] [--bf16]
+    python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--precision fp32,bf16] [--device auto]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
+from common import CONFIGS, MNIST, dataset_overrides, device_name, machine, train, train_seconds
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -24,77 +24,74 @@ import kaizen
 from kaizen.data import load_data
 from kaizen.nn import build_model
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-
 
 def minimal_loop(cfg: kaizen.Config, epochs: int) -> list[float]:
-    """Seconds per epoch of the loop most tutorials write: DataLoader, forward, loss, backward, step."""
-    # kaizen's run leaves process-wide switches on (denormal flushing, deterministic kernels); the minimal loop
-    # runs with PyTorch's defaults, as a hand-written script would.
+    """Seconds per epoch of the loop most tutorials write: DataLoader, .to(device), forward, loss, backward, step."""
+    # kaizen's run leaves process-wide switches on (denormal flushing); the minimal loop runs with PyTorch's
+    # defaults, as a hand-written script would.
     torch.set_flush_denormal(False)
-    torch.use_deterministic_algorithms(False)
     torch.manual_seed(cfg.train.seed)
+    device = torch.device(cfg.train.device)
     data = load_data(cfg.data, "cpu")
-    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
+    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr)
     loader = DataLoader(
         TensorDataset(data.x_train, data.y_train), batch_size=cfg.train.batch_size, shuffle=True
     )
     criterion = nn.CrossEntropyLoss()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
     times = []
     model.train()
     for _ in range(epochs):
         began = time.perf_counter()
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             with autocast:
                 loss = criterion(model(x).float(), y)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - began)
     return times
 
 
-def kaizen_loop(cfg: kaizen.Config, epochs: int) -> list[float]:
-    """Seconds per epoch (training part) of kaizen.train, read back from the run's metrics.csv."""
-    with tempfile.TemporaryDirectory() as runs:
-        run = kaizen.train(
-            cfg.override([f"train.epochs={epochs}", f"log.runs_dir={runs}", "log.plots=false"])
-        )
-        return [row["seconds"] for row in run.metrics() if row["split"] == "train"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first is warm-up)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first warms up)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both loops")
     parser.add_argument("--root", default=str(MNIST), help="folder with MNIST IDX files")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast in both loops")
+    parser.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args()
 
-    config = Path(__file__).resolve().parents[1] / "configs" / "kaggle_cnn.yaml"
-    dataset = (
-        ["data.name=mnist", f"data.root={args.root}"] if Path(args.root).is_dir() else ["data.name=digits"]
+    device = device_name(args.device)
+    base = kaizen.Config.load(CONFIGS / "kaggle_cnn.yaml").override(
+        [*dataset_overrides(args.root), f"train.device={device}"]
     )
-    cfg = kaizen.Config.load(config).override([*dataset, "train.device=cpu", f"train.bf16={args.bf16}"])
-    n_train = len(load_data(cfg.data, "cpu").y_train)
-
-    mine, theirs = [], []
-    for _ in range(args.rounds):  # alternate, so drift in machine speed hits both alike
-        theirs += minimal_loop(cfg, args.epochs)[1:]
-        mine += kaizen_loop(cfg, args.epochs)[1:]
-        print(f"round: minimal {theirs[-1]:.2f} s/epoch, kaizen {mine[-1]:.2f} s/epoch", flush=True)
-    minimal_ips = n_train / statistics.median(theirs)
-    kaizen_ips = n_train / statistics.median(mine)
-    print(
-        f"data: {cfg.data.name} ({n_train:,} training images), model kaggle_cnn, batch {cfg.train.batch_size}, "
-        f"bf16={args.bf16}, threads={torch.get_num_threads()}, torch {torch.__version__}"
-    )
-    print(f"{'loop':<28}{'images/s':>12}{'s/epoch':>10}")
-    print(f"{'minimal DataLoader loop':<28}{minimal_ips:>12,.0f}{statistics.median(theirs):>10.2f}")
-    print(f"{'kaizen (recording on)':<28}{kaizen_ips:>12,.0f}{statistics.median(mine):>10.2f}")
-    print(f"ratio kaizen / minimal: {kaizen_ips / minimal_ips:.2f}x (target >= 1.0x)")
+    n_train = len(load_data(base.data, "cpu").y_train)
+    print(f"kaggle_cnn on {base.data.name} ({n_train:,} training images), batch {base.train.batch_size}")
+    print(f"machine: {machine()}")
+    print(f"{'precision':<10}{'loop':<26}{'images/s':>10}{'s/epoch':>9}{'ratio':>8}")
+    kaizen_speed = {}
+    for precision in args.precision.split(","):
+        cfg = base.override([f"train.bf16={precision == 'bf16'}"])
+        mine, theirs = [], []
+        for _ in range(args.rounds):
+            theirs += minimal_loop(cfg, args.epochs)[1:]
+            mine += train_seconds(train(cfg, [f"train.epochs={args.epochs}"])[1])[1:]
+        minimal_ips, kaizen_ips = n_train / statistics.median(theirs), n_train / statistics.median(mine)
+        kaizen_speed[precision] = kaizen_ips
+        print(
+            f"{precision:<10}{'minimal DataLoader loop':<26}{minimal_ips:>10,.0f}{statistics.median(theirs):>9.2f}"
+        )
+        print(
+            f"{'':<10}{'kaizen':<26}{kaizen_ips:>10,.0f}{statistics.median(mine):>9.2f}"
+            f"{kaizen_ips / minimal_ips:>7.2f}x"
+        )
+    if {"fp32", "bf16"} <= kaizen_speed.keys():
+        print(f"kaizen bf16 / kaizen fp32: {kaizen_speed['bf16'] / kaizen_speed['fp32']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -284,6 +284,11 @@ class OptimConfig(Section):
     weight_decay: float = Field(
         0.0, ge=0, description="decay of weights (not biases or norms); decoupled in adamw"
     )
+    kernel: Literal["auto", "fused", "foreach", "per_tensor"] = Field(
+        "auto",
+        description="the optimiser's implementation, all the same update: auto = fused where torch has it, "
+        "else foreach (multi-tensor)",
+    )
 
     _check = field_validator("name")(_registered(registry.OPTIMIZERS))
 
