@@ -11,26 +11,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
+
+from common import CONFIGS, MNIST, dataset_overrides, train, train_seconds
 
 import kaizen
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kaggle_cnn.yaml"
-QUIET = ["log.plots=false", "train.device=cpu"]
-
-
-def train(cfg: kaizen.Config, overrides: list[str]) -> tuple[dict, list[dict]]:
-    """Train in a throw-away runs folder; return (summary, metric rows)."""
-    with tempfile.TemporaryDirectory() as runs:
-        run = kaizen.train(cfg.override([*overrides, f"log.runs_dir={runs}"]))
-        return run.summary, run.metrics()
+QUIET = ["train.device=cpu"]
 
 
 def epoch_seconds(cfg: kaizen.Config, augment: str, epochs: int) -> list[float]:
     _, rows = train(cfg, [f"augment={augment}", f"train.epochs={epochs}"])
-    return [row["seconds"] for row in rows if row["split"] == "train"][1:]  # the first epoch warms up
+    return train_seconds(rows)[1:]  # the first epoch warms up
 
 
 def main() -> None:
@@ -41,10 +32,7 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true", help="only measure the cost")
     args = parser.parse_args()
 
-    dataset = (
-        ["data.name=mnist", f"data.root={args.root}"] if Path(args.root).is_dir() else ["data.name=digits"]
-    )
-    cfg = kaizen.Config.load(CONFIG).override([*dataset, *QUIET])
+    cfg = kaizen.Config.load(CONFIGS / "kaggle_cnn.yaml").override([*dataset_overrides(args.root), *QUIET])
     plain, augmented = [], []
     for _ in range(args.rounds):
         plain += epoch_seconds(cfg, "none", 3)

@@ -68,6 +68,7 @@ def test_channels_last_trains_the_same_network(make_config):
     last = kaizen.train(make_config(*SMALL_CNN, "train.channels_last=true"))
     model_cl, _ = last.model()  # its checkpoint loads into a plain (contiguous) model
     assert model_cl.state_dict().keys() == model.state_dict().keys()
+    assert last.summary["speed"]["channels_last"] and not plain.summary["speed"]["channels_last"]
     # the same seeded run; only the convolution kernels' summation order differs
     assert abs(last.summary["test"]["loss"] - plain.summary["test"]["loss"]) < 1e-3
     assert abs(last.summary["test"]["acc"] - plain.summary["test"]["acc"]) <= 2 / last.summary["test"]["n"]
@@ -91,6 +92,7 @@ def test_compile_trains_and_saves_plain_weights(make_config):
     compiled = kaizen.train(make_config("train.epochs=1", "train.compile=true"))
     weights = final_weights(compiled)
     assert not any("_orig_mod" in key for key in weights)  # checkpoints never carry the compile wrapper
+    assert compiled.summary["speed"]["compile"] and not plain.summary["speed"]["compile"]
     assert weights.keys() == final_weights(plain).keys()
     # the same seeded run; fused kernels round differently, so the two runs drift apart only slightly
     assert abs(compiled.summary["test"]["acc"] - plain.summary["test"]["acc"]) < 0.03
@@ -108,6 +110,8 @@ def test_compile_falls_back_with_one_line_where_unavailable(monkeypatch, capsys,
     )  # fmt: skip
     assert code == 0
     assert "train.compile: torch.compile needs a C++ compiler; training without compilation" in err
+    (run_dir,) = tmp_path.iterdir()
+    assert kaizen.load_run(run_dir).summary["speed"]["compile"] is False  # the record says what really ran
 
 
 def test_cuda_graphs_off_cuda_say_so(make_config):

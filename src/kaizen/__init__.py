@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kaizen.doctor.findings import Finding
+    from kaizen.study.tune import TuneResult
 
 __version__ = "0.1.0"
 
@@ -27,11 +28,12 @@ def train(
     overrides: list[str] | None = None,
     quiet: bool = True,
     metrics: dict[str, Callable[[Any, Any], float]] | None = None,
-) -> Run:
+) -> Run | None:
     """Train a config (a Config, a YAML path, or None for the default job) and return its Run.
 
     `metrics` are custom metrics, `{name: fn(model, data) -> float}`, evaluated in inference mode at the end
     of every epoch and logged to TensorBoard (`custom/<name>`) and stats.jsonl (records of kind `custom`).
+    Under torchrun every process calls it; rank 0 gets the Run, the others None.
     """
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
@@ -42,7 +44,8 @@ def train(
         cfg = Config.load(cfg)
     if overrides:
         cfg = cfg.override(overrides)
-    return load_run(fit(cfg, reporter=Reporter(enabled=not quiet), metrics=metrics))
+    run_dir = fit(cfg, reporter=Reporter(enabled=not quiet), metrics=metrics)
+    return load_run(run_dir) if run_dir is not None else None
 
 
 def diagnose(run_dir: str | Path) -> list[Finding]:
@@ -62,4 +65,26 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool 
     return load_run(fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet)))
 
 
-__all__ = ["Config", "KaizenError", "Run", "diagnose", "load_run", "resume", "train", "__version__"]
+def tune(
+    cfg: Config | str | Path | None,
+    space: list[str],
+    trials: int = 20,
+    out_dir: str | Path | None = None,
+    storage: str | None = None,
+    **options: Any,
+) -> TuneResult:
+    """Search hyperparameters with Optuna (see `kaizen tune`) and return the `kaizen.study.tune.TuneResult`.
+
+    `space` holds `key=log(lo,hi)`, `float(lo,hi)`, `int(lo,hi)` or `choice(a,b,...)` texts; `trials` is the
+    search's total (a resumed study's earlier trials count). `options`: study_name, metric, pruner, seed.
+    """
+    from kaizen.study.tune import tune as run_search
+
+    if cfg is None:
+        cfg = Config()
+    elif not isinstance(cfg, Config):
+        cfg = Config.load(cfg)
+    return run_search(cfg, space, trials, out_dir, storage, **options)
+
+
+__all__ = ["Config", "KaizenError", "Run", "diagnose", "load_run", "resume", "train", "tune", "__version__"]

@@ -5,6 +5,7 @@ Every KaizenError becomes one line on stderr and exit code 2; nothing here print
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -49,6 +50,10 @@ def train(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; print only the run path.")
     ] = False,
+    devices: Annotated[
+        int | None,
+        typer.Option(help="Data-parallel: train on N GPUs (or N CPU processes), one process each."),
+    ] = None,
 ) -> None:
     """Train a model and write a run directory."""
     from kaizen import load_run
@@ -60,10 +65,22 @@ def train(
             raise KaizenError("--resume continues a run with its own config.yaml; drop --config")
         run = load_run(resume)
         cfg = run.config.override(overrides) if overrides else run.config
-        run_dir = fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet, console=err))
     else:
         cfg = load_config(config, overrides)
+    if devices is not None:
+        from kaizen.training import distributed
+        from kaizen.training.loop import resolve_device
+
+        distributed.check_devices(devices, resolve_device(cfg.train.device), cfg.train.batch_size)
+        if devices > 1:  # the same command in N processes, started by torch's elastic launcher
+            distributed.launch(devices, distributed.worker_args(config, overrides, resume, quiet))
+            return
+    if resume is not None:
+        run_dir = fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet, console=err))
+    else:
         run_dir = fit(cfg, reporter=Reporter(enabled=cfg.log.progress and not quiet, console=err))
+    if run_dir is None:  # a data-parallel process other than rank 0: rank 0 reports
+        return
     if quiet:
         print(run_dir)
         return
@@ -166,7 +183,21 @@ WorkersOption = Annotated[
     typer.Option(
         "--workers",
         "-w",
-        help="Worker processes (default: one per core); each trains with cores // workers threads.",
+        help="Worker processes (default: one per core, or 4 per GPU when the runs train on CUDA); each trains "
+        "with cores // workers threads. With --backend ray: runs sharing one GPU.",
+    ),
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help='Where runs execute: local (worker processes) or ray (needs pip install "kaizen\\[ray]").',
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="With --backend ray: the cluster's head, host:port (default: start a local Ray)."
     ),
 ]
 MetricOption = Annotated[
@@ -174,13 +205,17 @@ MetricOption = Annotated[
 ]
 
 
-def _execute_study(plan, out_dir: Path, workers: int | None) -> None:
+def _execute_study(
+    plan, out_dir: Path, workers: int | None, backend: str = "local", address: str | None = None
+) -> None:
     """Run a study plan with one progress line per run, then print the results table and the report's path."""
-    from kaizen.study import execute
+    from kaizen.study import execute, throughput
+    from kaizen.study.backends import check_backend
     from kaizen.study.compare import check_workers
     from kaizen.study.report import headline, render_table
 
     check_workers(workers)
+    check_backend(backend, address)
 
     def progress(event) -> None:
         if event.status == "skipped":
@@ -198,14 +233,20 @@ def _execute_study(plan, out_dir: Path, workers: int | None) -> None:
         )
 
     try:
-        outcome, report = execute(plan, out_dir, workers, on_event=progress, on_start=start)
+        outcome, report = execute(
+            plan, out_dir, workers, on_event=progress, on_start=start, backend=backend, address=address
+        )
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are kept; run the same command again to resume")
         raise
     err.print(
         f"ran {outcome.ran}, skipped {outcome.skipped} finished earlier, {len(outcome.failed)} failed · "
-        f"{outcome.seconds:.1f}s on {outcome.workers} worker(s) × {outcome.threads} thread(s)"
+        f"{outcome.seconds:.1f}s" + (f" on {outcome.where}" if outcome.where else ""),
+        highlight=False,
+        soft_wrap=True,
     )
+    if outcome.throughput is not None:
+        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True)
     out.print(render_table(report.results, out.width))
     for variant in report.results.variants:
         if variant.errors:
@@ -234,12 +275,14 @@ def compare(
     seeds: SeedsOption = 3,
     workers: WorkersOption = None,
     metric: MetricOption = "test.acc",
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Compare variants × seeds: mean ± std, 95% CI, t-test against the baseline, HTML report."""
     from kaizen.study import compare_plan
 
     plan = compare_plan(load_config(config, overrides), vary or [], mode, seeds, metric)
-    _execute_study(plan, out_dir, workers)
+    _execute_study(plan, out_dir, workers, backend, address)
 
 
 @app.command()
@@ -255,6 +298,8 @@ def study(
     workers: WorkersOption = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Default: studies/<name>.")] = None,
     metric: MetricOption = "test.acc",
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Reproduce a seed experiment (vanishing-gradients, optimizers, ...) with statistics and a report."""
     from kaizen.study import RECIPES, study_plan
@@ -274,7 +319,7 @@ def study(
     base = Config.load(config) if config is not None else None
     plan = study_plan(name, base, seeds, metric, overrides)
     suffix = f"-{config.stem}" if config is not None else ""
-    _execute_study(plan, out_dir or Path("studies") / f"{name}{suffix}", workers)
+    _execute_study(plan, out_dir or Path("studies") / f"{name}{suffix}", workers, backend, address)
 
 
 @app.command()
@@ -290,13 +335,164 @@ def datacurve(
         Path | None, typer.Option("--out", "-o", help="Default: studies/datacurve-<config>.")
     ] = None,
     metric: MetricOption = "test.acc",
+    backend: BackendOption = "local",
+    address: AddressOption = None,
 ) -> None:
     """Accuracy and train/validation gap against training-set size: will more data help?"""
     from kaizen.study import datacurve_plan, parse_fractions
 
     plan = datacurve_plan(load_config(config, overrides), parse_fractions(fractions), seeds, metric)
     name = config.stem if config is not None else "default"
-    _execute_study(plan, out_dir or Path("studies") / f"datacurve-{name}", workers)
+    _execute_study(plan, out_dir or Path("studies") / f"datacurve-{name}", workers, backend, address)
+
+
+@app.command()
+def tune(
+    space: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--space",
+            help="key=log(lo,hi) | float(lo,hi) | int(lo,hi[,log]) | choice(a,b,...) (repeatable; quote it).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            help="Total trials of the search (earlier runs and other processes on the storage count); "
+            "run again to resume."
+        ),
+    ] = 20,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Study directory (default: studies/tune-<config>).")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Optuna storage URL (default: sqlite:///<out>/optuna.db); share it to search together."
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None, typer.Option(help="Study name in the storage (default: the --out name).")
+    ] = None,
+    metric: Annotated[str, typer.Option(help="val_acc (maximised) or val_loss (minimised).")] = "val_acc",
+    pruner: Annotated[
+        str, typer.Option(help="median: stop trials below the median at the same epoch; none.")
+    ] = "median",
+) -> None:
+    """Search hyperparameters with Optuna (TPE, pruning); resumable; writes best.yaml and importance.png."""
+    from kaizen.study.tune import tune as run_search
+
+    cfg = load_config(config, overrides)
+    out_dir = out_dir or Path("studies") / f"tune-{config.stem if config is not None else 'default'}"
+
+    def start(result, counted: int, to_run: int) -> None:
+        held = f", {counted} in the study already" if counted else ""
+        err.print(
+            f"tune '{result.study.study_name}': {_count(trials, 'trial')}{held}, {to_run} to run · "
+            f"{result.metric} "
+            f"({result.study.direction.name.lower()}) · storage {result.storage}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def progress(event) -> None:
+        value = "" if event.value is None else f" · {event.value:.4f}"
+        best = (
+            "" if event.best_number is None else f" (best {event.best_value:.4f}, trial {event.best_number})"
+        )
+        line = (
+            f"[{event.counted}/{event.total}] trial {event.number} · {event.shown} · "
+            f"{event.state}{value}{best if event.state == 'complete' else ''} · {event.epochs} "
+            f"epoch{'s' if event.epochs != 1 else ''} in {event.seconds:.1f}s"
+        )
+        if event.message:
+            line += f": {event.message}"
+        style = {"complete": None, "pruned": "yellow"}.get(event.state, "red")
+        err.print(line, style=style, highlight=False, soft_wrap=True)
+
+    try:
+        result = run_search(
+            cfg,
+            space or [],
+            trials,
+            out_dir,
+            storage,
+            study_name,
+            metric,
+            pruner,
+            on_start=start,
+            on_trial=progress,
+        )
+    except KeyboardInterrupt:
+        err.print(
+            "interrupted: finished trials are kept in the storage; run the same command again to resume",
+            soft_wrap=True,
+        )
+        raise
+    _print_tune(result)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _print_tune(result) -> None:
+    """The end of a search: trials per state, the best trials as a table, importance, the next command."""
+    from rich.table import Table
+
+    from kaizen.study.tune import BEST_FILE, describe
+
+    counts = ", ".join(f"{number} {state}" for state, number in result.counts().items())
+    err.print(
+        f"ran {_count(result.ran, 'trial')} in {result.seconds:.1f}s here · the study has "
+        f"{len(result.trials)}: {counts}",
+        highlight=False,
+    )
+    ranked = sorted(
+        (trial for trial in result.trials if trial.value is not None and trial.state.name == "COMPLETE"),
+        key=lambda trial: trial.value,
+        reverse=result.study.direction.name == "MAXIMIZE",
+    )
+    if not ranked:
+        out.print("[red]no trial completed[/]: see trials.csv for the errors", highlight=False)
+        return
+    table = Table(title=f"best trials of {len(result.trials)} · {result.metric}", title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column(result.metric, justify="right")
+    for param in result.space:
+        table.add_column(param.key, justify="right")
+    for trial in ranked[:5]:
+        table.add_row(
+            str(trial.number),
+            f"{trial.value:.4f}",
+            *[
+                param.show(trial.params[param.key]) if param.key in trial.params else ""
+                for param in result.space
+            ],
+        )
+    out.print(table)
+    if result.importance is not None:
+        shares = ", ".join(f"{key} {share:.2f}" for key, share in result.importance.items())
+        out.print(
+            f"importance: {shares} -> {result.out_dir / 'importance.png'}", highlight=False, soft_wrap=True
+        )
+    else:
+        out.print(result.importance_note, highlight=False, soft_wrap=True)
+    best = ranked[0]
+    out.print(
+        f"[bold]best: trial {best.number}, {result.metric} {best.value:.4f}[/] · "
+        f"{describe(best, result.space)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"train it: kaizen train -c {result.out_dir / BEST_FILE}    "
+        f"(trials: {result.out_dir / 'trials.csv'})",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -453,7 +649,14 @@ def main() -> None:
     try:
         app()
     except KaizenError as error:
-        err.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        prefix = ""
+        if os.environ.get("RANK", "0") != "0":  # one of several data-parallel processes
+            from kaizen.training.distributed import error_prefix
+
+            prefix = error_prefix()
+        from rich.markup import escape  # a message may hold brackets: pip install "kaizen[ray]"
+
+        err.print(f"[bold red]error:[/] {prefix}{escape(str(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")

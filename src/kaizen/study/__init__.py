@@ -47,9 +47,11 @@ def execute(
     workers: int | None = None,
     on_event: Callable[[Event], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> tuple[Outcome, Report]:
-    """Run a plan (resuming what is finished) and write its report; return both."""
-    outcome = run_plan(plan, out_dir, workers, on_event, on_start)
+    """Run a plan (resuming what is finished) on `backend` (local or ray) and write its report; return both."""
+    outcome = run_plan(plan, out_dir, workers, on_event, on_start, backend, address)
     return outcome, write_report(out_dir)
 
 

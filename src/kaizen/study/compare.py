@@ -1,25 +1,23 @@
-"""Compare: variants × seeds, each an ordinary run directory, run in worker processes, resumable and locked.
+"""Compare: variants × seeds, each an ordinary run directory, run on a backend, resumable and locked.
 
 A `Plan` is a base config, named variants (override lists; the first is the baseline unless named) and seeds.
 `run_plan` writes `DIR/study.json` (the plan) and `DIR/runs/<variant>/seed<k>/` (one run directory per variant
 and seed). A run whose meta.json says `done` and whose config matches the plan is finished and skipped when
 the same command runs again; a failed, stopped or half-written one is run again from scratch. A lock file
 (`DIR/compare.lock`, owner pid and host) keeps a second compare out of a directory that one is using.
+Where the runs execute (worker processes here, or Ray tasks) is the backend's business (`backends.py`);
+everything above is the same for every backend.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,9 @@ from typing import Any
 from kaizen.config import Config, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
+from kaizen.study import throughput
+from kaizen.study.backends import Backend, open_backend
+from kaizen.study.backends import usable_cores as usable_cores
 from kaizen.track import rundir
 
 STUDY_FILE = "study.json"
@@ -119,6 +120,10 @@ class Outcome:
     seconds: float = 0.0
     workers: int = 1
     threads: int = 1
+    backend: str = "local"
+    where: str = ""
+    run_seconds: float = 0.0
+    throughput: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------------ building a plan
@@ -364,14 +369,6 @@ def run_path(out_dir: Path, variant: str, seed: int) -> Path:
     return Path(out_dir) / RUNS_DIR / variant / f"seed{seed}"
 
 
-def usable_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def check_workers(workers: int | None) -> None:
     """KaizenError unless `workers` is None (one per core) or a whole number of at least 1."""
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -384,59 +381,91 @@ def run_plan(
     workers: int | None = None,
     on_event: Callable[[Event], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> Outcome:
-    """Run every unfinished (variant, seed) of `plan` under `out_dir` in `workers` processes.
+    """Run every unfinished (variant, seed) of `plan` under `out_dir` on `backend`.
 
-    `workers` None means one per CPU core. Each worker trains with max(1, cores // workers) threads (one
-    thread per worker is also the fast choice for small models); `workers` 1 trains in this process. A failing
-    run is recorded (its meta.json, or error.json when it failed before writing one) and never stops the
-    others. `on_start(to_run, finished_earlier)` is called once the directory is locked and checked, and
-    `on_event` once per run. Returns what was run, skipped and failed.
+    `local` runs them in `workers` processes on this machine (None: one per CPU core, or WORKERS_PER_GPU per
+    GPU when the runs train on CUDA), each with max(1, cores // workers) threads (one thread per worker is
+    also the fast choice for small models); `workers` 1 trains in this process. `ray` runs each as a Ray task
+    on the cluster at `address` (None: a local Ray instance), `workers` runs sharing each GPU. A failing run
+    is recorded (its meta.json, or error.json when it failed before writing one) and never stops the others.
+    `on_start(to_run, finished_earlier)` is called once the directory is locked and checked, and `on_event`
+    once per run. The session's throughput goes to `out_dir/throughput.json` when it ran anything. Returns
+    what was run, skipped and failed, and the throughput.
     """
     check_workers(workers)
+    executor = open_backend(backend, address)  # bad backend input fails before anything is written
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KaizenError(f"--out {out_dir} is a file, not a directory")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
-    on_event = on_event or (lambda event: None)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise KaizenError(f"--out {out_dir} is a file, not a directory")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
+        with StudyLock(out_dir):
+            return _run_locked(plan, out_dir, workers, executor, on_event or (lambda event: None), on_start)
+    finally:
+        executor.close()
+
+
+def _run_locked(
+    plan: Plan,
+    out_dir: Path,
+    workers: int | None,
+    executor: Backend,
+    on_event: Callable[[Event], None],
+    on_start: Callable[[int, int], None] | None,
+) -> Outcome:
+    """run_plan's work once the directory is locked: triage, place, run, record, throughput."""
     began = time.perf_counter()
-    with StudyLock(out_dir):
-        tasks = [(variant, seed) for seed in plan.seeds for variant in plan.variants]
-        pending, finished = _triage(plan, out_dir, tasks)
-        rundir.write_json(out_dir / STUDY_FILE, {**plan.to_dict(), "updated": _now()})
-        total = len(tasks)
-        if on_start is not None:
-            on_start(len(pending), len(finished))
-        for index, (variant, seed) in enumerate(finished, start=1):
-            on_event(
-                Event(variant.id, seed, "skipped", index, total, path=run_path(out_dir, variant.id, seed))
-            )
-        workers = max(1, min(workers or usable_cores(), usable_cores(), len(pending) or 1))
-        threads = max(1, usable_cores() // workers)
-        threads = min(threads, plan.base.train.threads or threads)  # a config may ask for fewer
-        outcome = Outcome(skipped=len(finished), workers=workers, threads=threads)
-        jobs = [_job(plan, out_dir, variant, seed, threads) for variant, seed in pending]
-        results = _run_in_process(jobs) if workers == 1 else _run_in_pool(jobs, workers, threads)
-        for index, result in enumerate(results, start=len(finished) + 1):
-            event = Event(
-                result["variant"],
-                result["seed"],
-                result["status"],
-                index,
-                total,
-                seconds=result["seconds"],
-                error=result.get("error"),
-                path=Path(result["path"]),
-            )
-            if event.status != "done":
-                _record_failure(event)
-                outcome.failed.append(event)
-            outcome.ran += 1
-            on_event(event)
+    tasks = [(variant, seed) for seed in plan.seeds for variant in plan.variants]
+    pending, finished = _triage(plan, out_dir, tasks)
+    rundir.write_json(out_dir / STUDY_FILE, {**plan.to_dict(), "updated": _now()})
+    total = len(tasks)
+    if on_start is not None:
+        on_start(len(pending), len(finished))
+    for index, (variant, seed) in enumerate(finished, start=1):
+        on_event(Event(variant.id, seed, "skipped", index, total, path=run_path(out_dir, variant.id, seed)))
+    outcome = Outcome(skipped=len(finished), backend=executor.name)
+    if not pending:
         outcome.seconds = time.perf_counter() - began
+        return outcome
+    placement = executor.place(
+        [plan.config(variant, seed).to_dict() for variant, seed in pending], workers, plan.base.train.threads
+    )
+    outcome.workers, outcome.threads, outcome.where = placement.workers, placement.threads, placement.where
+    jobs = [_job(plan, out_dir, variant, seed, placement.threads) for variant, seed in pending]
+    for index, result in enumerate(executor.run(jobs, placement), start=len(finished) + 1):
+        event = Event(
+            result["variant"],
+            result["seed"],
+            result["status"],
+            index,
+            total,
+            seconds=result["seconds"],
+            error=result.get("error"),
+            path=Path(result["path"]),
+        )
+        if event.status != "done":
+            _record_failure(event)
+            outcome.failed.append(event)
+        outcome.ran += 1
+        outcome.run_seconds += event.seconds
+        on_event(event)
+    outcome.seconds = time.perf_counter() - began
+    outcome.throughput = throughput.summarize(
+        outcome.ran - len(outcome.failed),
+        len(outcome.failed),
+        outcome.seconds,
+        outcome.run_seconds,
+        outcome.backend,
+        outcome.where,
+        _now(),
+    )
+    throughput.write(out_dir, outcome.throughput)
     return outcome
 
 
@@ -496,104 +525,6 @@ def _job(plan: Plan, out_dir: Path, variant: Variant, seed: int, threads: int) -
         shutil.rmtree(path)
     (path / "checkpoints").mkdir(parents=True)
     return {"variant": variant.id, "seed": seed, "path": str(path), "config": cfg.to_dict()}
-
-
-_STOPPED = "interrupted; run the same command again to resume"
-# A worker's state, for Ctrl-C: a run in progress stops (fit records it as stopped); runs queued after it
-# return at once instead of starting.
-_worker = {"running": False, "interrupted": False}
-
-
-def train_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one run of a study (in a worker process or in-process); never raises for a failing run."""
-    from kaizen.track.progress import Reporter
-    from kaizen.training.loop import fit
-
-    result = {
-        "variant": job["variant"],
-        "seed": job["seed"],
-        "path": job["path"],
-        "status": "done",
-        "seconds": 0.0,
-    }
-    if _worker["interrupted"]:
-        return {**result, "status": "stopped", "error": _STOPPED}
-    began = time.perf_counter()
-    _worker["running"] = True
-    try:
-        fit(Config.from_dict(job["config"]), run_dir=Path(job["path"]), reporter=Reporter(enabled=False))
-    except KaizenError as error:
-        result.update(status="failed", error=str(error))
-    except KeyboardInterrupt:
-        _worker["interrupted"] = True
-        result.update(status="stopped", error=_STOPPED)
-    except Exception as error:  # one broken run must not stop the study; its error is recorded
-        result.update(status="failed", error=f"{type(error).__name__}: {error}")
-    finally:
-        _worker["running"] = False
-    result["seconds"] = round(time.perf_counter() - began, 3)
-    return result
-
-
-def _run_in_process(jobs: list[dict[str, Any]]):
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        for job in jobs:
-            result = train_job(job)
-            yield result
-            if result["status"] == "stopped":
-                raise KeyboardInterrupt
-    finally:
-        torch.set_num_threads(threads)  # fit set the study's thread count in this process
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, _on_interrupt)
-
-
-def _on_interrupt(signum: int, frame: object) -> None:
-    """Ctrl-C in a worker: stop the run in progress; between runs, only remember it (no traceback). A second
-    Ctrl-C (the terminal's and the main process's) must not break the first one's recording of the stop."""
-    first = not _worker["interrupted"]
-    _worker["interrupted"] = True
-    if first and _worker["running"]:
-        raise KeyboardInterrupt
-
-
-def _run_in_pool(jobs: list[dict[str, Any]], workers: int, threads: int):
-    context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,))
-    try:
-        futures: dict[Future, dict[str, Any]] = {executor.submit(train_job, job): job for job in jobs}
-        waiting = set(futures)
-        while waiting:
-            done, waiting = wait(waiting, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield _result_of(future, futures[future])
-    except KeyboardInterrupt:
-        # Pass Ctrl-C on to the workers (a terminal sends it to them too; `kill -INT` reaches only this
-        # process): their runs are recorded as stopped and queued runs do not start.
-        for child in multiprocessing.active_children():
-            with contextlib.suppress(OSError):
-                os.kill(child.pid, signal.SIGINT)
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)  # no worker outlives the lock
-
-
-def _result_of(future: Future, job: dict[str, Any]) -> dict[str, Any]:
-    base = {"variant": job["variant"], "seed": job["seed"], "path": job["path"], "seconds": 0.0}
-    try:
-        return future.result()
-    except KeyboardInterrupt:  # Ctrl-C reached the worker just after its run ended
-        return {**base, "status": "stopped", "error": _STOPPED}
-    except Exception as error:  # the worker process died (killed, out of memory)
-        return {**base, "status": "failed", "error": f"worker process died: {type(error).__name__}: {error}"}
 
 
 def _record_failure(event: Event) -> None:

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from rich import box
 from rich.table import Table
 
-from kaizen.study import stats
+from kaizen.study import stats, throughput
 from kaizen.study.datacurve import Curve, analyse
 from kaizen.study.results import Results, VariantResult, collect
 from kaizen.track import rundir
@@ -628,7 +628,15 @@ def _describe_study(results: Results) -> list[str]:
         f"metric: {results.metric} ({'higher' if results.higher_is_better else 'lower'} is better) · "
         f"baseline: {results.baseline.id} · seeds: {', '.join(str(s) for s in study['seeds'])}",
         f"runs: {done} of {runs} finished · updated {study.get('updated', '?')}",
-    ]
+    ] + _throughput_lines(results)
+
+
+def _throughput_lines(results: Results) -> list[str]:
+    """The last session's throughput (throughput.json), when the study has one."""
+    record = throughput.read(results.path)
+    if record is None:
+        return []
+    return [f"throughput (session of {record.get('at', '?')}): {throughput.describe(record)}"]
 
 
 def _value_text(value: Any) -> str:

@@ -59,3 +59,27 @@ def prepare(
     # batch of an epoch gets its own graph).
     mode = "reduce-overhead" if cfg.cuda_graphs and device.type == "cuda" else None
     return torch.compile(model, mode=mode)
+
+
+def in_effect(
+    model: nn.Module,
+    cfg: TrainConfig,
+    forward: Callable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> dict[str, bool | str | int | None]:
+    """The speed switches this run actually trained with (summary.json `speed`): a fallback shows here."""
+    defaults = optimizer.defaults
+    compiled = forward is not model
+    return {
+        "bf16": cfg.bf16,
+        "channels_last": uses_channels_last(model, cfg),
+        "compile": compiled,
+        "cuda_graphs": compiled and cfg.cuda_graphs and device.type == "cuda",
+        "optimizer_kernel": "fused"
+        if defaults.get("fused")
+        else "foreach"
+        if defaults.get("foreach")
+        else "per_tensor",
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+    }

@@ -24,7 +24,7 @@ from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
 from kaizen.track.writer import make_writer
-from kaizen.training import fast
+from kaizen.training import distributed, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
 from kaizen.training.multitask import TaskObjective, attach_tasks
@@ -68,6 +68,19 @@ def evaluate_split(
     return loss, acc
 
 
+def evaluate_shared(
+    group: distributed.Group, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+) -> tuple[float, float]:
+    """`evaluate_split` over all data-parallel processes: each scores its share, the sums are all-reduced."""
+    if not group.enabled:
+        return evaluate_split(model, x, y, batch_size)
+    part = group.part(len(y))
+    count = part.stop - part.start
+    loss, acc = evaluate_split(model, x[part], y[part], batch_size) if count else (0.0, 0.0)
+    loss_sum, correct = group.sum([loss * count, acc * count], x.device)
+    return loss_sum / len(y), correct / len(y)
+
+
 def fit(
     cfg: Config,
     run_dir: Path | None = None,
@@ -84,14 +97,38 @@ def fit(
     at each epoch end (stats.jsonl and TensorBoard). `on_epoch(epoch, metrics)` is called after each epoch is
     written (1-based epoch; train_/val_ loss and acc); raising `Pruned` from it ends the run early with status
     "pruned" (hyperparameter search uses this to stop unpromising trials).
+
+    Started by torchrun (or `kaizen train --devices N`), every process calls `fit`: they join the process group
+    and train data-parallel (see kaizen.training.distributed); only rank 0 reports progress and writes.
     """
+    device = resolve_device(cfg.train.device)
+    group, device = distributed.setup(device)  # one process: Group() and the device unchanged
+    try:
+        return _fit(cfg, run_dir, resume, reporter, is_main, metrics, on_epoch, device, group)
+    finally:
+        group.close()
+
+
+def _fit(
+    cfg: Config,
+    run_dir: Path | None,
+    resume: bool,
+    reporter: Reporter | None,
+    is_main: bool,
+    metrics: dict[str, Metric] | None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    device: torch.device,
+    group: distributed.Group,
+) -> Path | None:
     from kaizen.data import load_data
     from kaizen.nn import build_model
 
-    reporter = reporter or Reporter(enabled=False)
-    device = resolve_device(cfg.train.device)
+    is_main = is_main and group.is_main
+    reporter = reporter if reporter is not None and group.is_main else Reporter(enabled=False)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
+        torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
     torch.manual_seed(cfg.train.seed)
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
@@ -113,9 +150,13 @@ def fit(
     tasks = TaskObjective(model, cfg.model.tasks, data.class_names) if cfg.model.tasks else None
     n_train = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n_train)
-    steps_per_epoch = n_train // batch_size + (
-        1 if n_train % batch_size > 1 else 0
-    )  # a lone sample is skipped
+    if batch_size < group.min_batch():
+        raise KaizenError(
+            f"train.batch_size {batch_size} is too small for {group.world_size} processes: each trains on its "
+            f"slice of every batch; use at least {group.min_batch()}"
+        )
+    # a last batch too small to share (one process: a lone sample) is skipped
+    steps_per_epoch = n_train // batch_size + (1 if n_train % batch_size >= group.min_batch() else 0)
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.train.epochs, steps_per_epoch)
     penalties = Penalties(model, cfg.reg)
     monitor = Monitor(cfg.early_stop, has_val=len(data.y_val) > 0)
@@ -125,8 +166,14 @@ def fit(
     )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
     # the step's forward: channels-last, torch.compile / CUDA graphs; `model` stays the plain module
-    forward = fast.prepare(model, cfg.train, device, reporter.note)
+    train_cfg = cfg.train
+    if group.enabled and train_cfg.cuda_graphs:
+        reporter.note("train.cuda_graphs is not used with data-parallel training; compiling without them")
+        train_cfg = train_cfg.model_copy(update={"cuda_graphs": False})
+    forward = fast.prepare(model, train_cfg, device, reporter.note)
+    parallel_forward = group.parallel(forward)  # data-parallel: DDP around the step's forward
     augment = Augment(cfg.augment)
+    group.seed_rank(cfg.train.seed)  # dropout and augmentation differ per process, reproducibly
 
     # --- run directory: created or resumed ---------------------------------------------------------
     start_epoch = 0
@@ -137,8 +184,8 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         monitor.load_state_dict(state["monitor"])
-        torch.set_rng_state(state["rng"].cpu())
         start_epoch = int(state["epoch"])
+        group.restore_rng(state, cfg.train.seed, start_epoch)
         if start_epoch >= cfg.train.epochs or monitor.should_stop:
             why = "it stopped early" if monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
             raise KaizenError(
@@ -160,7 +207,10 @@ def fit(
     if resume:
         writer.resume(start_epoch, cfg.to_yaml())
     else:
-        writer.start(cfg.to_yaml(), {**rundir.environment(device), "seed": cfg.train.seed})
+        meta = {**rundir.environment(device), "seed": cfg.train.seed}
+        if group.enabled:
+            meta["distributed"] = group.describe()
+        writer.start(cfg.to_yaml(), meta)
     custom_metrics = dict(metrics or {})  # `metrics` below is each epoch's train/val numbers
     if tasks is not None:  # each extra task's validation metric, every epoch
         custom_metrics.update(tasks.metrics(len(data.y_val) > 0, cfg.train.eval_batch_size))
@@ -191,6 +241,7 @@ def fit(
         for epoch in range(start_epoch, cfg.train.epochs):
             model.train()
             finetune.start_epoch(epoch)  # what trains this epoch; frozen batch norms stay in eval mode
+            step_forward = parallel_forward()  # DDP (rebuilt if what trains changed), or the forward itself
             began = time.perf_counter()
             order = epoch_permutation(n_train, cfg.train.seed, epoch, device)
             loss_sum = torch.zeros((), device=device)
@@ -198,11 +249,13 @@ def fit(
             seen = 0
             for step in range(steps_per_epoch):
                 index = order[step * batch_size : (step + 1) * batch_size]  # fetch
+                global_batch = len(index)
+                index = group.shard(index)  # data-parallel: this process's slice of the global batch
                 batch = augment(data.x_train[index], data.y_train[index])  # augment
                 yb = batch.y
                 recorder.before_forward(step)
                 with autocast:
-                    logits = forward(batch.x).float()  # forward
+                    logits = step_forward(batch.x).float()  # forward
                     loss = criterion(logits, yb)
                     if batch.mix is not None:  # mixup / cutmix: the loss of both label sets, weighted
                         loss = batch.mix * loss + (1 - batch.mix) * criterion(logits, batch.y_mixed)
@@ -211,6 +264,8 @@ def fit(
                 objective = loss if tasks is None else tasks.objective(loss, batch)  # + weighted task losses
                 penalty = penalties.term()
                 total = objective if penalty is None else objective + penalty
+                if len(yb) * group.world_size != global_batch:  # unequal slices: weigh each by its size
+                    total = total * group.loss_scale(len(yb), global_batch)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()  # backward
                 recorder.after_backward(step)  # raw gradients, before clipping
@@ -226,17 +281,22 @@ def fit(
                 correct += (logits.detach().argmax(1) == yb).sum()
                 seen += len(yb)
                 if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
-                    mean_loss = loss_sum.item() / seen  # the one sync per logging interval
+                    # the one sync per logging interval (summed over data-parallel processes)
+                    total_loss, total_correct, total_seen = group.sum([loss_sum, correct, seen], device)
+                    mean_loss = total_loss / total_seen
                     if not math.isfinite(mean_loss):
                         raise _Diverged(epoch + 1, step + 1, mean_loss)
-                    reporter.step(epoch, step + 1, mean_loss, correct.item() / seen, schedule.current_lr())
-            metrics = {"train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+                    reporter.step(
+                        epoch, step + 1, mean_loss, total_correct / total_seen, schedule.current_lr()
+                    )
+            metrics = {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
+            group.sync_buffers(model)  # batch-norm statistics: the average over processes
             seconds = {"train": time.perf_counter() - began}
             train_seconds += seconds["train"]
             if len(data.y_val):
                 began = time.perf_counter()
-                metrics["val_loss"], metrics["val_acc"] = evaluate_split(
-                    model, data.x_val, data.y_val, cfg.train.eval_batch_size
+                metrics["val_loss"], metrics["val_acc"] = evaluate_shared(
+                    group, model, data.x_val, data.y_val, cfg.train.eval_batch_size
                 )
                 seconds["val"] = time.perf_counter() - began
                 if not math.isfinite(metrics["val_loss"]):  # the epoch's last steps broke the weights
@@ -264,6 +324,7 @@ def fit(
                 writer.checkpoint(f"snapshot-{cycle}", checkpoint_state(epoch + 1, model.state_dict()))
             last_epoch = epoch + 1 == cfg.train.epochs or monitor.should_stop
             if (epoch + 1) % cfg.checkpoint.every == 0 or last_epoch:
+                rng_ranks = group.rng_states()  # each data-parallel process's own (None with one process)
                 writer.checkpoint(
                     "last",
                     {
@@ -272,6 +333,7 @@ def fit(
                         "schedule": schedule.state_dict(),
                         "monitor": monitor.state_dict(),
                         "rng": torch.get_rng_state(),
+                        **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
                     },
                 )
             reporter.epoch_end(epoch, metrics)
@@ -310,7 +372,7 @@ def fit(
     if cfg.early_stop.restore_best and best_state is not None:
         model.load_state_dict(best_state)
         ended_with = "best.pt"
-    test_loss, test_acc = evaluate_split(model, data.x_test, data.y_test, cfg.train.eval_batch_size)
+    test_loss, test_acc = evaluate_shared(group, model, data.x_test, data.y_test, cfg.train.eval_batch_size)
     completed = epoch + 1
     summary = {
         "status": "done",
@@ -339,8 +401,11 @@ def fit(
             "seconds_per_epoch": round(train_seconds / max(completed - start_epoch, 1), 3),
             "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
         },
+        "speed": fast.in_effect(model, train_cfg, forward, optimizer, device),
     }
-    if tasks is not None:
+    if group.enabled:
+        summary["distributed"] = group.describe()
+    if tasks is not None and is_main:
         summary["tasks"] = tasks.evaluate(data.x_test, data.y_test, cfg.train.eval_batch_size)
     if transferred is not None:
         summary["transfer"] = transferred.to_dict()
