@@ -6,7 +6,11 @@ checkpoints each epoch) and its default switches; the timing is the training par
 is timed separately by kaizen and left out, as the minimal loop has none). The first epoch of each
 measurement warms up and is dropped; the loops alternate, so drift in machine speed hits both alike.
 
+With `--accuracy-seeds N` it then trains the full config (15 epochs) N times per precision and prints the test
+accuracy: bf16 must keep it (within 0.2 points of fp32).
+
     python benchmarks/throughput.py [--epochs 3] [--rounds 2] [--precision fp32,bf16] [--device auto]
+                                    [--accuracy-seeds 3]
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def main() -> None:
     parser.add_argument("--root", default=str(MNIST), help="folder with MNIST IDX files")
     parser.add_argument("--precision", default="fp32,bf16", help="comma-separated: fp32, bf16")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--accuracy-seeds", type=int, default=0, help="full runs per precision for accuracy")
     args = parser.parse_args()
 
     device = device_name(args.device)
@@ -92,6 +97,18 @@ def main() -> None:
         )
     if {"fp32", "bf16"} <= kaizen_speed.keys():
         print(f"kaizen bf16 / kaizen fp32: {kaizen_speed['bf16'] / kaizen_speed['fp32']:.2f}x")
+    means = {}
+    for precision in args.precision.split(",") if args.accuracy_seeds else []:
+        cfg = base.override([f"train.bf16={precision == 'bf16'}"])
+        scores = [train(cfg, [f"train.seed={seed}"])[0]["test"]["acc"] for seed in range(args.accuracy_seeds)]
+        means[precision] = statistics.mean(scores)
+        spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        listed = ", ".join(f"{score:.2%}" for score in scores)
+        print(
+            f"test accuracy {precision}, {cfg.train.epochs} epochs: {means[precision]:.2%} ± {spread:.2%} ({listed})"
+        )
+    if {"fp32", "bf16"} <= means.keys():
+        print(f"bf16 - fp32: {(means['bf16'] - means['fp32']) * 100:+.2f} points (target: within 0.2)")
 
 
 if __name__ == "__main__":

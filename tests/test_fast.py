@@ -63,7 +63,7 @@ def test_fused_kernel_where_torch_has_none_is_one_line(monkeypatch, capsys, tmp_
 
 
 def test_channels_last_trains_the_same_network(make_config):
-    plain = kaizen.train(make_config(*SMALL_CNN))
+    plain = kaizen.train(make_config(*SMALL_CNN, "train.channels_last=false"))
     model, _ = plain.model()
     last = kaizen.train(make_config(*SMALL_CNN, "train.channels_last=true"))
     model_cl, _ = last.model()  # its checkpoint loads into a plain (contiguous) model
@@ -120,3 +120,24 @@ def test_cuda_graphs_off_cuda_say_so(make_config):
         torch.nn.Linear(2, 2), make_config("train.cuda_graphs=true").train, torch.device("cpu"), lines.append
     )
     assert lines == ["train.cuda_graphs applies only on CUDA; training without CUDA graphs"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_auto_is_on_only_for_big_models_on_bf16_hardware(monkeypatch, native):
+    monkeypatch.setattr(fast, "native_bf16", lambda device: native)
+    auto = kaizen.Config().train
+    assert auto.bf16 == "auto"  # the default
+    cpu = torch.device("cpu")
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1))
+    big = torch.nn.Sequential(*conv, torch.nn.Flatten(), torch.nn.Linear(64 * 64, 10))  # 2.4M MACs
+    small = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # 640 MACs
+    assert fast.use_bf16(auto, big, (1, 8, 8), cpu) is native
+    assert fast.use_bf16(auto, small, (1, 8, 8), cpu) is False
+    # true and false are obeyed whatever the hardware
+    assert fast.use_bf16(auto.model_copy(update={"bf16": True}), small, (1, 8, 8), cpu) is True
+    assert fast.use_bf16(auto.model_copy(update={"bf16": False}), big, (1, 8, 8), cpu) is False
+
+
+def test_the_run_records_the_precision_it_trained_in(make_config):
+    assert kaizen.train(make_config("train.epochs=1", "train.bf16=true")).summary["speed"]["bf16"] is True
+    assert kaizen.train(make_config("train.epochs=1")).summary["speed"]["bf16"] is False  # auto: a tiny MLP

@@ -335,8 +335,13 @@ class TrainConfig(Section):
     eval_batch_size: int = Field(2048, gt=0)
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    bf16: bool = Field(False, description="bfloat16 autocast in the forward pass (CPU and CUDA)")
-    channels_last: bool = Field(False, description="channels-last memory format for conv models and inputs")
+    bf16: bool | Literal["auto"] = Field(
+        "auto",
+        description="bfloat16 autocast in the forward pass (CPU and CUDA); auto: on where the device computes "
+        "bf16 natively (CUDA with bf16, CPUs with AVX512-BF16/AMX) and the model costs at least 1M "
+        "multiply-adds per example (below that the casts cost more than they save)",
+    )
+    channels_last: bool = Field(True, description="channels-last memory format for conv models")
     compile: bool = Field(
         False, description="torch.compile the model for the training step (falls back, saying why, if unavailable)"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -32,6 +33,34 @@ def compile_unavailable(device: torch.device) -> str | None:
     if device.type == "mps":
         return "torch.compile is not used on MPS"
     return None
+
+
+BF16_MIN_MACS = 1_000_000  # measured: below ~1M multiply-adds per example bf16 autocast is slower on a CPU
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 in hardware (not by emulation)."""
+    if device.type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch before 2.5 does not emulate
+            return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        cpuinfo = Path("/proc/cpuinfo")
+        flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+        return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    return False
+
+
+def use_bf16(cfg: TrainConfig, model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> bool:
+    """Resolve `train.bf16`: true/false as given; auto on bf16-native devices for models worth the casts."""
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    if not native_bf16(device):
+        return False
+    from kaizen.nn.summary import summarize
+
+    return summarize(model, input_shape).macs >= BF16_MIN_MACS
 
 
 def uses_channels_last(model: nn.Module, cfg: TrainConfig) -> bool:
@@ -67,12 +96,13 @@ def in_effect(
     forward: Callable,
     optimizer: torch.optim.Optimizer,
     device: torch.device,
+    bf16: bool,
 ) -> dict[str, bool | str | int | None]:
     """The speed switches this run actually trained with (summary.json `speed`): a fallback shows here."""
     defaults = optimizer.defaults
     compiled = forward is not model
     return {
-        "bf16": cfg.bf16,
+        "bf16": bf16,
         "channels_last": uses_channels_last(model, cfg),
         "compile": compiled,
         "cuda_graphs": compiled and cfg.cuda_graphs and device.type == "cuda",

@@ -164,7 +164,8 @@ def _fit(
     criterion = nn.CrossEntropyLoss(
         label_smoothing=cfg.reg.label_smoothing, reduction="mean" if example_weights is None else "none"
     )
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16)
+    bf16 = fast.use_bf16(cfg.train, model, data.input_shape, device)  # train.bf16, with auto resolved
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     # the step's forward: channels-last, torch.compile / CUDA graphs; `model` stays the plain module
     train_cfg = cfg.train
     if group.enabled and train_cfg.cuda_graphs:
@@ -401,7 +402,7 @@ def _fit(
             "seconds_per_epoch": round(train_seconds / max(completed - start_epoch, 1), 3),
             "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
         },
-        "speed": fast.in_effect(model, train_cfg, forward, optimizer, device),
+        "speed": fast.in_effect(model, train_cfg, forward, optimizer, device, bf16),
     }
     if group.enabled:
         summary["distributed"] = group.describe()
