@@ -21,18 +21,21 @@ from common import CONFIGS, MNIST, dataset_overrides, device_name, machine, trai
 import kaizen
 from kaizen.training.fast import compile_unavailable
 
+# Every setting starts from all switches off (the config's defaults would turn some on) and adds its own.
+OFF = ["train.bf16=false", "train.channels_last=false", "train.compile=false", "train.cuda_graphs=false"]
 BASELINE = ["optim.kernel=per_tensor"]
 SETTINGS = {
     "fp32 + per-tensor optimiser": BASELINE,
     "fp32 + foreach optimiser": ["optim.kernel=foreach"],
-    "fp32 + fused optimiser": [],
+    "fp32 + fused optimiser": ["optim.kernel=auto"],
     "channels-last": ["train.channels_last=true"],
     "bf16": ["train.bf16=true"],
     "bf16 + channels-last": ["train.bf16=true", "train.channels_last=true"],
     "compile": ["train.compile=true"],
-    "compile + bf16": ["train.compile=true", "train.bf16=true"],
+    "compile + bf16 + channels-last": ["train.compile=true", "train.bf16=true", "train.channels_last=true"],
     "compile + CUDA graphs": ["train.compile=true", "train.cuda_graphs=true"],
     "compile + CUDA graphs + bf16": ["train.compile=true", "train.cuda_graphs=true", "train.bf16=true"],
+    "kaizen defaults": None,  # whatever the config and the schema's defaults choose on this machine
 }
 
 
@@ -58,9 +61,13 @@ def main() -> None:
     seconds: dict[str, list[float]] = {name: [] for name in settings}
     first: dict[str, list[float]] = {name: [] for name in settings}
     accuracy: dict[str, float] = {}
+    defaults = ""
     for _ in range(args.rounds):
         for name, overrides in settings.items():
-            summary, rows = train(cfg, [*overrides, f"train.epochs={args.epochs}"])
+            chosen = [] if overrides is None else [*OFF, *overrides]
+            summary, rows = train(cfg, [*chosen, f"train.epochs={args.epochs}"])
+            if overrides is None:
+                defaults = ", ".join(f"{key}={value}" for key, value in summary["speed"].items())
             times = train_seconds(rows)
             seconds[name] += times[1:]
             first[name].append(times[0])
@@ -79,6 +86,9 @@ def main() -> None:
             f"{name:<32}{median:>9.3f}{base / median:>9.2f}x{statistics.median(first[name]):>10.2f}s"
             f"{accuracy[name]:>10.2%}"
         )
+
+    if defaults:
+        print(f"kaizen defaults here: {defaults}")
 
 
 if __name__ == "__main__":
