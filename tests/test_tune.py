@@ -244,3 +244,17 @@ def test_python_api(tmp_path):
     assert result.best.value == min(trial.value for trial in result.trials)
     assert result.best_config().optim.lr == result.best.params["optim.lr"]
     assert result.importance is None and "one parameter" in result.importance_note
+
+
+def test_a_search_where_every_trial_fails_exits_1_with_the_reasons(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "study"
+    missing = tmp_path / "missing.npz"
+    code, _, err = cli(
+        monkeypatch, capsys, "tune", *BASE, "--set", "data.name=npz", "--set", f"data.path={missing}",
+        "--space", "optim.lr=log(1e-3,1e-1)", "--trials", "2", "--out", str(out),
+    )  # fmt: skip
+    assert code == 1
+    assert err.count("failed · 0 epochs") == 2 and f"file not found: {missing}" in err
+    assert f"no trial completed: see {out / 'trials.csv'}" in err
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [row["state"] for row in rows] == ["failed", "failed"]

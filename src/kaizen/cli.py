@@ -456,8 +456,12 @@ def _print_tune(result) -> None:
         reverse=result.study.direction.name == "MAXIMIZE",
     )
     if not ranked:
-        out.print("[red]no trial completed[/]: see trials.csv for the errors", highlight=False)
-        return
+        err.print(
+            f"[red]no trial completed[/]: see {result.out_dir / 'trials.csv'} for the errors",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)  # a search that found nothing is not a success
     table = Table(title=f"best trials of {len(result.trials)} · {result.metric}", title_justify="left")
     table.add_column("trial", justify="right")
     table.add_column(result.metric, justify="right")
