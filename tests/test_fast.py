@@ -141,3 +141,24 @@ def test_bf16_auto_is_on_only_for_big_models_on_bf16_hardware(monkeypatch, nativ
 def test_the_run_records_the_precision_it_trained_in(make_config):
     assert kaizen.train(make_config("train.epochs=1", "train.bf16=true")).summary["speed"]["bf16"] is True
     assert kaizen.train(make_config("train.epochs=1")).summary["speed"]["bf16"] is False  # auto: a tiny MLP
+
+
+def test_host_reads_do_not_grow_with_the_steps_of_an_epoch(monkeypatch, make_config):
+    """The step never waits on the host: reads of tensor values happen per logging point, not per step."""
+    reads = {"count": 0}
+    for method in ("item", "tolist", "__bool__", "numpy", "cpu", "__float__", "__int__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads["count"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+
+    def host_reads(batch_size: int) -> int:
+        reads["count"] = 0
+        kaizen.train(make_config("train.epochs=1", f"train.batch_size={batch_size}", "log.stats=false"))
+        return reads["count"]
+
+    few, many = host_reads(128), host_reads(8)  # 9 and 144 steps in the epoch
+    assert many - few <= 2, (few, many)  # 10 logging points either way (plus a partial-batch difference)
