@@ -248,13 +248,23 @@ def test_python_api(tmp_path):
 
 def test_a_search_where_every_trial_fails_exits_1_with_the_reasons(monkeypatch, capsys, tmp_path):
     out = tmp_path / "study"
-    missing = tmp_path / "missing.npz"
     code, _, err = cli(
-        monkeypatch, capsys, "tune", *BASE, "--set", "data.name=npz", "--set", f"data.path={missing}",
-        "--space", "optim.lr=log(1e-3,1e-1)", "--trials", "2", "--out", str(out),
+        monkeypatch, capsys, "tune", *BASE, "--space", "optim.lr=log(1e-3,1e-1)", "--space",
+        "model.hidden=choice([4],[8])", "--set", "train.clip_norm=1", "--trials", "2", "--out", str(out),
+        "--set", "train.sample_weights=" + str(tmp_path / "absent.npy"),
     )  # fmt: skip
     assert code == 1
-    assert err.count("failed · 0 epochs") == 2 and f"file not found: {missing}" in err
+    assert err.count("failed · 0 epochs") == 2 and "absent.npy" in err
     assert f"no trial completed: see {out / 'trials.csv'}" in err
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [row["state"] for row in rows] == ["failed", "failed"]
+
+
+def test_missing_data_is_bad_input_before_any_trial(monkeypatch, capsys, tmp_path):
+    missing = tmp_path / "missing.npz"
+    code, _, err = cli(
+        monkeypatch, capsys, "tune", *BASE, "--set", "data.name=npz", "--set", f"data.path={missing}",
+        "--space", "optim.lr=log(1e-3,1e-1)", "--trials", "2", "--out", str(tmp_path / "study"),
+    )  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and str(missing) in err
+    assert not (tmp_path / "study" / "runs").exists()

@@ -377,6 +377,11 @@ def tune(
         raise KaizenError(f"--metric {metric} needs a validation split; data.val_split is 0")
     if isinstance(pruner, str) and pruner not in PRUNERS:
         raise KaizenError(f"--pruner must be {' or '.join(PRUNERS)}, not '{pruner}'")
+    if not any(param.key.startswith("data.") for param in params):
+        # every trial trains on the same data: a missing or unreadable file is bad input, found before trial 0
+        from kaizen.data import load_data
+
+        load_data(base.data, "cpu")
     out_dir = Path(out_dir) if out_dir is not None else Path("studies") / f"tune-{base.run_name()}"
     if storage is None:  # the default storage lives in the study directory
         _make_dir(out_dir)
