@@ -157,9 +157,12 @@ class RunWriter:
         rundir.save_checkpoint(self.path / "checkpoints" / f"{name}.pt", state)
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Write summary.json and the pictures (curves, gradients, activations), close tb/ and meta.json."""
+        """Write summary.json and meta.json (the status), then the pictures (curves, gradients, activations); close tb/."""
         if summary is not None:
             rundir.write_json(self.path / "summary.json", summary)
+        # the status first: a second interruption while drawing (a launcher's SIGTERM) must not lose it
+        self.meta.update(status=status, end=now(), error=error)
+        rundir.write_json(self.path / "meta.json", self.meta)
         if self.plots and self.rows:
             from kaizen.track.plots import plot_curves
 
@@ -171,8 +174,6 @@ class RunWriter:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
-        self.meta.update(status=status, end=now(), error=error)
-        rundir.write_json(self.path / "meta.json", self.meta)
 
 
 class NullWriter(RunWriter):

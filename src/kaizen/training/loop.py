@@ -358,10 +358,12 @@ def _fit(
         writer.finish("pruned", error=str(pruned) or f"pruned after epoch {epoch + 1}")
         raise
     except KeyboardInterrupt:
+        group.finishing()  # data-parallel: the launcher's SIGTERM must not cut the record short
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
         raise
     except BaseException as error:
+        group.finishing()  # data-parallel: the launcher's SIGTERM must not cut the record short
         reporter.close()
         writer.finish("failed", error=f"{type(error).__name__}: {error}")
         raise
