@@ -170,7 +170,9 @@ class Group:
             self.seed_rank(seed, epoch)
 
     def close(self) -> None:
-        """Leave the process group (only if `setup` joined it)."""
+        """Leave the process group (only if `setup` joined it); SIGTERM ends the process again, as by default."""
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
@@ -213,8 +215,8 @@ def setup(device: torch.device) -> tuple[Group, torch.device]:
 
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    """When one process fails the launcher ends the others with SIGTERM: stop as Ctrl-C does, so rank 0 marks
-    the run "stopped" (resumable from its last checkpoint) instead of leaving it "running"."""
+    """When one process fails the launcher ends the others with SIGTERM: while training, stop as Ctrl-C does,
+    so rank 0 marks the run "stopped" (resumable from its last checkpoint) instead of leaving it "running"."""
     raise KeyboardInterrupt
 
 
