@@ -19,9 +19,13 @@ from kaizen.config import TrainConfig
 
 def compile_unavailable(device: torch.device) -> str | None:
     """Why torch.compile cannot run here (one line), or None when it can."""
-    from torch._dynamo.eval_frame import is_dynamo_supported
+    try:
+        from torch._dynamo.eval_frame import is_dynamo_supported  # private; present since torch 2.0
 
-    if not is_dynamo_supported():
+        supported = is_dynamo_supported()
+    except ImportError:
+        supported = True  # let torch.compile itself decide
+    if not supported:
         return "torch.compile does not support this Python/platform"
     if device.type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
         return "torch.compile on CPU needs a C++ compiler (g++ or clang++) on PATH"
