@@ -482,10 +482,10 @@ def _triage(plan: Plan, out_dir: Path, tasks: list[tuple[Variant, int]]) -> tupl
                 continue
             new = comparable(plan.config(variant, seed))
             if old != new:
-                key = _first_difference(old, new)
+                key = first_difference(old, new)
                 raise KaizenError(
                     f"{out_dir} holds another study: {variant.id}/seed{seed} was run with {key} = "
-                    f"{_lookup(old, key)!r}, this one has {_lookup(new, key)!r}; use another --out"
+                    f"{lookup(old, key)!r}, this one has {lookup(new, key)!r}; use another --out"
                 )
             finished.append((variant, seed))
         else:
@@ -503,15 +503,17 @@ def _is_done(path: Path) -> bool:
         return False
 
 
-def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
+def first_difference(old: Any, new: Any, prefix: str = "") -> str:
+    """The dotted key of the first place two nested config dicts differ ("" when they are equal)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(old) + [key for key in new if key not in old]:
             if old.get(key) != new.get(key):
-                return _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+                return first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
     return prefix.rstrip(".")
 
 
-def _lookup(data: dict[str, Any], dotted: str) -> Any:
+def lookup(data: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a nested dict (None where it is absent)."""
     for part in dotted.split("."):
         data = data.get(part) if isinstance(data, dict) else None
     return data

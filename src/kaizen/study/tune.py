@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 from kaizen.config import Config, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
-from kaizen.study.compare import RUNS_DIR, _first_difference, _lookup, comparable, split_values
+from kaizen.study.compare import RUNS_DIR, comparable, first_difference, lookup, split_values
 from kaizen.track import rundir
 
 KINDS = ("float", "log", "int", "choice")
@@ -474,10 +474,10 @@ def _claim(study: optuna.Study, base: Config, params: list[Param], metric: str, 
             f"{where} optimises {held.get('metric')}, not {metric}; use another --out / --study-name"
         )
     if held.get("base_config") != wanted["base_config"]:
-        key = _first_difference(held["base_config"], wanted["base_config"])
+        key = first_difference(held["base_config"], wanted["base_config"])
         raise KaizenError(
-            f"{where} was made with {key} = {_lookup(held['base_config'], key)!r}, this config has "
-            f"{_lookup(wanted['base_config'], key)!r}; use another --out / --study-name"
+            f"{where} was made with {key} = {lookup(held['base_config'], key)!r}, this config has "
+            f"{lookup(wanted['base_config'], key)!r}; use another --out / --study-name"
         )
 
 
