@@ -14,9 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -141,12 +139,6 @@ class Group:
             dist.all_reduce(packed, op=dist.ReduceOp.SUM)
         return packed.tolist()
 
-    def finishing(self) -> None:
-        """The run is failing or stopping: ignore the launcher's SIGTERM (it ends the other processes when one
-        fails) while the run directory is being closed."""
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
     def rng_states(self) -> list[torch.Tensor] | None:
         """Every process's CPU random state (dropout, augmentation), for the checkpoint; None alone."""
         if not self.enabled:
@@ -169,10 +161,13 @@ class Group:
         else:
             self.seed_rank(seed, epoch)
 
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        if self.enabled:
+            dist.barrier()
+
     def close(self) -> None:
-        """Leave the process group (only if `setup` joined it); SIGTERM ends the process again, as by default."""
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        """Leave the process group (only if `setup` joined it)."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
@@ -198,8 +193,6 @@ def setup(device: torch.device) -> tuple[Group, torch.device]:
             )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    if launched() and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -212,12 +205,6 @@ def setup(device: torch.device) -> tuple[Group, torch.device]:
         owns_group=owns,
     )
     return group, device
-
-
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    """When one process fails the launcher ends the others with SIGTERM: while training, stop as Ctrl-C does,
-    so rank 0 marks the run "stopped" (resumable from its last checkpoint) instead of leaving it "running"."""
-    raise KeyboardInterrupt
 
 
 # --- kaizen train --devices N ----------------------------------------------------------------------------

@@ -104,7 +104,9 @@ def fit(
     device = resolve_device(cfg.train.device)
     group, device = distributed.setup(device)  # one process: Group() and the device unchanged
     try:
-        return _fit(cfg, run_dir, resume, reporter, is_main, metrics, on_epoch, device, group)
+        written = _fit(cfg, run_dir, resume, reporter, is_main, metrics, on_epoch, device, group)
+        group.barrier()  # all processes are done before any of them takes the group down
+        return written
     finally:
         group.close()
 
@@ -358,12 +360,10 @@ def _fit(
         writer.finish("pruned", error=str(pruned) or f"pruned after epoch {epoch + 1}")
         raise
     except KeyboardInterrupt:
-        group.finishing()  # data-parallel: the launcher's SIGTERM must not cut the record short
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
         raise
     except BaseException as error:
-        group.finishing()  # data-parallel: the launcher's SIGTERM must not cut the record short
         reporter.close()
         writer.finish("failed", error=f"{type(error).__name__}: {error}")
         raise
