@@ -29,6 +29,7 @@ from kaizen.nn import activation_modules
 from kaizen.nn.init import WEIGHT_LAYERS
 from kaizen.nn.layers import activation_classes, activation_name
 from kaizen.registry import ACTIVATIONS
+from kaizen.track.tensorboard import filter_grid
 
 if TYPE_CHECKING:
     from kaizen.track.writer import RunWriter
@@ -181,8 +182,6 @@ class StatsRecorder:
         if self.histograms:
             self.writer.log_histograms(epoch, self._histogram_tensors())
         if self.first_conv is not None and self.writer.tensorboard:
-            from kaizen.track.tensorboard import filter_grid
-
             weight = self.layers[self.first_conv].weight
             self.writer.log_image(epoch, f"filters/{self.first_conv}", filter_grid(weight))
         if self.metrics:
