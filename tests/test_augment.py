@@ -36,7 +36,7 @@ def labels(n: int = 64) -> torch.Tensor:
 def test_no_augmentation_returns_the_batch_untouched():
     x = blob_batch()
     batch = Augment(AugmentConfig())(x, labels())
-    assert batch.x is x and batch.mix is None
+    assert batch.x is x and batch.mix_weight is None
 
 
 def test_kaggle_preset_is_seed_004():
@@ -120,9 +120,9 @@ def test_mixup_blends_with_a_shuffled_batch():
     x = torch.randn(32, 1, 8, 8)
     y = labels(32)
     batch = Augment(AugmentConfig(mixup=0.4))(x, y)
-    assert 0 <= batch.mix <= 1
+    assert 0 <= batch.mix_weight <= 1
     # each mixed image is mix·x_i + (1-mix)·x_j for the j whose label is y_mixed[i]
-    partner = (batch.x - batch.mix * x) / (1 - batch.mix)
+    partner = (batch.x - batch.mix_weight * x) / (1 - batch.mix_weight)
     matches = [(partner[i] - x).flatten(1).abs().amax(1).argmin().item() for i in range(32)]
     assert torch.equal(y[matches], batch.y_mixed)
 
@@ -133,7 +133,7 @@ def test_cutmix_weight_is_the_area_kept():
     batch = Augment(AugmentConfig(cutmix=1.0))(x, labels(16))
     kept = (batch.x == x).float().mean((1, 2, 3))
     moved = batch.y_mixed != labels(16)
-    assert torch.allclose(kept[moved], torch.full_like(kept[moved], batch.mix))
+    assert torch.allclose(kept[moved], torch.full_like(kept[moved], batch.mix_weight))
 
 
 def test_same_seed_same_augmentation():

@@ -12,7 +12,9 @@ from test_cli import TINY_SETS, assert_one_line_error, cli
 
 import kaizen
 from kaizen.inference import evaluate_run
-from kaizen.training.multitask import MultiTaskNet, decoder
+from kaizen.nn.heads import MultiTaskNet
+from kaizen.nn.inspect import inspect_config
+from kaizen.training.multitask import decoder
 
 QUIET = ["log.tensorboard=false", "log.stats=false"]
 THREE_TASKS = "model.tasks=[{name: class}, {name: parity, weight: 0.5}, {name: reconstruction, weight: 0.2}]"
@@ -72,3 +74,13 @@ def test_bad_task_names_are_one_line(monkeypatch, capsys):
         monkeypatch, capsys, "train", *TINY_SETS, "--set", "model.tasks=[{name: parity}, {name: parity}]"
     )
     assert_one_line_error(code, err, "model.tasks", "'parity' is listed twice")
+
+
+def test_summary_and_inspect_build_the_network_with_its_heads(three_tasks: kaizen.Run, monkeypatch, capsys):
+    """One builder: `kaizen summary`, `kaizen inspect` and the trained run see the same parameters."""
+    trained = sum(p.numel() for p in three_tasks.model()[0].parameters())
+    assert trained == three_tasks.summary["params"]["total"]
+    code, out, _ = cli(monkeypatch, capsys, "summary", *TINY_SETS, "--set", THREE_TASKS)
+    assert code == 0 and "tasks (ModuleDict)" in out and f"Trainable params: {trained:,}" in out
+    layers = [layer.name for layer in inspect_config(three_tasks.config)]
+    assert any("tasks" in name and "reconstruction" in name for name in layers), layers

@@ -18,7 +18,8 @@ import kaizen
 from kaizen.nn import build_model
 from kaizen.nn.inspect import inspect_batch
 from kaizen.track.progress import Reporter
-from kaizen.track.stats import SAMPLES_PER_EPOCH, StatsRecorder, read_stats, sample_every
+from kaizen.track.rundir import read_stats
+from kaizen.track.stats import SAMPLES_PER_EPOCH, StatsRecorder, sample_every
 from kaizen.track.writer import NullWriter, RunWriter
 from kaizen.training.loop import fit
 

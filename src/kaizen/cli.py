@@ -169,9 +169,10 @@ def augment_preview(
 ) -> None:
     """Draw training images beside augmented copies, as the training loop sees them."""
     from kaizen.data.augment import preview
+    from kaizen.track.plots import plot_augment_preview
 
     cfg = load_config(config, overrides)
-    preview(cfg, output, images, copies)
+    plot_augment_preview(preview(cfg, images, copies), output)
     out.print(f"wrote {output}")
 
 

@@ -38,6 +38,15 @@ def _registered(table: registry.Registry):
     return check
 
 
+def _names_of(table: registry.Registry):
+    """A field's `json_schema_extra`: the valid names, read from the registry when the schema is asked for."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["enum"] = table.names()
+
+    return extra
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 
@@ -161,7 +170,7 @@ LayerSpec = Annotated[
 class TaskSpec(Section):
     """One task of a multi-task model: `class` is the classifier itself; the others get their own head."""
 
-    name: str = Field(description="class | parity | reconstruction")
+    name: str = Field(description="a task in registry.TASKS", json_schema_extra=_names_of(registry.TASKS))
     weight: float = Field(1.0, ge=0, description="weight of this task's loss in the training objective")
 
     _check = field_validator("name")(_registered(registry.TASKS))
@@ -302,12 +311,12 @@ class OptimConfig(Section):
 
 class ScheduleConfig(Section):
     name: str = Field(
-        "cosine", description="constant | step | exponential | cosine | onecycle | cyclic | plateau"
+        "cosine", description="a shape in registry.SCHEDULES", json_schema_extra=_names_of(registry.SCHEDULES)
     )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, composes with any schedule")
     step_epochs: int = Field(10, gt=0, description="step: decay every this many epochs")
     gamma: float | None = Field(
-        None, gt=0, le=1, description="decay factor (step 0.1, exponential 0.95, plateau 0.1)"
+        None, gt=0, le=1, description="decay factor; null: the shape's default (its `decay` trait)"
     )
     min_lr: float = Field(0.0, ge=0, description="floor of cosine and plateau")
     patience: int = Field(3, ge=0, description="plateau: epochs without val_loss improvement before decaying")

@@ -1,7 +1,12 @@
-"""Name -> builder tables, one per technique family.
+"""Name -> builder tables, one per technique family, each entry carrying the technique's traits.
 
-Configs speak in names; each family has one table, and adding a technique is one entry. A table knows which
-module fills it, so the config schema can list the valid names without importing torch-heavy code itself.
+Configs speak in names; each family has one table, and adding a technique is one entry:
+`@ACTIVATIONS.register("relu", family="relu", saturation=None)`. The traits are what the rest of kaizen needs
+to know about the technique (an activation's family, an optimiser's family and usual rate, a schedule's shape,
+an augmentation's fields and test-time safety); code that needs them asks the table (`traits`, `names_where`)
+instead of keeping a list of its own. A table names the traits every entry must give, so a forgotten one fails
+at registration, and it knows which module fills it, so the config schema can list the valid names without
+importing torch-heavy code itself.
 """
 
 from __future__ import annotations
@@ -21,18 +26,27 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
 
 class Registry:
-    """A table from a name to a builder for one technique family (activation, norm, preset, ...)."""
+    """A table from a name to a builder and its traits, for one technique family (activation, optimiser, ...).
 
-    def __init__(self, family: str, filled_by: str):
+    `required` names the traits every entry must give (their meaning is documented where the table is made).
+    """
+
+    def __init__(self, family: str, filled_by: str, required: tuple[str, ...] = ()):
         self.family = family
+        self.required = required
         self._filled_by = filled_by
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._traits: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: add a builder under `name`."""
+    def register(self, name: str, **traits: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Decorator: add a builder under `name`, with its traits (every one of `required`, and any other)."""
+        missing = [trait for trait in self.required if trait not in traits]
+        if missing:
+            raise TypeError(f"{self.family} '{name}' is registered without {', '.join(missing)}")
 
         def add(builder: Callable[..., Any]) -> Callable[..., Any]:
             self._builders[name] = builder
+            self._traits[name] = traits
             return builder
 
         return add
@@ -41,6 +55,18 @@ class Registry:
         """Return the valid names, in registration order."""
         importlib.import_module(self._filled_by)
         return list(self._builders)
+
+    def names_where(self, **traits: Any) -> list[str]:
+        """Return the names, in registration order, whose traits have all the given values."""
+        return [
+            name
+            for name in self.names()
+            if all(self._traits[name].get(key) == value for key, value in traits.items())
+        ]
+
+    def traits(self, name: str) -> dict[str, Any]:
+        """Return the traits registered with `name` (a copy)."""
+        return dict(self._traits[self.check(name)])
 
     def check(self, name: str) -> str:
         """Return `name` if it is registered, else raise a KaizenError listing the valid names."""
@@ -60,11 +86,26 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
 
-ACTIVATIONS = Registry("activation", "kaizen.nn.layers")
+# family: 'relu' (a unit passes no gradient where its output is not positive, so it can die), 'squashing'
+# (bounded: it saturates) or 'smooth' (neither); saturation: the output bounds beyond which a squashing unit is
+# saturated, None for the others.
+ACTIVATIONS = Registry("activation", "kaizen.nn.layers", required=("family", "saturation"))
 NORMS = Registry("norm", "kaizen.nn.layers")
 INITS = Registry("initialisation", "kaizen.nn.init")
 PRESETS = Registry("preset", "kaizen.nn.presets")
 DATASETS = Registry("dataset", "kaizen.data.datasets")
-OPTIMIZERS = Registry("optimiser", "kaizen.training.optim")
-SCHEDULES = Registry("schedule", "kaizen.training.schedule")
+# family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to train
+# from scratch, the most a diverging run is advised to use.
+OPTIMIZERS = Registry("optimiser", "kaizen.training.optim", required=("family", "usual_lr"))
+# decay: the default factor of `schedule.gamma` (None: the shape has no decay factor); on_plateau: the rate
+# follows the validation loss; cycles: the shape restarts `schedule.cycles` times (a snapshot at each end).
+SCHEDULES = Registry("schedule", "kaizen.training.schedule", required=("decay", "on_plateau", "cycles"))
 TASKS = Registry("task", "kaizen.training.multitask")
+# fields: the `augment` config fields that switch the op on (any non-zero) and settings: those that only tune
+# it; stage: 'warp' (moves the sampling grid; all warps are one resampling), 'pixels' (edits the image) or
+# 'mix' (blends the batch with itself and returns two label sets; the last stage); test_time: safe to average
+# over at test time (test-time augmentation). The builder applies the op (signature by stage: see
+# kaizen.data.augment).
+AUGMENTATIONS = Registry(
+    "augmentation", "kaizen.data.augment", required=("fields", "settings", "stage", "test_time")
+)

@@ -11,6 +11,7 @@ from torch import nn
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError
+from kaizen.nn import build_model
 from kaizen.track import rundir
 
 
@@ -44,17 +45,12 @@ class Run:
 
     def model(self, name: str | None = None, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
         """Return (model in eval mode, checkpoint record with input_shape, num_classes, class_names, mean, std)."""
-        from kaizen.nn import build_model
-        from kaizen.training.loop import _load_model_state
-        from kaizen.training.multitask import attach_tasks
-
         name = name or self.summary.get("checkpoint", "best.pt")
         state = self.checkpoint(name, device)
         model = build_model(
             self.config.model, self.config.init, tuple(state["input_shape"]), state["num_classes"]
         )
-        model = attach_tasks(model, self.config.model.tasks, tuple(state["input_shape"]))
-        _load_model_state(model, state, self.path / "checkpoints" / name)
+        load_model_state(model, state, self.path / "checkpoints" / name)
         return model.to(device).eval(), state
 
 
@@ -66,3 +62,25 @@ def load_run(path: str | Path) -> Run:
     if not (path / "config.yaml").is_file() or not (path / "meta.json").is_file():
         raise KaizenError(f"{path} is not a kaizen run (no config.yaml / meta.json)")
     return Run(path=path, config=Config.load(path / "config.yaml"), meta=rundir.read_json(path / "meta.json"))
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load weights, or raise one line saying how the checkpoint differs from the model."""
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise KaizenError(f"{path} is not a kaizen checkpoint (no model weights)")
+    own = model.state_dict()
+    missing = [key for key in own if key not in weights]
+    unexpected = [key for key in weights if key not in own]
+    mismatched = [key for key in own if key in weights and weights[key].shape != own[key].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if mismatched:
+            key = mismatched[0]
+            parts.append(f"{key} is {tuple(weights[key].shape)} there, {tuple(own[key].shape)} here")
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}")
+        raise KaizenError(f"{path} belongs to another architecture: {'; '.join(parts)}")
+    model.load_state_dict(weights)

@@ -13,6 +13,7 @@ import re
 import statistics
 from collections.abc import Callable
 
+from kaizen.data.augment import active_ops
 from kaizen.doctor import recommend as rec
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord
@@ -534,7 +535,7 @@ def overfitting(run: RunRecord) -> Finding | None:
 
 
 def _augmentation_off(cfg) -> bool:
-    return all(not value for value in cfg.augment.model_dump(exclude={"elastic_sigma"}).values())
+    return not active_ops(cfg.augment)
 
 
 def underfitting(run: RunRecord) -> Finding | None:

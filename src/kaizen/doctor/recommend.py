@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError
+from kaizen.registry import ACTIVATIONS, OPTIMIZERS
+from kaizen.training.optim import calmer_lr
 
-SQUASHING = ("sigmoid", "tanh")
-SGD_FAMILY = ("sgd", "momentum", "nesterov")
+SQUASHING = tuple(ACTIVATIONS.names_where(family="squashing"))
+SGD_FAMILY = tuple(OPTIMIZERS.names_where(family="sgd"))
 HE_INITS = ("he_normal", "he_uniform")
 XAVIER_INITS = ("xavier_normal", "xavier_uniform", "lecun_normal", "orthogonal")
-# Learning rates that are known to train from scratch (the usual defaults). A diverging run is brought at
-# least this low: dividing 10 by 10 still leaves an SGD run at 1, which trains badly.
-USUAL_LR = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.01}
+# Learning rates that are known to train from scratch: the `usual_lr` of each optimiser's registry entry.
+USUAL_LR = {name: OPTIMIZERS.traits(name)["usual_lr"] for name in OPTIMIZERS.names()}
 USUAL_LR_ADAPTIVE = 1e-3  # adam, adamw, rmsprop
 
 
@@ -49,9 +50,8 @@ def lower_lr(cfg: Config, factor: float = 10.0) -> str:
 
 
 def safe_lr(cfg: Config, factor: float = 10.0) -> str:
-    """A learning rate `factor` times lower and no higher than the optimiser's usual value."""
-    usual = USUAL_LR.get(cfg.optim.name, USUAL_LR_ADAPTIVE)
-    return f"optim.lr={number(min(cfg.optim.lr / factor, usual))}"
+    """A learning rate `factor` times lower and no higher than the optimiser's usual value (`calmer_lr`)."""
+    return f"optim.lr={number(calmer_lr(cfg.optim, factor))}"
 
 
 def higher_lr(cfg: Config, factor: float = 10.0) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from kaizen.config import Config
 from kaizen.errors import KaizenError
 from kaizen.track import rundir
-from kaizen.track.stats import STATS_FILE, read_stats
+from kaizen.track.rundir import STATS_FILE, read_stats
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Models from config: presets or a layer list, initialised, plus the views of a model the trainer needs.
 
-`build_model` is the one entry point. `activation_modules` names the activation layers (for the activation
+`build_model` is the one builder of a whole network: the trunk (a preset or a layer list), initialised, plus
+the heads of its extra tasks (`model.tasks`); training, `kaizen summary`, `kaizen inspect` and a run's saved
+model all come from it. `activation_modules` names the activation layers (for the activation
 sparsity penalty and the statistics recorder); `split_parameters` separates conv/dense weights from biases
 and norm parameters (L1/L2 penalties apply to weights only; weight decay skips the rest).
 """
@@ -13,8 +15,9 @@ from torch import nn
 
 from kaizen.config import InitConfig, ModelConfig
 from kaizen.nn.builder import build_layers, check_input_shape
+from kaizen.nn.heads import attach_tasks
 from kaizen.nn.init import WEIGHT_LAYERS, apply_init
-from kaizen.nn.layers import ACTIVATION_TYPES
+from kaizen.nn.layers import activation_classes
 from kaizen.registry import PRESETS
 
 __all__ = [
@@ -33,7 +36,8 @@ def build_model(
     input_shape: Sequence[int],
     num_classes: int,
 ) -> nn.Module:
-    """Return the model described by `model_cfg` (its preset, else its layer list), initialised by `init_cfg`.
+    """Return the network described by `model_cfg`: its preset (else its layer list), initialised by
+    `init_cfg`, with a head for each extra task of `model_cfg.tasks` (those keep PyTorch's initialisation).
 
     `input_shape` is one sample's (channels, height, width); the output is (N, num_classes) logits.
     """
@@ -42,12 +46,13 @@ def build_model(
         model = PRESETS.create(model_cfg.preset, model_cfg, shape, num_classes)
     else:
         model = build_layers(model_cfg.layers or [], model_cfg, shape, num_classes)
-    return apply_init(model, init_cfg or InitConfig())
+    return attach_tasks(apply_init(model, init_cfg or InitConfig()), model_cfg.tasks, shape)
 
 
 def activation_modules(model: nn.Module) -> dict[str, nn.Module]:
     """Return the activation layers of `model` by qualified name ('act1', 'res2.act1', ...), in order."""
-    return {name: module for name, module in model.named_modules() if isinstance(module, ACTIVATION_TYPES)}
+    classes = tuple(activation_classes())
+    return {name: module for name, module in model.named_modules() if isinstance(module, classes)}
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

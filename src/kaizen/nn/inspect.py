@@ -16,6 +16,8 @@ from rich.table import Table
 from torch import nn
 
 from kaizen.config import Config
+from kaizen.data import load_data
+from kaizen.nn import build_model
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,6 @@ def _red(text: str, flagged: bool) -> str:
 
 def inspect_config(cfg: Config, batch_size: int | None = None, train_mode: bool = True) -> list[LayerOutput]:
     """Build `cfg`'s model (initialised with its seed) and inspect it on the first training batch."""
-    from kaizen.data import load_data
-    from kaizen.nn import build_model
-
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)

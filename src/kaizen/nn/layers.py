@@ -2,6 +2,8 @@
 
 Every builder takes keyword arguments only and ignores the ones it does not need, so callers can pass the same
 context (`channels`, `spatial`, `slope`, `groups`) to any name: `create_activation("prelu", channels=32)`.
+An activation's entry carries its family and saturation bounds (see kaizen.registry.ACTIVATIONS); the module
+class it builds is how the statistics recorder, the sparsity penalty and unfreezing recognise it in a model.
 """
 
 from __future__ import annotations
@@ -18,49 +20,59 @@ from kaizen.registry import ACTIVATIONS, NORMS
 # ------------------------------------------------------------------------------------------ activations
 
 
-@ACTIVATIONS.register("sigmoid")
+@ACTIVATIONS.register("sigmoid", family="squashing", saturation=(0.01, 0.99))
 def _sigmoid(**_: object) -> nn.Module:
     return nn.Sigmoid()
 
 
-@ACTIVATIONS.register("tanh")
+@ACTIVATIONS.register("tanh", family="squashing", saturation=(-0.99, 0.99))
 def _tanh(**_: object) -> nn.Module:
     return nn.Tanh()
 
 
-@ACTIVATIONS.register("relu")
+@ACTIVATIONS.register("relu", family="relu", saturation=None)
 def _relu(**_: object) -> nn.Module:
     return nn.ReLU()
 
 
-@ACTIVATIONS.register("leaky_relu")
+@ACTIVATIONS.register("leaky_relu", family="relu", saturation=None)
 def _leaky_relu(*, slope: float = 0.01, **_: object) -> nn.Module:
     return nn.LeakyReLU(slope)
 
 
-@ACTIVATIONS.register("prelu")
+@ACTIVATIONS.register("prelu", family="relu", saturation=None)
 def _prelu(*, channels: int = 1, **_: object) -> nn.Module:
     # One learnable slope per channel (per feature on flat inputs), as in He et al. 2015.
     return nn.PReLU(num_parameters=channels)
 
 
-@ACTIVATIONS.register("elu")
+@ACTIVATIONS.register("elu", family="relu", saturation=None)
 def _elu(**_: object) -> nn.Module:
     return nn.ELU()
 
 
-@ACTIVATIONS.register("gelu")
+@ACTIVATIONS.register("gelu", family="smooth", saturation=None)
 def _gelu(**_: object) -> nn.Module:
     return nn.GELU()
 
 
-@ACTIVATIONS.register("silu")
+@ACTIVATIONS.register("silu", family="smooth", saturation=None)
 def _silu(**_: object) -> nn.Module:
     return nn.SiLU()
 
 
-# The module types the builders above produce: how `activation_modules` recognises them in any model.
-ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU, nn.SiLU)
+def activation_classes() -> dict[type[nn.Module], str]:
+    """Return {module class: activation name} of every registered activation (how a model's are recognised)."""
+    return {type(ACTIVATIONS.create(name)): name for name in ACTIVATIONS.names()}
+
+
+def activation_name(module: nn.Module, classes: dict[type[nn.Module], str] | None = None) -> str | None:
+    """Return the registered name of the activation `module` is (None if it is none); `classes` caches
+    `activation_classes()`."""
+    for cls, name in (classes or activation_classes()).items():
+        if isinstance(module, cls):
+            return name
+    return None
 
 
 def create_activation(name: str, *, channels: int = 1, slope: float = 0.01) -> nn.Module:

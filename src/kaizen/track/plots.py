@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -19,6 +20,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from kaizen.errors import KaizenError
+
+if TYPE_CHECKING:
+    from kaizen.data.augment import Preview
 
 METRICS_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
 SPLIT_STYLES = {  # train blue, validation red, as in the seed's overlay; test a separate marker
@@ -247,11 +251,10 @@ def plot_mistakes(
     _save_atomic(fig, Path(out_png))
 
 
-def plot_augment_preview(originals: np.ndarray, augmented: np.ndarray, out_png: Path, title: str) -> None:
-    """Draw each original (first column) beside its augmented copies.
-
-    `originals` is N×C×H×W and `augmented` N×K×C×H×W, display values in [0, 1]. Writes `out_png`.
-    """
+def plot_augment_preview(shown: Preview, out_png: Path) -> None:
+    """Draw each original (first column) beside its augmented copies (kaizen.data.augment.preview), titled
+    with the augmentation's settings. Writes `out_png`."""
+    originals, augmented = shown.originals, shown.augmented  # N×C×H×W and N×K×C×H×W, values in [0, 1]
     count, copies = augmented.shape[:2]
     fig = Figure(figsize=(1.3 * (copies + 1), 1.3 * count + 0.6), dpi=CURVES_DPI, layout="constrained")
     axes = fig.subplots(count, copies + 1, squeeze=False)
@@ -266,7 +269,7 @@ def plot_augment_preview(originals: np.ndarray, augmented: np.ndarray, out_png: 
                 ax.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
             if row == 0:
                 ax.set_title("original" if column == 0 else f"copy {column}", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(f"augmentation: {shown.settings}", fontsize=10)
     _save_atomic(fig, Path(out_png))
 
 

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch
 from kaizen.errors import KaizenError
 
 METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
+STATS_FILE = "stats.jsonl"  # per-layer statistics, one JSON record a line (kaizen.track.stats)
 _UMASK = os.umask(0o022)  # reading the umask means setting it; put it straight back
 os.umask(_UMASK)
 
@@ -158,3 +160,28 @@ def format_metrics(rows: list[dict[str, Any]]) -> str:
 
 def _short(value: Any) -> Any:
     return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def read_stats(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Read stats.jsonl: one dict per line with an integer `epoch` and a `kind`.
+
+    A line that is not such a JSON object is skipped and `warn(message)` is told its line number. A missing
+    file reads as no records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as file:
+        for number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and "kind" in record:
+                records.append(record)
+            elif warn is not None:
+                warn(f"{path.name} line {number} is corrupt and was skipped")
+    return records

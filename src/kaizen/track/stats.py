@@ -2,10 +2,11 @@
 
 On a sampled step the recorder measures, for each dense/conv layer, the L2 norm of the weight gradient (raw,
 before clipping), the weight norm and the update-to-weight ratio ||ΔW|| / ||W|| of the optimiser step; for
-each activation layer the mean, std, min and max of its output, the fraction of dead units (ReLU family: a
-unit, or a conv channel, that is inactive for every sample of every sampled batch of the epoch) and the
-fraction of saturated outputs (sigmoid below 0.01 or above 0.99, tanh beyond ±0.99: there the derivative is
-under 4% and 2% of its peak). At the end of an epoch the samples become one `stats.jsonl` record per layer,
+each activation layer the mean, std, min and max of its output, the fraction of dead units (activations of the 'relu'
+family: a unit, or a conv channel, that is inactive for every sample of every sampled batch of the epoch) and
+the fraction of saturated outputs (squashing activations beyond the `saturation` bounds of their registry
+entry: sigmoid below 0.01 or above 0.99, tanh beyond ±0.99, where the derivative is under 4% and 2% of its
+peak). At the end of an epoch the samples become one `stats.jsonl` record per layer,
 and TensorBoard gets histograms of weights, biases, gradients and activations and the first conv layer's
 filters.
 
@@ -15,10 +16,8 @@ synchronised with the host. A sampled step synchronises once, after the optimise
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,17 +25,17 @@ import torch
 from torch import nn
 
 from kaizen.config import LogConfig
+from kaizen.nn import activation_modules
+from kaizen.nn.init import WEIGHT_LAYERS
+from kaizen.nn.layers import activation_classes, activation_name
+from kaizen.registry import ACTIVATIONS
+from kaizen.track.tensorboard import filter_grid
 
 if TYPE_CHECKING:
     from kaizen.track.writer import RunWriter
 
-STATS_FILE = "stats.jsonl"
 # Sampled steps per epoch when `log.stats_every` is null; benchmarks/stats_overhead.py measures the cost.
 SAMPLES_PER_EPOCH = 4
-# ReLU-family units pass (almost) no gradient where their output is not positive: a unit that never is, is dead.
-RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU)
-# Output bounds beyond which a squashing unit is saturated (its derivative is a few % of its peak).
-SATURATION = {nn.Sigmoid: (0.01, 0.99), nn.Tanh: (-0.99, 0.99)}
 HISTOGRAM_BINS = 30
 HISTOGRAM_VALUES = 4096  # activation values kept per layer for the histograms (a strided subsample)
 
@@ -67,9 +66,6 @@ class StatsRecorder:
         metrics: dict[str, Metric] | None = None,
         example: torch.Tensor | None = None,
     ):
-        from kaizen.nn import activation_modules
-        from kaizen.nn.init import WEIGHT_LAYERS
-
         self.model = model
         self.writer = writer
         self.metrics = metrics or {}
@@ -82,6 +78,12 @@ class StatsRecorder:
             if isinstance(module, WEIGHT_LAYERS) and module.weight.requires_grad
         }
         self.activations = activation_modules(model)
+        classes = activation_classes()
+        # each activation layer's registry traits: its family (dead units) and saturation bounds
+        self.activation_traits = {
+            name: ACTIVATIONS.traits(activation_name(module, classes))
+            for name, module in self.activations.items()
+        }
         self.enabled = (writer.stats or self.histograms) and bool(self.layers)
         self.first_conv = next(
             (name for name, module in self.layers.items() if isinstance(module, nn.Conv2d)), None
@@ -123,12 +125,13 @@ class StatsRecorder:
         # Sums rather than torch.std_mean, which is ten times slower on CPU; mean and std follow on the host.
         count = torch.tensor(float(out.numel()), device=out.device)
         values = [out.sum(), out.square().sum(), count, *torch.aminmax(out)]
-        if isinstance(module, RELU_FAMILY):
+        traits = self.activation_traits[name]
+        if traits["family"] == "relu":
             # A unit is a feature of a dense layer, or a whole channel of a conv layer; active if ever > 0.
             active = out.amax(dim=0).reshape(out.shape[1], -1).amax(dim=1) > 0
             seen = self.ever_active.get(name)
             self.ever_active[name] = active if seen is None else seen | active
-        bounds = SATURATION.get(type(module))
+        bounds = traits["saturation"]
         if bounds is not None:
             values.append(((out <= bounds[0]) | (out >= bounds[1])).float().mean())
         self.pending[name] = torch.stack(values)
@@ -179,8 +182,6 @@ class StatsRecorder:
         if self.histograms:
             self.writer.log_histograms(epoch, self._histogram_tensors())
         if self.first_conv is not None and self.writer.tensorboard:
-            from kaizen.track.tensorboard import filter_grid
-
             weight = self.layers[self.first_conv].weight
             self.writer.log_image(epoch, f"filters/{self.first_conv}", filter_grid(weight))
         if self.metrics:
@@ -329,28 +330,3 @@ def _histogram(values: torch.Tensor) -> dict[str, Any] | None:
     except ValueError:  # values of a diverging run can span a range numpy cannot cut into bins
         return None
     return {"lo": low, "hi": high, "counts": counts.tolist(), "zeros": zeros}
-
-
-def read_stats(path: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Read stats.jsonl: one dict per line with an integer `epoch` and a `kind`.
-
-    A line that is not such a JSON object is skipped and `warn(message)` is told its line number. A missing
-    file reads as no records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    with path.open(encoding="utf-8", errors="replace") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            if isinstance(record, dict) and isinstance(record.get("epoch"), int) and "kind" in record:
-                records.append(record)
-            elif warn is not None:
-                warn(f"{path.name} line {number} is corrupt and was skipped")
-    return records

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from kaizen.track import rundir
-from kaizen.track.stats import STATS_FILE, read_stats
 from kaizen.track.tensorboard import TensorBoard
 
 # stats.jsonl fields drawn in TensorBoard, by record kind: {field: chart family}.
@@ -85,7 +84,7 @@ class RunWriter:
         rundir.write_json(self.path / "meta.json", self.meta)
         rundir.atomic_write_text(self.path / "metrics.csv", rundir.format_metrics(self.rows))
         self.stat_records = [
-            record for record in read_stats(self.path / STATS_FILE) if record["epoch"] <= epoch
+            record for record in rundir.read_stats(self.path / rundir.STATS_FILE) if record["epoch"] <= epoch
         ]
         self._write_stats()
         self._open_tensorboard()
@@ -134,7 +133,7 @@ class RunWriter:
         # The file is rewritten whole (atomically) each epoch; lines already serialised are reused.
         self.stat_lines += [json.dumps(record) + "\n" for record in self.stat_records[len(self.stat_lines) :]]
         if self.stat_lines:
-            rundir.atomic_write_text(self.path / STATS_FILE, "".join(self.stat_lines))
+            rundir.atomic_write_text(self.path / rundir.STATS_FILE, "".join(self.stat_lines))
 
     def log_histograms(self, epoch: int, tensors: dict[str, torch.Tensor]) -> None:
         """TensorBoard histograms (with mean/std/min/max scalars) of named tensors, e.g. `weights/fc1`."""

@@ -1,8 +1,13 @@
-"""The training loop: one function, read top to bottom.
+"""The training loop, read top to bottom: prepare -> epochs (the step inline) -> epoch hooks -> finish.
 
-Each iteration: fetch (an index slice of a seeded permutation of device-resident data), augment, forward (bf16
-autocast if asked), loss + penalties, backward, clip, step, schedule, record. Metrics accumulate on the device
-and are read only at logging points, so the step never waits on the host.
+`_prepare` builds everything in one commented order (data, the network with its heads, transfer, optimiser,
+what trains, schedule, penalties, speed). `_train_epoch` holds the step: fetch (an index slice of a seeded
+permutation of device-resident data), augment, forward (bf16 autocast if asked), `objective()` (the one place
+the loss is assembled: mixup, example weights, tasks, penalties, data-parallel scaling), backward, clip, step,
+schedule, record. Metrics accumulate on the device and are read only at logging points, so the step never waits
+on the host. `_end_epoch` runs the epoch hooks (validation, metrics.csv, statistics, best/snapshot/last
+checkpoints, early stopping, the caller's `on_epoch`, which may prune); `_finish` writes the summary. Features
+hook in per epoch, never per batch.
 """
 
 from __future__ import annotations
@@ -11,27 +16,32 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from kaizen.config import Config
-from kaizen.data.augment import Augment
+from kaizen.config import Config, TrainConfig
+from kaizen.data import Data, load_data
+from kaizen.data.augment import Augment, Batch
 from kaizen.errors import KaizenError
+from kaizen.evaluate import predict_proba
+from kaizen.nn import build_model
+from kaizen.run import load_model_state
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
-from kaizen.track.writer import make_writer
+from kaizen.track.writer import RunWriter, make_writer
 from kaizen.training import distributed, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
-from kaizen.training.multitask import TaskObjective, attach_tasks
-from kaizen.training.optim import build_optimizer
+from kaizen.training.multitask import TaskObjective
+from kaizen.training.optim import build_optimizer, calmer_lr
 from kaizen.training.regularize import Penalties
 from kaizen.training.schedule import LRSchedule
-from kaizen.training.transfer import FineTune, init_weights, lr_multiplier
+from kaizen.training.transfer import FineTune, TransferReport, init_weights, lr_multiplier
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,8 +69,6 @@ def evaluate_split(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 ) -> tuple[float, float]:
     """Return (mean cross-entropy, accuracy) of `model` on (x, y), in inference mode."""
-    from kaizen.evaluate import predict_proba
-
     probs = predict_proba(model, x, batch_size)
     picked = probs.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12)
     loss = -picked.log().mean().item()
@@ -86,7 +94,6 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
     reporter: Reporter | None = None,
-    is_main: bool = True,
     metrics: dict[str, Metric] | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Path | None:
@@ -104,29 +111,103 @@ def fit(
     device = resolve_device(cfg.train.device)
     group, device = distributed.setup(device)  # one process: Group() and the device unchanged
     try:
-        written = _fit(cfg, run_dir, resume, reporter, is_main, metrics, on_epoch, device, group)
+        reporter = reporter if reporter is not None and group.is_main else Reporter(enabled=False)
+        training = _prepare(cfg, device, group, reporter, resume)
+        _open_run(training, run_dir, resume, metrics)
+        _train(training, on_epoch)
+        written = _finish(training)
         group.barrier()  # all processes are done before any of them takes the group down
         return written
     finally:
         group.close()
 
 
-def _fit(
-    cfg: Config,
-    run_dir: Path | None,
-    resume: bool,
-    reporter: Reporter | None,
-    is_main: bool,
-    metrics: dict[str, Metric] | None,
-    on_epoch: Callable[[int, dict[str, float]], None] | None,
-    device: torch.device,
-    group: distributed.Group,
-) -> Path | None:
-    from kaizen.data import load_data
-    from kaizen.nn import build_model
+@dataclass
+class _Training:
+    """Everything one run trains with, prepared once (`_prepare`, `_open_run`), then updated epoch by epoch."""
 
-    is_main = is_main and group.is_main
-    reporter = reporter if reporter is not None and group.is_main else Reporter(enabled=False)
+    cfg: Config
+    device: torch.device
+    group: distributed.Group
+    reporter: Reporter
+    data: Data
+    example_weights: torch.Tensor | None  # boosting: one weight per training example, else None
+    model: nn.Module  # the plain module: what checkpoints hold
+    transferred: TransferReport | None
+    optimizer: torch.optim.Optimizer
+    finetune: FineTune
+    tasks: TaskObjective | None
+    batch_size: int
+    steps_per_epoch: int
+    schedule: LRSchedule
+    penalties: Penalties
+    monitor: Monitor
+    criterion: nn.Module
+    bf16: bool
+    autocast: torch.autocast
+    train_in_effect: TrainConfig  # cfg.train as the step's forward uses it (CUDA graphs off with DDP)
+    forward: Callable[[torch.Tensor], torch.Tensor]  # channels-last, torch.compile / CUDA graphs
+    parallel_forward: Callable[[], Callable[[torch.Tensor], torch.Tensor]]  # DDP around `forward`, per epoch
+    augment: Augment
+    # set by _open_run
+    run_dir: Path | None = None
+    writer: RunWriter | None = None
+    recorder: StatsRecorder | None = None
+    start_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    # updated by each epoch
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's train_/val_ loss and acc
+    train_seconds: float = 0.0
+
+    @property
+    def is_main(self) -> bool:
+        return self.group.is_main
+
+    def objective(
+        self, logits: torch.Tensor, batch: Batch, index: torch.Tensor, global_batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (classification loss, the total the step minimises) for the forward pass just made.
+
+        The classification loss (recorded as train_loss) is cross-entropy with label smoothing, of both label
+        sets with mixup/cutmix, weighted per example for boosting. The total adds the weighted task losses of a
+        multi-task model and the penalties (L1/L2, activation sparsity), and with data-parallel slices of
+        unequal size weighs this process's share by its size.
+        """
+        with self.autocast:
+            loss = self.criterion(logits, batch.y)
+            if batch.mix_weight is not None:  # mixup / cutmix: the loss of both label sets, weighted
+                mixed = self.criterion(logits, batch.y_mixed)
+                loss = batch.mix_weight * loss + (1 - batch.mix_weight) * mixed
+            if self.example_weights is not None:
+                loss = (loss * self.example_weights[index]).mean()
+        total = loss if self.tasks is None else self.tasks.objective(loss, batch)  # + weighted task losses
+        penalty = self.penalties.term()
+        if penalty is not None:
+            total = total + penalty
+        if len(batch.y) * self.group.world_size != global_batch:  # unequal slices: weigh each by its size
+            total = total * self.group.loss_scale(len(batch.y), global_batch)
+        return loss, total
+
+    def checkpoint_state(self, epoch: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """A checkpoint: the epoch, the weights, and what a saved model needs of its data."""
+        data = self.data
+        return {
+            "epoch": epoch,
+            "model": weights,
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            "class_names": data.class_names,
+            "mean": data.mean,
+            "std": data.std,
+        }
+
+
+def _prepare(
+    cfg: Config, device: torch.device, group: distributed.Group, reporter: Reporter, resume: bool
+) -> _Training:
+    """Build what the run trains with. The order matters and is this one."""
+    # 1. the process: threads, seed, denormals
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
@@ -135,21 +216,24 @@ def _fit(
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
     torch.set_flush_denormal(True)
-
-    # --- data and model ---------------------------------------------------------------------------
+    # 2. data: the splits, then the examples this model trains on (folds, bootstrap, boosting weights)
     data = load_data(cfg.data, device)
-    data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)  # folds, bootstrap, weights
-    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
-    model = attach_tasks(model, cfg.model.tasks, data.input_shape).to(device)  # multi-task heads
-    transferred = None if resume else init_weights(model, cfg.transfer)  # transfer learning
-    multiplier = lr_multiplier(cfg.transfer)  # discriminative learning rates (transfer.lr_groups)
+    data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)
+    # 3. the network with its task heads, then transferred weights (not on resume: the checkpoint has them)
+    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
+    transferred = None if resume else init_weights(model, cfg.transfer)
+    # 4. the optimiser, over every parameter (discriminative rates: transfer.lr_groups), built before anything
+    # is frozen so that the layers gradual unfreezing releases later are in it
+    multiplier = lr_multiplier(cfg.transfer)
     optimizer = (
         build_optimizer(model, cfg.optim)
         if multiplier is None
         else build_optimizer(model, cfg.optim, multiplier)
     )
-    finetune = FineTune(model, cfg.transfer)  # frozen layers, gradual unfreezing
+    # 5. what trains: frozen layers, gradual unfreezing (re-applied at the start of each epoch)
+    finetune = FineTune(model, cfg.transfer)
     tasks = TaskObjective(model, cfg.model.tasks, data.class_names) if cfg.model.tasks else None
+    # 6. batches and the schedule over them
     n_train = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n_train)
     if batch_size < group.min_batch():
@@ -160,204 +244,137 @@ def _fit(
     # a last batch too small to share (one process: a lone sample) is skipped
     steps_per_epoch = n_train // batch_size + (1 if n_train % batch_size >= group.min_batch() else 0)
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.train.epochs, steps_per_epoch)
+    # 7. the loss: penalties (on the weights that train at each step), early stopping's monitor, the criterion;
+    # with per-example weights (boosting) the loss is reduced after weighting
     penalties = Penalties(model, cfg.reg)
     monitor = Monitor(cfg.early_stop, has_val=len(data.y_val) > 0)
-    # with per-example weights (boosting) the loss is reduced after weighting; the plain path is unchanged
     criterion = nn.CrossEntropyLoss(
         label_smoothing=cfg.reg.label_smoothing, reduction="mean" if example_weights is None else "none"
     )
+    # 8. speed: bf16 autocast, the step's forward (channels-last, torch.compile / CUDA graphs), DDP around it
     bf16 = fast.use_bf16(cfg.train, model, data.input_shape, device)  # train.bf16, with auto resolved
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
-    # the step's forward: channels-last, torch.compile / CUDA graphs; `model` stays the plain module
-    train_cfg = cfg.train
-    if group.enabled and train_cfg.cuda_graphs:
+    train_in_effect = cfg.train
+    if group.enabled and train_in_effect.cuda_graphs:
         reporter.note("train.cuda_graphs is not used with data-parallel training; compiling without them")
-        train_cfg = train_cfg.model_copy(update={"cuda_graphs": False})
-    forward = fast.prepare(model, train_cfg, device, reporter.note)
-    parallel_forward = group.parallel(forward)  # data-parallel: DDP around the step's forward
+        train_in_effect = train_in_effect.model_copy(update={"cuda_graphs": False})
+    forward = fast.prepare(model, train_in_effect, device, reporter.note)
+    parallel_forward = group.parallel(forward)
+    # 9. augmentation, and per-process randomness: dropout and augmentation differ per process, reproducibly
     augment = Augment(cfg.augment)
-    group.seed_rank(cfg.train.seed)  # dropout and augmentation differ per process, reproducibly
+    group.seed_rank(cfg.train.seed)
+    return _Training(
+        cfg=cfg,
+        device=device,
+        group=group,
+        reporter=reporter,
+        data=data,
+        example_weights=example_weights,
+        model=model,
+        transferred=transferred,
+        optimizer=optimizer,
+        finetune=finetune,
+        tasks=tasks,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        schedule=schedule,
+        penalties=penalties,
+        monitor=monitor,
+        criterion=criterion,
+        bf16=bf16,
+        autocast=torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+        train_in_effect=train_in_effect,
+        forward=forward,
+        parallel_forward=parallel_forward,
+        augment=augment,
+    )
 
-    # --- run directory: created or resumed ---------------------------------------------------------
-    start_epoch = 0
-    best_state: dict[str, torch.Tensor] | None = None
+
+def _open_run(
+    training: _Training, run_dir: Path | None, resume: bool, metrics: dict[str, Metric] | None
+) -> None:
+    """Create the run directory (or resume it from checkpoints/last.pt), its writer and the stats recorder."""
+    cfg, group = training.cfg, training.group
     if resume:
-        state = rundir.load_checkpoint(run_dir / "checkpoints" / "last.pt", device)
-        _load_model_state(model, state, run_dir / "checkpoints" / "last.pt")
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        monitor.load_state_dict(state["monitor"])
-        start_epoch = int(state["epoch"])
-        group.restore_rng(state, cfg.train.seed, start_epoch)
-        if start_epoch >= cfg.train.epochs or monitor.should_stop:
-            why = "it stopped early" if monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
-            raise KaizenError(
-                f"nothing to resume in {run_dir}: {why}; to train longer add --set train.epochs=N"
-            )
-        best_path = run_dir / "checkpoints" / "best.pt"
-        if best_path.is_file():
-            best_state = rundir.load_checkpoint(best_path, device)["model"]
-    elif is_main:
+        _restore(training, run_dir)
+    elif training.is_main:
         run_dir = run_dir or rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
+    training.run_dir = run_dir
     writer = make_writer(
         run_dir,
-        is_main,
+        training.is_main,
         plots=cfg.log.plots,
         stats=cfg.log.stats,
         tensorboard=cfg.log.tensorboard,
         histograms=cfg.log.histograms,
     )
     if resume:
-        writer.resume(start_epoch, cfg.to_yaml())
+        writer.resume(training.start_epoch, cfg.to_yaml())
     else:
-        meta = {**rundir.environment(device), "seed": cfg.train.seed}
+        meta = {**rundir.environment(training.device), "seed": cfg.train.seed}
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
-    custom_metrics = dict(metrics or {})  # `metrics` below is each epoch's train/val numbers
-    if tasks is not None:  # each extra task's validation metric, every epoch
-        custom_metrics.update(tasks.metrics(len(data.y_val) > 0, cfg.train.eval_batch_size))
-    if transferred is not None and reporter.enabled:
-        reporter.console.print(transferred.line(), highlight=False, soft_wrap=True)
+    training.writer = writer
+    custom_metrics = dict(metrics or {})
+    if training.tasks is not None:  # each extra task's validation metric, every epoch
+        custom_metrics.update(training.tasks.metrics(len(training.data.y_val) > 0, cfg.train.eval_batch_size))
+    if training.transferred is not None and training.reporter.enabled:
+        training.reporter.console.print(training.transferred.line(), highlight=False, soft_wrap=True)
     # Per-layer statistics and TensorBoard summaries on a few sampled steps; see kaizen.track.stats.
-    recorder = StatsRecorder(
-        model, cfg.log, steps_per_epoch, writer, custom_metrics, example=data.x_train[:2]
+    training.recorder = StatsRecorder(
+        training.model,
+        cfg.log,
+        training.steps_per_epoch,
+        writer,
+        custom_metrics,
+        example=training.data.x_train[:2],
     )
 
-    record = {
-        "input_shape": list(data.input_shape),
-        "num_classes": data.num_classes,
-        "class_names": data.class_names,
-        "mean": data.mean,
-        "std": data.std,
-    }
 
-    def checkpoint_state(epoch: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
-        return {"epoch": epoch, "model": weights, **record}
+def _restore(training: _Training, run_dir: Path) -> None:
+    """Load the model, optimiser, schedule, monitor and random state of `run_dir`'s last checkpoint."""
+    cfg = training.cfg
+    last = run_dir / "checkpoints" / "last.pt"
+    state = rundir.load_checkpoint(last, training.device)
+    load_model_state(training.model, state, last)
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.schedule.load_state_dict(state["schedule"])
+    training.monitor.load_state_dict(state["monitor"])
+    training.start_epoch = int(state["epoch"])
+    training.group.restore_rng(state, cfg.train.seed, training.start_epoch)
+    if training.start_epoch >= cfg.train.epochs or training.monitor.should_stop:
+        why = "it stopped early" if training.monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
+        raise KaizenError(f"nothing to resume in {run_dir}: {why}; to train longer add --set train.epochs=N")
+    best_path = run_dir / "checkpoints" / "best.pt"
+    if best_path.is_file():
+        training.best_state = rundir.load_checkpoint(best_path, training.device)["model"]
 
-    # --- the loop -------------------------------------------------------------------------------------
-    log_every = max(1, steps_per_epoch // 10)
-    epoch = start_epoch
-    train_seconds = 0.0
-    reporter.start(cfg.train.epochs, steps_per_epoch, start_epoch)
+
+def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None] | None) -> None:
+    """The epochs, each its steps then its hooks; a failure or interruption is recorded in meta.json."""
+    cfg, reporter, writer, recorder = training.cfg, training.reporter, training.writer, training.recorder
+    training.epoch = training.start_epoch
+    reporter.start(cfg.train.epochs, training.steps_per_epoch, training.start_epoch)
     try:
-        for epoch in range(start_epoch, cfg.train.epochs):
-            model.train()
-            finetune.start_epoch(epoch)  # what trains this epoch; frozen batch norms stay in eval mode
-            step_forward = parallel_forward()  # DDP (rebuilt if what trains changed), or the forward itself
-            began = time.perf_counter()
-            order = epoch_permutation(n_train, cfg.train.seed, epoch, device)
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            for step in range(steps_per_epoch):
-                index = order[step * batch_size : (step + 1) * batch_size]  # fetch
-                global_batch = len(index)
-                index = group.shard(index)  # data-parallel: this process's slice of the global batch
-                batch = augment(data.x_train[index], data.y_train[index])  # augment
-                yb = batch.y
-                recorder.before_forward(step)
-                with autocast:
-                    logits = step_forward(batch.x).float()  # forward
-                    loss = criterion(logits, yb)
-                    if batch.mix is not None:  # mixup / cutmix: the loss of both label sets, weighted
-                        loss = batch.mix * loss + (1 - batch.mix) * criterion(logits, batch.y_mixed)
-                    if example_weights is not None:
-                        loss = (loss * example_weights[index]).mean()
-                objective = loss if tasks is None else tasks.objective(loss, batch)  # + weighted task losses
-                penalty = penalties.term()
-                total = objective if penalty is None else objective + penalty
-                if len(yb) * group.world_size != global_batch:  # unequal slices: weigh each by its size
-                    total = total * group.loss_scale(len(yb), global_batch)
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()  # backward
-                recorder.after_backward(step)  # raw gradients, before clipping
-                if cfg.train.clip_value is not None:
-                    nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)
-                if cfg.train.clip_norm is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
-                lr = schedule.current_lr()  # the rate this step trains with; the epoch's row reports its last
-                optimizer.step()  # step
-                recorder.after_step(step)
-                schedule.step()  # schedule
-                loss_sum += loss.detach() * len(yb)  # record (on the device: no sync)
-                correct += (logits.detach().argmax(1) == yb).sum()
-                seen += len(yb)
-                if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
-                    # the one sync per logging interval (summed over data-parallel processes)
-                    total_loss, total_correct, total_seen = group.sum([loss_sum, correct, seen], device)
-                    mean_loss = total_loss / total_seen
-                    if not math.isfinite(mean_loss):
-                        raise _Diverged(epoch + 1, step + 1, mean_loss)
-                    reporter.step(
-                        epoch, step + 1, mean_loss, total_correct / total_seen, schedule.current_lr()
-                    )
-            metrics = {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
-            group.sync_buffers(model)  # batch-norm statistics: the average over processes
-            seconds = {"train": time.perf_counter() - began}
-            train_seconds += seconds["train"]
-            if len(data.y_val):
-                began = time.perf_counter()
-                metrics["val_loss"], metrics["val_acc"] = evaluate_shared(
-                    group, model, data.x_val, data.y_val, cfg.train.eval_batch_size
-                )
-                seconds["val"] = time.perf_counter() - began
-                if not math.isfinite(metrics["val_loss"]):  # the epoch's last steps broke the weights
-                    raise _Diverged(epoch + 1, steps_per_epoch, metrics["val_loss"])
-            schedule.end_epoch(metrics.get("val_loss"))
-            rows = [
-                {
-                    "epoch": epoch + 1,
-                    "split": split,
-                    "loss": metrics[f"{split}_loss"],
-                    "acc": metrics[f"{split}_acc"],
-                    "lr": lr,
-                    "seconds": seconds[split],
-                }
-                for split in seconds
-            ]
-            writer.log_epoch(rows)
-            recorder.end_epoch(epoch + 1, data)
-            improved = monitor.update(epoch + 1, metrics)
-            if improved:
-                best_state = copy.deepcopy(model.state_dict())
-                writer.checkpoint("best", checkpoint_state(epoch + 1, best_state))
-            cycle = schedule.cycle_ended(epoch + 1)
-            if cycle is not None:  # snapshot ensembles: the weights at the end of each cosine cycle
-                writer.checkpoint(f"snapshot-{cycle}", checkpoint_state(epoch + 1, model.state_dict()))
-            last_epoch = epoch + 1 == cfg.train.epochs or monitor.should_stop
-            if (epoch + 1) % cfg.checkpoint.every == 0 or last_epoch:
-                rng_ranks = group.rng_states()  # each data-parallel process's own (None with one process)
-                writer.checkpoint(
-                    "last",
-                    {
-                        **checkpoint_state(epoch + 1, model.state_dict()),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "monitor": monitor.state_dict(),
-                        "rng": torch.get_rng_state(),
-                        **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
-                    },
-                )
-            reporter.epoch_end(epoch, metrics)
-            if on_epoch is not None:
-                on_epoch(epoch + 1, metrics)
-            if monitor.should_stop:
+        for epoch in range(training.start_epoch, cfg.train.epochs):
+            training.epoch = epoch
+            seconds, lr = _train_epoch(training, epoch)
+            _end_epoch(training, epoch, seconds, lr, on_epoch)
+            if training.monitor.should_stop:
                 break
     except _Diverged as diverged:
         reporter.close()
         recorder.abort(diverged.epoch)
-        advice = _divergence_advice(cfg)
         message = (
             f"training diverged at epoch {diverged.epoch}, step {diverged.step}: loss is {diverged.loss}; "
-            f"the last good checkpoint is kept; try {advice}"
+            f"the last good checkpoint is kept; try {_divergence_advice(cfg)}"
         )
         writer.finish("failed", error=message)
         raise KaizenError(message) from None
     except Pruned as pruned:
         reporter.close()
-        recorder.abort(epoch + 1)
-        writer.finish("pruned", error=str(pruned) or f"pruned after epoch {epoch + 1}")
+        recorder.abort(training.epoch + 1)
+        writer.finish("pruned", error=str(pruned) or f"pruned after epoch {training.epoch + 1}")
         raise
     except KeyboardInterrupt:
         reporter.close()
@@ -368,15 +385,134 @@ def _fit(
         writer.finish("failed", error=f"{type(error).__name__}: {error}")
         raise
     reporter.close()
-    penalties.remove()
+    training.penalties.remove()
 
-    # --- the model the run ends with, and its test score ---------------------------------------------
+
+def _train_epoch(training: _Training, epoch: int) -> tuple[dict[str, float], float]:
+    """Train one epoch, the step inline; return (seconds by split, the learning rate of the last step).
+
+    Sets `training.metrics` to the epoch's train_loss and train_acc.
+    """
+    t = training
+    cfg, data, group, device, recorder = t.cfg, t.data, t.group, t.device, t.recorder
+    model, optimizer, schedule = t.model, t.optimizer, t.schedule
+    batch_size, steps_per_epoch = t.batch_size, t.steps_per_epoch
+    log_every = max(1, steps_per_epoch // 10)
+    model.train()
+    t.finetune.start_epoch(epoch)  # what trains this epoch; frozen batch norms stay in eval mode
+    step_forward = t.parallel_forward()  # DDP (rebuilt if what trains changed), or the forward itself
+    began = time.perf_counter()
+    order = epoch_permutation(len(data.y_train), cfg.train.seed, epoch, device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for step in range(steps_per_epoch):
+        index = order[step * batch_size : (step + 1) * batch_size]  # fetch
+        global_batch = len(index)
+        index = group.shard(index)  # data-parallel: this process's slice of the global batch
+        batch = t.augment(data.x_train[index], data.y_train[index])  # augment
+        recorder.before_forward(step)
+        with t.autocast:
+            logits = step_forward(batch.x).float()  # forward
+        loss, total = t.objective(logits, batch, index, global_batch)  # the loss, assembled in one place
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()  # backward
+        recorder.after_backward(step)  # raw gradients, before clipping
+        if cfg.train.clip_value is not None:  # clip
+            nn.utils.clip_grad_value_(model.parameters(), cfg.train.clip_value)
+        if cfg.train.clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+        lr = schedule.current_lr()  # the rate this step trains with; the epoch's row reports its last
+        optimizer.step()  # step
+        recorder.after_step(step)
+        schedule.step()  # schedule
+        loss_sum += loss.detach() * len(batch.y)  # record (on the device: no sync)
+        correct += (logits.detach().argmax(1) == batch.y).sum()
+        seen += len(batch.y)
+        if (step + 1) % log_every == 0 or step + 1 == steps_per_epoch:
+            # the one sync per logging interval (summed over data-parallel processes)
+            total_loss, total_correct, total_seen = group.sum([loss_sum, correct, seen], device)
+            mean_loss = total_loss / total_seen
+            if not math.isfinite(mean_loss):
+                raise _Diverged(epoch + 1, step + 1, mean_loss)
+            t.reporter.step(epoch, step + 1, mean_loss, total_correct / total_seen, schedule.current_lr())
+    t.metrics = {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
+    group.sync_buffers(model)  # batch-norm statistics: the average over processes
+    seconds = {"train": time.perf_counter() - began}
+    t.train_seconds += seconds["train"]
+    return seconds, lr
+
+
+def _end_epoch(
+    training: _Training,
+    epoch: int,
+    seconds: dict[str, float],
+    lr: float,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> None:
+    """The epoch hooks, in order: validation, schedule, metrics.csv, statistics, early stopping and the best
+    checkpoint, snapshot and last checkpoints, progress, the caller's `on_epoch`."""
+    t = training
+    cfg, data, writer, metrics = t.cfg, t.data, t.writer, t.metrics
+    done = epoch + 1  # epochs completed, 1-based as the run directory counts them
+    if len(data.y_val):
+        began = time.perf_counter()
+        metrics["val_loss"], metrics["val_acc"] = evaluate_shared(
+            t.group, t.model, data.x_val, data.y_val, cfg.train.eval_batch_size
+        )
+        seconds["val"] = time.perf_counter() - began
+        if not math.isfinite(metrics["val_loss"]):  # the epoch's last steps broke the weights
+            raise _Diverged(done, t.steps_per_epoch, metrics["val_loss"])
+    t.schedule.end_epoch(metrics.get("val_loss"))
+    writer.log_epoch(
+        [
+            {
+                "epoch": done,
+                "split": split,
+                "loss": metrics[f"{split}_loss"],
+                "acc": metrics[f"{split}_acc"],
+                "lr": lr,
+                "seconds": seconds[split],
+            }
+            for split in seconds
+        ]
+    )
+    t.recorder.end_epoch(done, data)
+    if t.monitor.update(done, metrics):
+        t.best_state = copy.deepcopy(t.model.state_dict())
+        writer.checkpoint("best", t.checkpoint_state(done, t.best_state))
+    cycle = t.schedule.cycle_ended(done)
+    if cycle is not None:  # snapshot ensembles: the weights at the end of each cycle
+        writer.checkpoint(f"snapshot-{cycle}", t.checkpoint_state(done, t.model.state_dict()))
+    if done % cfg.checkpoint.every == 0 or done == cfg.train.epochs or t.monitor.should_stop:
+        rng_ranks = t.group.rng_states()  # each data-parallel process's own (None with one process)
+        writer.checkpoint(
+            "last",
+            {
+                **t.checkpoint_state(done, t.model.state_dict()),
+                "optimizer": t.optimizer.state_dict(),
+                "schedule": t.schedule.state_dict(),
+                "monitor": t.monitor.state_dict(),
+                "rng": torch.get_rng_state(),
+                **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
+            },
+        )
+    t.reporter.epoch_end(epoch, metrics)
+    if on_epoch is not None:
+        on_epoch(done, metrics)
+
+
+def _finish(training: _Training) -> Path | None:
+    """Restore the best weights if asked, score the test split and write summary.json; return the run dir."""
+    t = training
+    cfg, data, model, monitor = t.cfg, t.data, t.model, t.monitor
     ended_with = "last.pt"
-    if cfg.early_stop.restore_best and best_state is not None:
-        model.load_state_dict(best_state)
+    if cfg.early_stop.restore_best and t.best_state is not None:
+        model.load_state_dict(t.best_state)
         ended_with = "best.pt"
-    test_loss, test_acc = evaluate_shared(group, model, data.x_test, data.y_test, cfg.train.eval_batch_size)
-    completed = epoch + 1
+    test_loss, test_acc = evaluate_shared(t.group, model, data.x_test, data.y_test, cfg.train.eval_batch_size)
+    completed = t.epoch + 1
+    n_train = len(data.y_train)
     summary = {
         "status": "done",
         "epochs_completed": completed,
@@ -385,7 +521,7 @@ def _fit(
         "monitor": monitor.name,
         "best_epoch": monitor.best_epoch,
         "best": monitor.best_metrics,
-        "final": {key: round(value, 6) for key, value in metrics.items()},
+        "final": {key: round(value, 6) for key, value in t.metrics.items()},
         "test": {"loss": round(test_loss, 6), "acc": round(test_acc, 6), "n": len(data.y_test)},
         "data": {
             "source": data.source,
@@ -400,20 +536,20 @@ def _fit(
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },
         "timings": {
-            "train_seconds": round(train_seconds, 3),
-            "seconds_per_epoch": round(train_seconds / max(completed - start_epoch, 1), 3),
-            "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
+            "train_seconds": round(t.train_seconds, 3),
+            "seconds_per_epoch": round(t.train_seconds / max(completed - t.start_epoch, 1), 3),
+            "images_per_second": round(n_train * (completed - t.start_epoch) / max(t.train_seconds, 1e-9), 1),
         },
-        "speed": fast.in_effect(model, train_cfg, forward, optimizer, device, bf16),
+        "speed": fast.in_effect(model, t.train_in_effect, t.forward, t.optimizer, t.device, t.bf16),
     }
-    if group.enabled:
-        summary["distributed"] = group.describe()
-    if tasks is not None and is_main:
-        summary["tasks"] = tasks.evaluate(data.x_test, data.y_test, cfg.train.eval_batch_size)
-    if transferred is not None:
-        summary["transfer"] = transferred.to_dict()
-    writer.finish("done", summary)
-    return run_dir if is_main else None
+    if t.group.enabled:
+        summary["distributed"] = t.group.describe()
+    if t.tasks is not None and t.is_main:
+        summary["tasks"] = t.tasks.evaluate(data.x_test, data.y_test, cfg.train.eval_batch_size)
+    if t.transferred is not None:
+        summary["transfer"] = t.transferred.to_dict()
+    t.writer.finish("done", summary)
+    return t.run_dir if t.is_main else None
 
 
 class Pruned(Exception):
@@ -427,31 +563,11 @@ class _Diverged(Exception):
 
 
 def _divergence_advice(cfg: Config) -> str:
-    advice = [f"--set optim.lr={cfg.optim.lr / 10:g}"]
+    """The overrides to try after a divergence: a calmer rate (`calmer_lr`, the doctor's rule too), clipping,
+    batch norm."""
+    advice = [f"--set optim.lr={calmer_lr(cfg.optim):.3g}"]
     if cfg.train.clip_norm is None:
         advice.append("--set train.clip_norm=1.0")
     if cfg.model.norm == "none":
         advice.append("--set model.norm=batch")
     return " or ".join(advice)
-
-
-def _load_model_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
-    """Load weights, or raise one line saying how the checkpoint differs from the model."""
-    weights = state.get("model") if isinstance(state, dict) else None
-    if not isinstance(weights, dict):
-        raise KaizenError(f"{path} is not a kaizen checkpoint (no model weights)")
-    own = model.state_dict()
-    missing = [key for key in own if key not in weights]
-    unexpected = [key for key in weights if key not in own]
-    mismatched = [key for key in own if key in weights and weights[key].shape != own[key].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        if mismatched:
-            key = mismatched[0]
-            parts.append(f"{key} is {tuple(weights[key].shape)} there, {tuple(own[key].shape)} here")
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}")
-        raise KaizenError(f"{path} belongs to another architecture: {'; '.join(parts)}")
-    model.load_state_dict(weights)

@@ -2,7 +2,8 @@
 
 The classifier stays the model's output (`model(x)` gives class logits), so evaluation, prediction, ensembles
 and export work unchanged. The other heads read the trunk's features, the input of the classifier `head`;
-in training mode the model keeps their outputs for the loss. Task kinds are registered in `registry.TASKS`:
+in training mode the model keeps their outputs for the loss (the network with its heads is built by
+kaizen.nn.build_model). Task kinds are registered in `registry.TASKS`:
 
 - `class`: the classifier itself (listing it only sets its loss weight);
 - `parity`: odd or even, from the class name when names are whole numbers (digits), else the class index;
@@ -21,7 +22,7 @@ from torch import nn
 
 from kaizen.config import TaskSpec
 from kaizen.data.augment import Batch
-from kaizen.errors import KaizenError
+from kaizen.nn.heads import MultiTaskNet
 from kaizen.registry import TASKS
 
 DECODER_WIDTH = 16  # channels of the reconstruction decoder's smallest feature map
@@ -78,8 +79,9 @@ class ParityTask(Task):
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(output, self._target(batch.y))
-        if batch.mix is not None:
-            loss = batch.mix * loss + (1 - batch.mix) * F.cross_entropy(output, self._target(batch.y_mixed))
+        if batch.mix_weight is not None:
+            mixed = F.cross_entropy(output, self._target(batch.y_mixed))
+            loss = batch.mix_weight * loss + (1 - batch.mix_weight) * mixed
         return loss
 
     def score(self, output: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -130,48 +132,6 @@ def decoder(features: int, input_shape: Sequence[int]) -> nn.Sequential:
             layers[f"act{index}"] = nn.ReLU()
         width_in = width_out
     return nn.Sequential(layers)
-
-
-class MultiTaskNet(nn.Module):
-    """A classifier's layers (same names, same order) plus `tasks`, a head per extra task on its features."""
-
-    def __init__(self, base: nn.Module, heads: dict[str, nn.Module]):
-        super().__init__()
-        for name, child in base.named_children():
-            self.add_module(name, child)
-        self.tasks = nn.ModuleDict(heads)
-        self.task_outputs: dict[str, torch.Tensor] = {}
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The shared trunk: every layer before the classifier head."""
-        for name, child in self.named_children():
-            if name not in ("head", "tasks"):
-                x = child(x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits; in training mode the other heads' outputs are kept in `task_outputs`."""
-        features = self.features(x)
-        if self.training:
-            self.task_outputs = {name: head(features) for name, head in self.tasks.items()}
-        return self.head(features)
-
-    def forward_all(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every task's output: {'class': logits, 'parity': ..., ...}."""
-        features = self.features(x)
-        return {"class": self.head(features), **{name: head(features) for name, head in self.tasks.items()}}
-
-
-def attach_tasks(model: nn.Module, tasks: list[TaskSpec], input_shape: Sequence[int]) -> nn.Module:
-    """Return `model` with a head for each task other than `class` (the model itself when there is none)."""
-    extra = [task.name for task in tasks if task.name != "class"]
-    if not extra:
-        return model
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Linear):
-        raise KaizenError("model.tasks needs a model whose classifier is a dense layer named 'head'")
-    heads = {name: TASKS.create(name).head(head.in_features, input_shape) for name in extra}
-    return MultiTaskNet(model, heads)
 
 
 class TaskObjective:

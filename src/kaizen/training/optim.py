@@ -1,4 +1,8 @@
-"""Optimisers by name, with weight decay on weights only (never on biases or norm parameters)."""
+"""Optimisers by name, with weight decay on weights only (never on biases or norm parameters).
+
+Each entry carries its family (sgd / adaptive) and its usual learning rate (the rate known to train from
+scratch); `calmer_lr` is the one rule for the rate to try after a run diverged.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from torch import nn
 
 from kaizen.config import OptimConfig
 from kaizen.errors import KaizenError
+from kaizen.nn import split_parameters
 from kaizen.registry import OPTIMIZERS
 
 
@@ -36,37 +41,37 @@ def _build(
         return optimizer_class(groups, foreach=True, **settings)
 
 
-@OPTIMIZERS.register("sgd")
+@OPTIMIZERS.register("sgd", family="sgd", usual_lr=0.1)
 def _sgd(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.SGD, groups, cfg, lr=cfg.lr)
 
 
-@OPTIMIZERS.register("momentum")
+@OPTIMIZERS.register("momentum", family="sgd", usual_lr=0.05)
 def _momentum(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.SGD, groups, cfg, lr=cfg.lr, momentum=cfg.momentum)
 
 
-@OPTIMIZERS.register("nesterov")
+@OPTIMIZERS.register("nesterov", family="sgd", usual_lr=0.05)
 def _nesterov(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.SGD, groups, cfg, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
-@OPTIMIZERS.register("adagrad")
+@OPTIMIZERS.register("adagrad", family="adaptive", usual_lr=0.01)
 def _adagrad(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.Adagrad, groups, cfg, lr=cfg.lr, eps=cfg.eps)
 
 
-@OPTIMIZERS.register("rmsprop")
+@OPTIMIZERS.register("rmsprop", family="adaptive", usual_lr=1e-3)
 def _rmsprop(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.RMSprop, groups, cfg, lr=cfg.lr, eps=cfg.eps)
 
 
-@OPTIMIZERS.register("adam")
+@OPTIMIZERS.register("adam", family="adaptive", usual_lr=1e-3)
 def _adam(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.Adam, groups, cfg, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
 
-@OPTIMIZERS.register("adamw")
+@OPTIMIZERS.register("adamw", family="adaptive", usual_lr=1e-3)
 def _adamw(groups: list[dict], cfg: OptimConfig) -> torch.optim.Optimizer:
     return _build(torch.optim.AdamW, groups, cfg, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
 
@@ -80,8 +85,6 @@ def build_optimizer(
     Either way it is separate from the L1/L2 loss penalties of `reg`. `lr_multiplier` (parameter name ->
     factor of cfg.lr) splits each group by factor: discriminative learning rates.
     """
-    from kaizen.nn import split_parameters
-
     weights, others = split_parameters(model)
     groups = [
         {
@@ -111,3 +114,12 @@ def _split_by_lr(
                 {**group, "params": params, "lr": lr * factor, "name": f"{group['name']} x{factor:g}"}
             )
     return sorted(split, key=lambda group: group["lr"] != lr)
+
+
+def calmer_lr(cfg: OptimConfig, factor: float = 10.0) -> float:
+    """The learning rate to try after a run at `cfg.lr` diverged: `factor` times lower, and no higher than the
+    optimiser's usual rate.
+
+    Dividing alone is not enough: plain SGD at lr 10 divided by 10 still trains at 1, which diverges again.
+    """
+    return min(cfg.lr / factor, OPTIMIZERS.traits(cfg.name)["usual_lr"])

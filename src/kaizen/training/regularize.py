@@ -12,16 +12,19 @@ from torch import nn
 
 from kaizen.config import RegConfig
 from kaizen.errors import KaizenError
+from kaizen.nn import activation_modules, split_parameters
 
 
 class Penalties:
-    """Computes the penalty term of one step. `None` from `term()` when no penalty is switched on."""
+    """Computes the penalty term of one step. `None` from `term()` when no penalty is switched on.
+
+    L1/L2 apply to the weights that train at that step: those that gradual unfreezing releases later are
+    penalised from then on, and frozen ones never.
+    """
 
     def __init__(self, model: nn.Module, cfg: RegConfig):
-        from kaizen.nn import activation_modules, split_parameters
-
         self.cfg = cfg
-        self.weights = [p for p in split_parameters(model)[0] if p.requires_grad]
+        self.weights = split_parameters(model)[0]
         self.activations: list[torch.Tensor] = []
         self.hooks = []
         if cfg.activation_sparsity > 0:
@@ -45,10 +48,11 @@ class Penalties:
     def term(self) -> torch.Tensor | None:
         """The penalty for the forward pass just made (and forget its activations)."""
         total = None
+        training = [weight for weight in self.weights if weight.requires_grad]  # at this step
         if self.cfg.l1 > 0:
-            total = _add(total, self.cfg.l1 * sum(w.abs().sum() for w in self.weights))
+            total = _add(total, self.cfg.l1 * sum(w.abs().sum() for w in training))
         if self.cfg.l2 > 0:
-            total = _add(total, self.cfg.l2 * sum(w.pow(2).sum() for w in self.weights))
+            total = _add(total, self.cfg.l2 * sum(w.pow(2).sum() for w in training))
         if self.activations:
             sparsity = sum(torch.log1p(h.float().pow(2)).mean() for h in self.activations)
             total = _add(total, self.cfg.activation_sparsity * sparsity)

@@ -2,7 +2,8 @@
 
 lr(step) = base_lr × warm-up(step) × shape(progress) × plateau_scale. Warm-up composes with any shape;
 reduce-on-plateau is a scale that falls when validation loss stalls. Rates are set per step, so cosine and
-one-cycle are smooth within an epoch.
+one-cycle are smooth within an epoch. A shape's registry entry says what the schedule must know of it: its
+default decay factor, whether it follows the validation loss, whether it restarts in cycles.
 """
 
 from __future__ import annotations
@@ -16,32 +17,30 @@ from kaizen.config import ScheduleConfig
 from kaizen.errors import KaizenError
 from kaizen.registry import SCHEDULES
 
-DEFAULT_GAMMA = {"step": 0.1, "exponential": 0.95, "plateau": 0.1}
 
-
-@SCHEDULES.register("constant")
+@SCHEDULES.register("constant", decay=None, on_plateau=False, cycles=False)
 def _constant(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     return 1.0
 
 
-@SCHEDULES.register("step")
+@SCHEDULES.register("step", decay=0.1, on_plateau=False, cycles=False)
 def _step(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     return _gamma(cfg) ** math.floor(epoch / cfg.step_epochs)
 
 
-@SCHEDULES.register("exponential")
+@SCHEDULES.register("exponential", decay=0.95, on_plateau=False, cycles=False)
 def _exponential(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     return _gamma(cfg) ** math.floor(epoch)
 
 
-@SCHEDULES.register("cosine")
+@SCHEDULES.register("cosine", decay=None, on_plateau=False, cycles=False)
 def _cosine(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     start = min(cfg.warmup_epochs, epochs)
     progress = min(max((epoch - start) / max(epochs - start, 1e-9), 0.0), 1.0)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@SCHEDULES.register("onecycle")
+@SCHEDULES.register("onecycle", decay=None, on_plateau=False, cycles=False)
 def _onecycle(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     # Rise from lr/25 to lr over the first 30%, then anneal to lr/1e4 (Smith's one-cycle policy).
     progress = min(epoch / epochs, 1.0)
@@ -50,7 +49,7 @@ def _onecycle(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> f
     return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7))
 
 
-@SCHEDULES.register("cyclic")
+@SCHEDULES.register("cyclic", decay=None, on_plateau=False, cycles=True)
 def _cyclic(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     # Cosine annealing with warm restarts, `cycles` equal cycles (snapshot ensembles: Huang et al. 2017).
     length = epochs / cfg.cycles
@@ -58,13 +57,14 @@ def _cyclic(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> flo
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@SCHEDULES.register("plateau")
+@SCHEDULES.register("plateau", decay=0.1, on_plateau=True, cycles=False)
 def _plateau(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> float:
     return 1.0  # the plateau scale does the work
 
 
 def _gamma(cfg: ScheduleConfig) -> float:
-    return cfg.gamma if cfg.gamma is not None else DEFAULT_GAMMA.get(cfg.name, 0.1)
+    """`schedule.gamma`, else the decay factor the shape's registry entry gives."""
+    return cfg.gamma if cfg.gamma is not None else SCHEDULES.traits(cfg.name)["decay"]
 
 
 class LRSchedule:
@@ -78,7 +78,9 @@ class LRSchedule:
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.shape = SCHEDULES.get(cfg.name)
-        if cfg.name == "cyclic" and epochs % cfg.cycles:
+        traits = SCHEDULES.traits(cfg.name)
+        self.on_plateau, self.cycles = traits["on_plateau"], traits["cycles"]
+        if self.cycles and epochs % cfg.cycles:
             raise KaizenError(
                 f"schedule.cycles = {cfg.cycles} must divide train.epochs = {epochs} (equal cycles, one "
                 "snapshot at the end of each)"
@@ -107,7 +109,7 @@ class LRSchedule:
         factor = self.factor()
         for group in self.optimizer.param_groups:
             group["lr"] = max(
-                group["base_lr"] * factor, self.cfg.min_lr if self.cfg.name == "plateau" else 0.0
+                group["base_lr"] * factor, self.cfg.min_lr if self.on_plateau else 0.0
             )
 
     def step(self) -> None:
@@ -117,7 +119,7 @@ class LRSchedule:
 
     def end_epoch(self, val_loss: float | None) -> None:
         """Reduce-on-plateau: shrink the scale after `patience` epochs without a better validation loss."""
-        if self.cfg.name != "plateau" or val_loss is None:
+        if not self.on_plateau or val_loss is None:
             return
         if val_loss < self.plateau_best * (1 - 1e-4):
             self.plateau_best, self.plateau_wait = val_loss, 0
@@ -129,8 +131,8 @@ class LRSchedule:
         self._apply()
 
     def cycle_ended(self, epochs_done: int) -> int | None:
-        """The number (1-based) of the cycle that ends with epoch `epochs_done`, for the cyclic schedule."""
-        if self.cfg.name != "cyclic" or epochs_done % (self.epochs // self.cfg.cycles):
+        """The number (1-based) of the cycle that ends with epoch `epochs_done`, for a shape with cycles."""
+        if not self.cycles or epochs_done % (self.epochs // self.cfg.cycles):
             return None
         return epochs_done // (self.epochs // self.cfg.cycles)
 

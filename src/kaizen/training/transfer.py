@@ -24,7 +24,9 @@ from torch import nn
 from kaizen.config import TransferConfig
 from kaizen.errors import KaizenError
 from kaizen.nn.init import WEIGHT_LAYERS
-from kaizen.nn.layers import ACTIVATION_TYPES
+from kaizen.nn.layers import activation_classes
+from kaizen.run import load_run
+from kaizen.track import rundir
 
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 SHOWN_LAYERS = 12  # layer names listed when a pattern matches nothing
@@ -107,9 +109,6 @@ def _layers(names: list[str], shown: int = 6) -> str:
 
 def read_source(init_from: str) -> tuple[dict[str, torch.Tensor], str]:
     """Return (state dict, description) of a run directory (the checkpoint it ended with) or a checkpoint."""
-    from kaizen.run import load_run
-    from kaizen.track import rundir
-
     path = Path(init_from)
     if path.is_dir():
         run = load_run(path)
@@ -195,11 +194,12 @@ def unfreeze_blocks(model: nn.Module) -> list[list[str]]:
     """Parameter names of the model's blocks, input first: a top-level layer with weights, plus the norms,
     activations (PReLU) and task heads that follow it."""
     blocks: list[list[str]] = []
+    joining = (*NORM_TYPES, *activation_classes())
     for child_name, child in model.named_children():
         names = [f"{child_name}.{name}" for name, _ in child.named_parameters()]
         if not names:
             continue
-        joins = isinstance(child, (*NORM_TYPES, *ACTIVATION_TYPES)) or child_name == "tasks"
+        joins = isinstance(child, joining) or child_name == "tasks"
         if joins and blocks:
             blocks[-1].extend(names)
         else:
