@@ -46,12 +46,18 @@ class Data:
     mean: list[float]
     std: list[float]
     source: str
+    paths: dict[str, list[str]] | None = None  # split -> the source file of each example, for file formats
 
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Return the dataset `cfg.name` split, normalised and moved to `device`."""
     raw: RawData = registry.DATASETS.create(cfg.name, cfg)
-    train, val = stratified_split(raw.train_y, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split")
+    if raw.val_rows is not None:  # the data set comes with its validation split
+        val = raw.val_rows
+        train = np.setdiff1d(np.arange(len(raw.train_y)), val)
+    else:
+        val_seed = (cfg.split_seed, _VAL_STREAM)
+        train, val = stratified_split(raw.train_y, cfg.val_split, val_seed, "data.val_split")
     note = f"; validation {len(val):,} of {len(raw.train_y):,} training examples"
     if cfg.fraction < 1:
         train = train[stratified_subset(raw.train_y[train], cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
@@ -91,6 +97,13 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
         mean=mean,
         std=std,
         source=raw.source + note,
+        paths=None
+        if raw.train_paths is None or raw.test_paths is None
+        else {
+            "train": [raw.train_paths[i] for i in train],
+            "val": [raw.train_paths[i] for i in val],
+            "test": list(raw.test_paths),
+        },
     )
 
 
