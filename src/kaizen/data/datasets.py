@@ -220,4 +220,5 @@ def _shape(x: np.ndarray) -> str:
 
 
 # the other dataset modules register themselves on import
-from kaizen.data import cifar, folder  # noqa: E402, F401
+import kaizen.data.cifar  # noqa: E402, F401
+import kaizen.data.folder  # noqa: E402, F401

@@ -75,7 +75,9 @@ class Decoded:
 def scan_folder(cfg: DataConfig) -> FolderScan:
     """Return the files and classes of the image folder `cfg.path` (and `cfg.test_path`); no pixel is read."""
     if cfg.path is None:
-        raise KaizenError("data.name = folder needs data.path, a folder of <class>/ folders (or train/ test/)")
+        raise KaizenError(
+            "data.name = folder needs data.path, a folder of <class>/ folders (or train/ test/)"
+        )
     root = Path(cfg.path)
     if not root.is_dir():
         raise KaizenError(f"data.path {root}: not a folder")
@@ -92,11 +94,14 @@ def scan_folder(cfg: DataConfig) -> FolderScan:
             raise KaizenError(f"data.test_path {cfg.test_path}: not a folder")
     skipped: list[tuple[Path, str]] = []
     by_split = {
-        split: _class_files(folder, skipped) if folder is not None else {} for split, folder in folders.items()
+        split: _class_files(folder, skipped) if folder is not None else {}
+        for split, folder in folders.items()
     }
     train_classes = sorted(by_split["train"])
     if not train_classes:
-        raise KaizenError(f"{folders['train']}: no class folders with images (expected <class>/<image> files)")
+        raise KaizenError(
+            f"{folders['train']}: no class folders with images (expected <class>/<image> files)"
+        )
     if len(train_classes) < 2:
         raise KaizenError(
             f"{folders['train']}: only one class ({train_classes[0]}); a classifier needs at least two"
@@ -146,7 +151,9 @@ def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, lis
             continue  # loose files beside the class folders belong to no class
         images = _walk_images(class_dir, skipped)
         if not images:
-            raise KaizenError(f"{class_dir}: class folder without images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise KaizenError(
+                f"{class_dir}: class folder without images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         classes[class_dir.name] = images
     return classes
 
@@ -340,7 +347,9 @@ def folder_dataset(cfg: DataConfig) -> RawData:
 
     scan = scan_folder(cfg)
     if scan.skipped:
-        log.warning("%s: skipped %d files that are not images (kaizen data lists them)", cfg.path, len(scan.skipped))
+        log.warning(
+            "%s: skipped %d files that are not images (kaizen data lists them)", cfg.path, len(scan.skipped)
+        )
     decoded = load_or_decode(cfg, scan)
     for path, reason in decoded.problems.items():
         log.warning("skipped %s: %s", path, reason)
