@@ -24,7 +24,7 @@ from kaizen.errors import KaizenError
 if TYPE_CHECKING:  # config imports this package (through the registry) while it is being built
     from kaizen.config import DataConfig
 
-__all__ = ["Data", "RawData", "load_data", "normalize", "read_inputs", "to_float"]
+__all__ = ["Data", "RawData", "data_shape", "load_data", "normalize", "read_inputs", "to_float"]
 
 # distinct streams from one split seed, so the validation split does not mirror the test hold-out
 _VAL_STREAM, _FRACTION_STREAM = 1, 2
@@ -105,6 +105,31 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
             "test": list(raw.test_paths),
         },
     )
+
+
+def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
+    """Return (input shape C x H x W, number of classes) that `load_data(cfg)` would give, without decoding.
+
+    Known data sets answer from their format; an image folder from its file headers (or its cache); only
+    npz and csv files are read whole.
+    """
+    from kaizen.data.cifar import LAYOUTS
+    from kaizen.data.datasets import IDX_CLASS_NAMES
+
+    if cfg.name == "digits":
+        return (1, 8, 8), 10
+    if cfg.name in IDX_CLASS_NAMES:
+        return (1, 28, 28), len(IDX_CLASS_NAMES[cfg.name])
+    if cfg.name in LAYOUTS:
+        return (3, 32, 32), LAYOUTS[cfg.name].classes
+    if cfg.name == "folder":
+        from kaizen.data.folder import resolve_settings, scan_folder
+
+        scan = scan_folder(cfg)
+        channels, size, _ = resolve_settings(cfg, scan)
+        return (channels, *size), len(scan.class_names)
+    data = load_data(cfg, "cpu")
+    return data.input_shape, data.num_classes
 
 
 def to_float(x: np.ndarray) -> np.ndarray:

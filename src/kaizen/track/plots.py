@@ -270,6 +270,32 @@ def plot_augment_preview(originals: np.ndarray, augmented: np.ndarray, out_png: 
     _save_atomic(fig, Path(out_png))
 
 
+def plot_class_grid(examples: list[np.ndarray], class_names: list[str], out_png: Path, title: str) -> None:
+    """Draw one row per class of its examples (each K×C×H×W, display values in [0, 1]). Writes `out_png`."""
+    columns = max(1, max(len(images) for images in examples))
+    rows = len(examples)
+    fig = Figure(figsize=(1.2 * columns + 1.2, 1.2 * rows + 0.6), dpi=CURVES_DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for row, (images, name) in enumerate(zip(examples, class_names, strict=True)):
+        for column in range(columns):
+            ax = axes[row, column]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if column == 0:
+                ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
+            if column >= len(images):
+                continue
+            pixels = np.clip(np.asarray(images[column], dtype=float), 0.0, 1.0)
+            if pixels.shape[0] == 1:
+                ax.imshow(pixels[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
+    fig.suptitle(title, fontsize=10)
+    _save_atomic(fig, Path(out_png))
+
+
 def _save_atomic(fig: Figure, out_png: Path) -> None:
     """Write `fig` as PNG to a temporary file beside `out_png`, then rename it into place."""
     temporary = out_png.parent / f".{out_png.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
