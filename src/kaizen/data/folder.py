@@ -221,8 +221,6 @@ def decode_image(
             with Image.open(path) as image:
                 colour = image.mode not in _GRAY_MODES
                 width, height = image.size
-                if width == 0 or height == 0:
-                    return Decoded(None, (height, width), colour, "empty image (0 x 0)")
                 if size is None:
                     if image.getexif().get(ImageOps.ExifTags.Base.Orientation) in (5, 6, 7, 8):
                         width, height = height, width

@@ -79,22 +79,22 @@ def _file_list(scan: FolderScan) -> dict[str, list[list[Any]]]:
 
 
 def cache_state(cfg: DataConfig, scan: FolderScan) -> tuple[str, dict[str, Any] | None]:
-    """Return (state, manifest): state 'up to date', 'none yet' or why the cache would be rebuilt."""
+    """Return (state, manifest): state 'up to date', 'none yet' or why the cache cannot be used."""
     folder = cache_dir(cfg, scan)
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
     except FileNotFoundError:
         return "none yet", None
     except (OSError, ValueError):
-        return "unreadable manifest, rebuilt", None
+        return "unreadable manifest", None
     if not isinstance(manifest, dict):
-        return "unreadable manifest, rebuilt", None
+        return "unreadable manifest", None
     if manifest.get("format") != CACHE_FORMAT or manifest.get("kaizen") != kaizen.__version__:
-        return f"written by kaizen {manifest.get('kaizen')} (format {manifest.get('format')}), rebuilt", None
+        return f"written by kaizen {manifest.get('kaizen')} (format {manifest.get('format')})", None
     if manifest.get("settings") != _settings(cfg):
-        return f"made for other settings {manifest.get('settings')}, rebuilt", None
+        return f"made for other settings {manifest.get('settings')}", None
     if manifest.get("files") != _file_list(scan):
-        return "files added, removed or changed since, rebuilt", None
+        return "files added, removed or changed since", None
     return "up to date", manifest
 
 
@@ -111,9 +111,9 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
         try:
             images = np.load(folder / IMAGES_FILE, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
-            state = "unreadable images.npy, rebuilt"
+            state = "unreadable images.npy"
         if images is not None and list(images.shape) != manifest.get("shape"):
-            images, state = None, "images.npy does not match its manifest, rebuilt"
+            images, state = None, "images.npy does not match its manifest"
     if images is not None:
         result = FolderImages(
             images,
@@ -123,13 +123,18 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
         )
     else:
         if state != "none yet":
-            log.warning("image cache %s: %s", folder, state)
+            log.warning("image cache %s: %s; decoding again", folder, state)
         result = _decode(cfg, scan)
         _write(folder, result, {"settings": _settings(cfg), "files": _file_list(scan)})
     if cfg.strict and result.problems:
         path, reason = next(iter(result.problems.items()))
-        raise KaizenError(f"{path}: {reason} (data.strict is true; set it false to skip such files)")
+        raise strict_error(path, reason)
     return result
+
+
+def strict_error(path: str, reason: str) -> KaizenError:
+    """The error for an image that cannot be decoded when data.strict is true."""
+    return KaizenError(f"{path}: {reason} (data.strict is true; set it false to skip such files)")
 
 
 def _decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:

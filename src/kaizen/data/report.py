@@ -60,26 +60,27 @@ def describe(cfg: DataConfig) -> DataReport:
 def _describe_folder(cfg: DataConfig) -> DataReport:
     from kaizen.data import _FRACTION_STREAM, _VAL_STREAM
     from kaizen.data.folder import SPLITS, decode_many, resolve_settings, scan_folder
-    from kaizen.data.imagecache import cache_dir, cache_state
+    from kaizen.data.imagecache import cache_dir, cache_state, strict_error
 
     scan = scan_folder(cfg)
     channels, size, _ = resolve_settings(cfg, scan)
     state, manifest = cache_state(cfg, scan)
-    skipped = [(str(path), reason) for path, reason in scan.skipped]
-    if manifest is not None:  # the cache knows which files decode
-        kept = {split: np.asarray(manifest["kept"][split], dtype=np.int64) for split in SPLITS}
-        skipped += list(manifest["problems"].items())
-    else:
-        kept = {split: np.arange(len(scan.files[split])) for split in SPLITS}
     headers = decode_many(scan.all_files(), None, 1, cfg.resize, "reading image headers")
     for path, header in zip(scan.all_files(), headers):
         if header.bomb:
             raise KaizenError(f"{path}: {header.problem}")
     readable = [header.original for header in headers if header.problem is None]
-    if manifest is None:
-        skipped += [
+    if manifest is not None:  # the cache knows which files decode
+        kept = {split: np.asarray(manifest["kept"][split], dtype=np.int64) for split in SPLITS}
+        problems = list(manifest["problems"].items())
+    else:
+        kept = {split: np.arange(len(scan.files[split])) for split in SPLITS}
+        problems = [
             (str(path), h.problem) for path, h in zip(scan.all_files(), headers) if h.problem is not None
         ]
+    if cfg.strict and problems:
+        raise strict_error(*problems[0])
+    skipped = [(str(path), reason) for path, reason in scan.skipped] + problems
     labels = {split: scan.labels[split][kept[split]] for split in SPLITS}
     train, test = labels["train"], labels["test"]
     if scan.held_out:
