@@ -331,3 +331,15 @@ def test_describe_raises_for_missing_path(tmp_path):
 
     with pytest.raises(KaizenError, match="data.path"):
         describe(kaizen.Config().override(["data.name=folder"]).data)
+
+
+def test_real_photos_train_the_default_model(tmp_path):
+    from kaizen.data.samples import make_photo_folder
+
+    root = make_photo_folder(tmp_path / "photos", per_class=30)
+    data = load(root)
+    assert data.input_shape[0] == 3 and max(data.input_shape[1:]) == 64  # auto: the median (~70), capped
+    assert data.class_names == sorted(data.class_names) and len(data.class_names) == 4
+    overrides = ["data.image_size=16", "train.epochs=15", "train.device=cpu", "log.plots=false"]
+    run = kaizen.train(folder_config(root, *overrides, f"log.runs_dir={tmp_path / 'runs'}"))
+    assert run.summary["test"]["acc"] >= 0.75  # 4 classes: chance is 0.25

@@ -119,11 +119,10 @@ def _class_names(folder: Path, layout: CifarLayout, name: str) -> list[str]:
 
 
 def _builder(name: str):
-    layout = LAYOUTS[name]
-
     def build(cfg: DataConfig) -> RawData:
         from kaizen.data.datasets import RawData
 
+        layout = LAYOUTS[name]
         root = Path(cfg.root)
         folder = _find(root, name, layout)
         if folder is None:
