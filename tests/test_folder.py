@@ -291,14 +291,57 @@ def test_unreadable_file_skipped_or_strict_error(tmp_path, monkeypatch, capsys, 
 # ------------------------------------------------------------------------------------------- training
 
 
-def test_trains_on_a_folder_and_summary_needs_no_decoding(tmp_path, monkeypatch, capsys):
-    root = make_classes(tmp_path / "ds", {"dark": 12, "mid": 12, "light": 12}, mode="RGB", size=(10, 14))
-    overrides = ["data.image_size=8", "model.preset=simple_cnn", "train.epochs=8", "train.device=cpu"]
+def test_trains_on_a_folder_then_eval_and_predict_name_files(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "ds"
+    make_classes(root / "train", {"dark": 12, "mid": 12, "light": 12}, mode="RGB", size=(10, 14))
+    make_classes(root / "test", {"dark": 3, "mid": 3, "light": 3}, mode="RGB", size=(10, 14))
+    odd = write_image(root / "test" / "dark" / "odd.png", 205, (10, 14), "RGB")  # a light image filed as dark
+    overrides = [
+        "data.image_size=8",
+        "model.preset=simple_cnn",
+        "train.epochs=8",
+        "train.batch_size=8",
+        "train.device=cpu",
+    ]
     cfg = folder_config(
-        root, *overrides, f"log.runs_dir={tmp_path / 'runs'}", "log.plots=false", "optim.lr=0.01"
+        root, *overrides, f"log.runs_dir={tmp_path / 'runs'}", "log.plots=true", "optim.lr=0.01"
     )
     run = kaizen.train(cfg)
-    assert run.summary["test"]["acc"] >= 0.9  # three grey levels: an easy task
+    assert run.summary["test"]["acc"] >= 0.9  # three grey levels: an easy task, but for odd.png
+
+    code, out, _ = cli(monkeypatch, capsys, "eval", str(run.path))
+    assert code == 0 and f"{odd}: dark → light" in out
+    assert f"{odd}: dark → light" in json.loads((run.path / "eval_test.json").read_text())["mistakes"][0]
+
+    predictions = tmp_path / "predictions.csv"
+    args = [
+        "predict",
+        str(run.path),
+        "--input",
+        str(root / "test"),
+        "--input",
+        str(odd),
+        "--out",
+        str(predictions),
+    ]
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    rows = predictions.read_text().splitlines()
+    assert code == 0 and rows[0] == "path,label,probability" and len(rows) == 1 + 10 + 1
+    assert rows[-1].startswith(f"{odd},light,")
+    (tmp_path / "notes.txt").write_text("x")
+    args = [
+        "predict",
+        str(run.path),
+        "--input",
+        str(odd),
+        "--input",
+        str(tmp_path / "notes.txt"),
+        "--out",
+        "x.csv",
+    ]
+    code, _, err = cli(monkeypatch, capsys, *args)
+    assert code == 2 and "notes.txt: not an image" in err
+
     monkeypatch.setattr(folder_module, "decode_many", lambda *a, **k: pytest.fail("summary decoded images"))
     args = ["summary", "--set", "data.name=folder", "--set", f"data.path={root}", "--set", "data.channels=3"]
     code, out, _ = cli(

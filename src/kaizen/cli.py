@@ -144,7 +144,7 @@ def eval_(
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, worst mistakes."""
     from kaizen import load_run
-    from kaizen.evaluate import headline, render_evaluation
+    from kaizen.evaluate import headline, mistake_files, render_evaluation
     from kaizen.inference import evaluate_run
 
     if split not in ("test", "val", "train"):
@@ -152,6 +152,9 @@ def eval_(
     result, paths = evaluate_run(load_run(run), split, tta)
     out.print(f"[bold]{headline(result, split)}[/]")
     out.print(render_evaluation(result))
+    mistakes = mistake_files(result)
+    if mistakes:
+        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True)
     for path in paths:
         out.print(f"wrote {path}")
 
@@ -161,13 +164,18 @@ def predict(
     runs: Annotated[
         list[Path], typer.Argument(help="One run, or several to ensemble (probabilities averaged).")
     ],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Images: Kaggle CSV, NPZ (x) or IDX.")],
+    input: Annotated[
+        list[Path],
+        typer.Option(
+            "--input", "-i", help="Kaggle CSV, NPZ (x) or IDX file; or image files and folders (repeat --input)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
 ) -> None:
-    """Predict the labels of a file of images (Kaggle `ImageId,Label` for CSV input)."""
+    """Predict the labels of images (Kaggle `ImageId,Label` for CSV input, `path,label,probability` for images)."""
     from kaizen import load_run
     from kaizen.inference import predict_file
 

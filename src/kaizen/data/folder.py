@@ -296,6 +296,46 @@ def _progress(results: Iterable[Decoded], total: int, what: str) -> Iterable[Dec
     return track(results, description=what, total=total, console=Console(stderr=True), transient=True)
 
 
+def read_image_inputs(
+    inputs: Sequence[str | Path], shape: Sequence[int], resize: str
+) -> tuple[np.ndarray, list[str]]:
+    """Return (images N x C x H x W uint8, their files) of image files and folders (recursive), for prediction.
+
+    Each image is decoded as for training (`shape` = C, H, W; `resize`); one that cannot be decoded is skipped
+    with a warning naming it.
+    """
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += _walk_images(item, skipped)
+        elif not item.is_file():
+            raise KaizenError(f"input not found: {item}")
+        elif item.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(item)
+        else:
+            raise KaizenError(
+                f"{item}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) among image inputs"
+            )
+    channels, height, width = (int(side) for side in shape)
+    decoded = decode_many(files, (height, width), channels, resize)
+    for path, item in zip(files, decoded):
+        if item.bomb:
+            raise KaizenError(f"{path}: {item.problem}")
+        if item.problem is not None:
+            log.warning("skipped %s: %s", path, item.problem)
+    kept = [(str(path), item.pixels) for path, item in zip(files, decoded) if item.pixels is not None]
+    if not kept:
+        raise KaizenError(f"no decodable image in {', '.join(str(item) for item in inputs)}")
+    return np.stack([pixels for _, pixels in kept]), [path for path, _ in kept]
+
+
+def is_image_input(path: str | Path) -> bool:
+    """Return whether `path` is a folder or has an image file's extension."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES
+
+
 # ------------------------------------------------------------------------------------- image settings
 
 

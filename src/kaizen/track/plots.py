@@ -202,8 +202,11 @@ def plot_mistakes(
     class_names: list[str],
     out_png: Path,
     columns: int = 8,
+    files: list[str] | None = None,
 ) -> None:
     """Draw a grid of misclassified images, each titled "true 3 → pred 8 (97%)", in the order given.
+
+    With `files` (one name per image), each title names the image's file too.
 
     `images` is N×C×H×W (or N×H×W) with display values in [0, 1] (clipped); C=1 is shown in grayscale,
     C=3 as RGB. With N=0 the figure says "no mistakes". Returns nothing; writes `out_png`.
@@ -231,8 +234,8 @@ def plot_mistakes(
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
     for ax in axes:
         ax.set_axis_off()
-    for ax, image, true_index, pred_index, conf in zip(
-        axes[:count], images, true, pred, confidence, strict=True
+    for position, (ax, image, true_index, pred_index, conf) in enumerate(
+        zip(axes[:count], images, true, pred, confidence, strict=True)
     ):
         pixels = np.clip(image, 0.0, 1.0)
         if pixels.shape[0] == 1:
@@ -242,6 +245,8 @@ def plot_mistakes(
         label = f"true {class_names[true_index]} → pred {class_names[pred_index]} ({conf:.0%})"
         if len(label) > 24:  # long class names: two short lines instead of one that spills over
             label = f"true {class_names[true_index]}\n→ pred {class_names[pred_index]} ({conf:.0%})"
+        if files is not None:
+            label += f"\n{files[position]}"
         ax.set_title(label, fontsize=8, color="tab:red")
     fig.suptitle(f"worst mistakes · {count} shown", fontsize=11)
     _save_atomic(fig, Path(out_png))
