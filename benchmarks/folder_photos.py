@@ -93,7 +93,9 @@ def main() -> None:
         data = load_data(base.data)
         train = (data.paths["train"] + data.paths["val"], torch.cat([data.y_train, data.y_val]).tolist())
         test = (data.paths["test"], data.y_test.tolist())
-        print(f"{data.source}\n{len(train[0])} training files, {len(test[0])} test files, {args.epochs} epochs")
+        print(
+            f"{data.source}\n{len(train[0])} training files, {len(test[0])} test files, {args.epochs} epochs"
+        )
         rows = []
         for seed in range(args.seeds):
             start = time.perf_counter()
@@ -108,9 +110,14 @@ def main() -> None:
                 f"({end - middle:.0f} s)",
                 flush=True,
             )
-        for name, values in (("kaizen default", [r[0] for r in rows]), ("plain PyTorch", [r[1] for r in rows])):
+        for name, values in (
+            ("kaizen default", [r[0] for r in rows]),
+            ("plain PyTorch", [r[1] for r in rows]),
+        ):
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            print(f"{name:>15}: mean test accuracy {statistics.mean(values):.2%} ± {spread:.2%} over {len(values)}")
+            print(
+                f"{name:>15}: mean test accuracy {statistics.mean(values):.2%} ± {spread:.2%} over {len(values)}"
+            )
 
 
 if __name__ == "__main__":
