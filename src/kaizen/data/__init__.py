@@ -75,7 +75,9 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     device = torch.device(device)
 
     def images(x: np.ndarray) -> torch.Tensor:
-        return normalize(torch.from_numpy(to_float(x)).to(device), mean, std)
+        floats = to_float(x)
+        floats = floats.copy() if floats is x else floats  # never overwrite the data set's own arrays
+        return normalize(torch.from_numpy(floats).to(device), mean, std, in_place=True)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(device)
@@ -85,7 +87,7 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
             f"dataset {cfg.name}: test images {raw.test_x.shape[1:]} differ from {x_train.shape[1:]}"
         )
     return Data(
-        x_train=normalize(torch.from_numpy(x_train).to(device), mean, std),
+        x_train=normalize(torch.from_numpy(x_train).to(device), mean, std, in_place=True),
         y_train=labels(raw.train_y[train]),
         x_val=images(raw.train_x[val]),
         y_val=labels(raw.train_y[val]),
@@ -135,13 +137,22 @@ def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
 def to_float(x: np.ndarray) -> np.ndarray:
     """Return images as float32: integers (uint8 0..255) divided by 255, floats unchanged."""
     if np.issubdtype(x.dtype, np.integer):
-        return x.astype(np.float32) / np.float32(255)
+        floats = x.astype(np.float32)
+        floats /= np.float32(255)  # in place: one float copy of the data at a time, not two
+        return floats
     return x.astype(np.float32, copy=False)
 
 
-def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Return (x - mean) / std per channel of an N x C x H x W float tensor, on x's device."""
+def normalize(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], in_place: bool = False
+) -> torch.Tensor:
+    """Return (x - mean) / std per channel of an N x C x H x W float tensor, on x's device.
+
+    `in_place` overwrites x (a tensor the caller owns) instead of allocating two more of its size.
+    """
     shape = (1, -1, 1, 1)
     mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(shape)
     std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    if in_place:
+        return x.sub_(mean_t).div_(std_t)
     return (x - mean_t) / std_t

@@ -134,9 +134,13 @@ def scan_folder(cfg: DataConfig) -> FolderScan:
     )
 
 
-def _visible(folder: Path) -> list[Path]:
+def _visible(folder: Path) -> list[os.DirEntry]:
+    """Return the entries of `folder` not hidden, sorted by name (scandir: no stat call for plain files)."""
     try:
-        return sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+        with os.scandir(folder) as entries:
+            return sorted(
+                (entry for entry in entries if not entry.name.startswith(".")), key=lambda e: e.name
+            )
     except OSError as error:
         raise KaizenError(f"{folder}: cannot list the folder ({error.strerror or error})") from None
 
@@ -144,8 +148,9 @@ def _visible(folder: Path) -> list[Path]:
 def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, list[Path]]:
     """Return {class name: image files} of `folder`'s class sub-folders; a class with no image is an error."""
     classes = {}
-    for class_dir in _visible(folder):
-        if not class_dir.is_dir():
+    for entry in _visible(folder):
+        class_dir = Path(entry.path)
+        if not entry.is_dir():
             if not class_dir.exists():
                 skipped.append((class_dir, "broken link"))
             continue  # loose files beside the class folders belong to no class
@@ -154,7 +159,7 @@ def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, lis
             raise KaizenError(
                 f"{class_dir}: class folder without images ({', '.join(sorted(IMAGE_SUFFIXES))})"
             )
-        classes[class_dir.name] = images
+        classes[entry.name] = images
     return classes
 
 
@@ -172,19 +177,15 @@ def _walk_images(top: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
             raise KaizenError(f"{folder}: symbolic link loop (it leads back to a folder that contains it)")
         ancestors.append(identity)
         for entry in _visible(folder):
-            try:
-                is_dir = entry.is_dir()
-            except OSError as error:  # e.g. a link that points to itself
-                skipped.append((entry, f"unreadable ({error.strerror or error})"))
-                continue
-            if is_dir:
-                walk(entry)
-            elif not entry.exists():
-                skipped.append((entry, "broken link"))
-            elif entry.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(entry)
+            path = Path(entry.path)
+            if entry.is_dir():
+                walk(path)
+            elif not entry.is_file():  # a broken link, a link to itself, a device or a pipe
+                skipped.append((path, "broken link" if entry.is_symlink() else "not a regular file"))
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(path)
             else:
-                skipped.append((entry, f"not an image ({entry.suffix or 'no extension'})"))
+                skipped.append((path, f"not an image ({path.suffix or 'no extension'})"))
         ancestors.pop()
 
     walk(top)
