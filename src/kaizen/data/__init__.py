@@ -67,9 +67,9 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     if cfg.normalize:
         mean = x_train.mean(axis=(0, 2, 3), dtype=np.float64).tolist()
         # a constant channel carries no information; dividing by 1 keeps it finite
-        std = [
-            value if value > 1e-8 else 1.0 for value in x_train.std(axis=(0, 2, 3), dtype=np.float64).tolist()
-        ]
+        # one channel at a time: std's float64 temporary is then a third of the data (3 channels), not all of it
+        deviations = [float(x_train[:, channel].std(dtype=np.float64)) for channel in range(channels)]
+        std = [value if value > 1e-8 else 1.0 for value in deviations]
     else:
         mean, std = [0.0] * channels, [1.0] * channels
     device = torch.device(device)
