@@ -103,18 +103,35 @@ def config_show(config: ConfigOption = None, overrides: SetOption = None) -> Non
 @app.command()
 def summary(config: ConfigOption = None, overrides: SetOption = None) -> None:
     """Print the model's layer table: output shapes, parameters, MACs per sample."""
-    from kaizen.data import load_data
+    from kaizen.data import data_shape
     from kaizen.nn import build_model
     from kaizen.nn.summary import render_summary, summarize
 
     cfg = load_config(config, overrides)
-    data = load_data(cfg.data, "cpu")
-    model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
-    shape = "×".join(str(size) for size in data.input_shape)
-    out.print(
-        f"{cfg.model.preset or 'layer list'} · input {shape} · {data.num_classes} classes · {cfg.data.name}"
-    )
-    out.print(render_summary(summarize(model, data.input_shape)))
+    input_shape, num_classes = data_shape(cfg.data)
+    model = build_model(cfg.model, cfg.init, input_shape, num_classes)
+    shape = "×".join(str(size) for size in input_shape)
+    out.print(f"{cfg.model.preset or 'layer list'} · input {shape} · {num_classes} classes · {cfg.data.name}")
+    out.print(render_summary(summarize(model, input_shape)))
+
+
+@app.command("data")
+def data_(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG of a few training examples per class, as resized.")
+    ] = None,
+) -> None:
+    """Show what a run would see of its data, without training: classes, counts, sizes, cache, skipped files."""
+    from kaizen.data.report import describe, draw_grid, render
+
+    cfg = load_config(config, overrides)
+    for line in render(describe(cfg.data)):
+        print(line)
+    if output is not None:
+        draw_grid(cfg.data, output)
+        out.print(f"wrote {output}")
 
 
 @app.command("eval")
@@ -127,7 +144,7 @@ def eval_(
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, worst mistakes."""
     from kaizen import load_run
-    from kaizen.evaluate import headline, render_evaluation
+    from kaizen.evaluate import headline, mistake_files, render_evaluation
     from kaizen.inference import evaluate_run
 
     if split not in ("test", "val", "train"):
@@ -135,6 +152,9 @@ def eval_(
     result, paths = evaluate_run(load_run(run), split, tta)
     out.print(f"[bold]{headline(result, split)}[/]")
     out.print(render_evaluation(result))
+    mistakes = mistake_files(result)
+    if mistakes:
+        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True)
     for path in paths:
         out.print(f"wrote {path}")
 
@@ -144,13 +164,18 @@ def predict(
     runs: Annotated[
         list[Path], typer.Argument(help="One run, or several to ensemble (probabilities averaged).")
     ],
-    input: Annotated[Path, typer.Option("--input", "-i", help="Images: Kaggle CSV, NPZ (x) or IDX.")],
+    input: Annotated[
+        list[Path],
+        typer.Option(
+            "--input", "-i", help="Kaggle CSV, NPZ (x) or IDX file; or image files and folders (repeat --input)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
 ) -> None:
-    """Predict the labels of a file of images (Kaggle `ImageId,Label` for CSV input)."""
+    """Predict the labels of images (Kaggle `ImageId,Label` for CSV input, `path,label,probability` for images)."""
     from kaizen import load_run
     from kaizen.inference import predict_file
 

@@ -51,10 +51,27 @@ def _names_of(table: registry.Registry):
 
 
 class DataConfig(Section):
-    name: str = Field("digits", description="digits | mnist | fashion-mnist | kmnist | npz | csv")
-    root: str = Field("data", description="folder holding IDX files (downloaded there when missing)")
-    path: str | None = Field(None, description="training file for npz / csv")
-    test_path: str | None = Field(None, description="labelled test file for npz / csv (else test_split)")
+    name: str = Field(
+        "digits", description="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | npz | csv | folder"
+    )
+    root: str = Field("data", description="folder holding IDX / CIFAR files (downloaded there when missing)")
+    path: str | None = Field(None, description="training file for npz / csv; image folder for folder")
+    test_path: str | None = Field(
+        None, description="labelled test file (npz / csv) or test image folder (else test_split)"
+    )
+    channels: Literal["auto", 1, 3] = Field(
+        "auto", description="folder: image channels; auto = 3 if any training image is in colour, else 1"
+    )
+    image_size: Literal["auto"] | Annotated[int, Field(gt=0)] | tuple[
+        Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]
+    ] = Field("auto", description="folder: N or [H, W] every image becomes; auto = the median, capped at 64")
+    resize: Literal["crop", "pad", "stretch"] = Field(
+        "crop", description="folder: keep the aspect and centre-crop (crop) or pad (pad), or stretch"
+    )
+    strict: bool = Field(False, description="folder: a corrupt or unreadable image is an error, not skipped")
+    cache: str | None = Field(
+        None, description="folder: directory of the decoded-image cache (default: the user's cache dir)"
+    )
     download: bool = Field(True, description="download missing IDX files (official URLs, checksums)")
     test_split: float = Field(
         0.2, gt=0, lt=1, description="test fraction held out when a set has no test split"

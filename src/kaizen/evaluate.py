@@ -71,6 +71,7 @@ class Evaluation:
     targets: np.ndarray  # N int64
     predictions: np.ndarray  # N int64, argmax of the probabilities
     confidence: np.ndarray  # N float, probability given to the predicted class
+    files: list[str] | None = None  # N source files, when the data came from files (image folders)
 
     @property
     def count(self) -> int:
@@ -162,6 +163,17 @@ def render_evaluation(ev: Evaluation) -> Table:
     return table
 
 
+def mistake_files(ev: Evaluation, k: int = 10) -> list[str]:
+    """Return lines "file: true → pred (confidence)" for the `k` worst mistakes; empty without files."""
+    if ev.files is None:
+        return []
+    return [
+        f"{ev.files[i]}: {ev.class_names[ev.targets[i]]} → {ev.class_names[ev.predictions[i]]} "
+        f"({ev.confidence[i]:.0%})"
+        for i in ev.worst_mistakes(k)
+    ]
+
+
 def headline(ev: Evaluation, split: str = "test") -> str:
     """Return a one-line summary, e.g. "test accuracy 98.72% · loss 0.0412 · 2,000 images"."""
     return f"{split} accuracy {ev.accuracy:.2%} · loss {ev.loss:.4f} · {ev.count:,} images"
@@ -190,5 +202,6 @@ def plot_evaluation(
         confidence=ev.confidence[worst].tolist(),
         class_names=ev.class_names,
         out_png=mistakes_png,
+        files=None if ev.files is None else [Path(ev.files[i]).name for i in worst],
     )
     return [confusion_png, mistakes_png]

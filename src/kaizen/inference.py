@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,14 @@ import torch
 
 from kaizen.data.augment import for_test_time
 from kaizen.errors import KaizenError
-from kaizen.evaluate import Evaluation, evaluate, plot_evaluation, predict_proba, predict_proba_tta
+from kaizen.evaluate import (
+    Evaluation,
+    evaluate,
+    mistake_files,
+    plot_evaluation,
+    predict_proba,
+    predict_proba_tta,
+)
 from kaizen.run import Run
 from kaizen.track import rundir
 
@@ -36,6 +45,8 @@ def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluatio
     if len(y) == 0:
         raise KaizenError(f"the {split} split of {run.path} is empty")
     result = evaluate(probabilities(run, model, x, tta), y, data.class_names)
+    if data.paths is not None:  # name the file of each example (and so of each mistake)
+        result = dataclasses.replace(result, files=data.paths[split])
     mean = torch.tensor(state["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(state["std"]).view(1, -1, 1, 1)
     paths = plot_evaluation(result, x * std + mean, run.path, split)
@@ -49,6 +60,7 @@ def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluatio
             "accuracy": result.accuracy,
             "loss": result.loss,
             "macro_f1": result.macro_f1,
+            **({"mistakes": mistake_files(result, 32)} if result.files is not None else {}),
             "per_class": {
                 name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
                 for name, p, r, f, n in zip(
@@ -61,16 +73,20 @@ def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluatio
 
 
 def predict_file(
-    runs: list[Run], input_path: str | Path, out_path: str | Path, tta: int = 0
+    runs: list[Run], inputs: str | Path | Sequence[str | Path], out_path: str | Path, tta: int = 0
 ) -> dict[str, object]:
-    """Predict every image of `input_path` with the runs (probabilities averaged) and write `out_path`.
+    """Predict every image of `inputs` with the runs (probabilities averaged) and write `out_path`.
 
-    CSV input gets Kaggle's `ImageId,Label`; other inputs get `index,label,confidence`. Returns a small report.
+    `inputs` is one CSV, NPZ or IDX file, or image files and folders (decoded and resized as the run's
+    training data). CSV input gets Kaggle's `ImageId,Label`; images get `path,label,probability`; other
+    inputs get `index,label,confidence`. Returns a small report.
     """
     from kaizen.data import normalize, read_inputs, to_float
+    from kaizen.data.folder import is_image_input, read_image_inputs
 
     if not runs:
         raise KaizenError("predict needs at least one run")
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     models = [run.model() for run in runs]
     first_state = models[0][1]
     for run, (_, state) in zip(runs[1:], models[1:]):
@@ -80,7 +96,14 @@ def predict_file(
                     f"cannot ensemble {runs[0].path.name} and {run.path.name}: "
                     f"{key} {first_state[key]} vs {state[key]}"
                 )
-    raw, kind = read_inputs(str(input_path), tuple(first_state["input_shape"]))
+    files = None
+    if any(is_image_input(item) for item in inputs):
+        raw, files = read_image_inputs(inputs, first_state["input_shape"], runs[0].config.data.resize)
+        kind = "images"
+    elif len(inputs) == 1:
+        raw, kind = read_inputs(str(inputs[0]), tuple(first_state["input_shape"]))
+    else:
+        raise KaizenError("several inputs must be image files or folders; give one CSV, NPZ or IDX file")
     x = torch.from_numpy(to_float(raw))
     probs = torch.zeros(len(x), first_state["num_classes"])
     for (model, state), run in zip(models, runs):
@@ -94,6 +117,12 @@ def predict_file(
     if kind == "csv":
         writer.writerow(["ImageId", "Label"])
         writer.writerows((i + 1, names[label]) for i, label in enumerate(labels.tolist()))
+    elif files is not None:
+        writer.writerow(["path", "label", "probability"])
+        writer.writerows(
+            (path, names[label], f"{conf:.4f}")
+            for path, label, conf in zip(files, labels.tolist(), confidence.tolist())
+        )
     else:
         writer.writerow(["index", "label", "confidence"])
         writer.writerows(

@@ -58,6 +58,9 @@ class RawData:
     test_y: np.ndarray
     class_names: list[str]
     source: str
+    train_paths: list[str] | None = None  # the source file of each row (file-based formats), else None
+    test_paths: list[str] | None = None
+    val_rows: np.ndarray | None = None  # rows of train that are a given validation split (a val/ folder)
 
 
 # ------------------------------------------------------------------------------------------- digits
@@ -214,3 +217,8 @@ def _from_files(cfg: DataConfig, kind: str, read: Callable[[str], tuple[np.ndarr
 
 def _shape(x: np.ndarray) -> str:
     return " x ".join(str(size) for size in x.shape[1:])
+
+
+# the other dataset modules register themselves on import
+import kaizen.data.cifar  # noqa: E402, F401
+import kaizen.data.folder  # noqa: E402, F401

@@ -5,7 +5,8 @@ model.norm_position ('before': conv/dense -> norm -> act; 'after': conv/dense ->
 (a dropout before each dense layer fed by a hidden dense layer or by global pooling, i.e. before `head` and
 between hidden dense layers; 0 adds no dropout child). They adapt to small inputs (1×8×8 digits) by switching
 a conv to 'same' padding where the seed's padding would leave maps smaller than the kernel, and by skipping a
-pool once maps are 1×1; on the seeds' own input sizes they keep the seeds' shapes exactly.
+pool once maps are 1×1; to large inputs (up to 128×128 and beyond, 1 or 3 channels) by max-pooling before the
+flatten down to MAX_FLAT features. On the seeds' own input sizes they keep the seeds' shapes exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from kaizen.config import (
 )
 from kaizen.nn.builder import build_layers, check_input_shape
 from kaizen.registry import PRESETS
+
+# The most features a preset flattens into its first dense layer: vgg_small's 128 x 8 x 8 on 64 x 64 inputs
+# (the auto image size's cap). The seeds' own inputs stay below it (conv_net on 28 x 28: 4,320), so their
+# shapes are unchanged; on 128 x 128, kaggle_cnn has 1.7M parameters instead of 27.6M, conv_net 0.68M, not 11.5M.
+MAX_FLAT = 8192
 
 SpecMaker = Callable[[ModelConfig, tuple[int, int, int]], list[LayerSpec]]
 _SPEC_MAKERS: dict[str, SpecMaker] = {}
@@ -61,9 +67,14 @@ class _Stack:
 
     def __init__(self, model: ModelConfig, input_shape: tuple[int, int, int]):
         self.model = model
-        self.size = min(input_shape[1:])  # the smaller side decides whether a conv or pool still fits
+        self.channels, self.height, self.width = input_shape
         self.specs: list[LayerSpec] = []
         self.flat = False
+
+    @property
+    def size(self) -> int:
+        """The smaller side of the maps: it decides whether a conv or pool still fits."""
+        return min(self.height, self.width)
 
     def norm(self) -> None:
         # Instance norm normalises feature maps; a CNN preset's dense layers go without it. A preset with no
@@ -87,11 +98,12 @@ class _Stack:
     def conv(self, filters: int, kernel: int = 3, padding: int | str = "same", block: bool = True) -> None:
         """A conv with the seed's padding where it leaves maps at least kernel-sized, else 'same'."""
         if padding != "same":
-            out = self.size + 2 * padding - kernel + 1
-            if out < kernel:
+            if self.size + 2 * padding - kernel + 1 < kernel:
                 padding = "same"
             else:
-                self.size = out
+                self.height += 2 * padding - kernel + 1
+                self.width += 2 * padding - kernel + 1
+        self.channels = filters
         self.specs.append(ConvLayer(type="conv", filters=filters, kernel=kernel, padding=padding))
         if block:
             self.norm_act()
@@ -99,13 +111,20 @@ class _Stack:
     def pool(self, kind: str = "max") -> None:
         if self.size >= 2:
             self.specs.append(PoolLayer(type="pool", kind=kind))
-            self.size //= 2
+            self.height //= 2
+            self.width //= 2
 
     def residual(self, filters: int, stride: int = 1) -> None:
         self.specs.append(ResidualLayer(type="residual", filters=filters, stride=stride))
-        self.size = (self.size - 1) // stride + 1
+        self.height = (self.height - 1) // stride + 1
+        self.width = (self.width - 1) // stride + 1
+        self.channels = filters
 
     def flatten(self) -> None:
+        """Flatten the maps; larger inputs than the seeds' are max-pooled first down to MAX_FLAT features."""
+        has_maps = any(spec.type in ("conv", "residual") for spec in self.specs)  # an MLP flattens its input
+        while has_maps and self.channels * self.height * self.width > MAX_FLAT and self.size >= 2:
+            self.pool()
         self.specs.append(FlattenLayer(type="flatten"))
         self.flat = True
 

@@ -206,8 +206,11 @@ def plot_mistakes(
     class_names: list[str],
     out_png: Path,
     columns: int = 8,
+    files: list[str] | None = None,
 ) -> None:
     """Draw a grid of misclassified images, each titled "true 3 → pred 8 (97%)", in the order given.
+
+    With `files` (one name per image), each title names the image's file too.
 
     `images` is N×C×H×W (or N×H×W) with display values in [0, 1] (clipped); C=1 is shown in grayscale,
     C=3 as RGB. With N=0 the figure says "no mistakes". Returns nothing; writes `out_png`.
@@ -235,8 +238,8 @@ def plot_mistakes(
     axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
     for ax in axes:
         ax.set_axis_off()
-    for ax, image, true_index, pred_index, conf in zip(
-        axes[:count], images, true, pred, confidence, strict=True
+    for position, (ax, image, true_index, pred_index, conf) in enumerate(
+        zip(axes[:count], images, true, pred, confidence, strict=True)
     ):
         pixels = np.clip(image, 0.0, 1.0)
         if pixels.shape[0] == 1:
@@ -246,6 +249,8 @@ def plot_mistakes(
         label = f"true {class_names[true_index]} → pred {class_names[pred_index]} ({conf:.0%})"
         if len(label) > 24:  # long class names: two short lines instead of one that spills over
             label = f"true {class_names[true_index]}\n→ pred {class_names[pred_index]} ({conf:.0%})"
+        if files is not None:
+            label += f"\n{files[position]}"
         ax.set_title(label, fontsize=8, color="tab:red")
     fig.suptitle(f"worst mistakes · {count} shown", fontsize=11)
     _save_atomic(fig, Path(out_png))
@@ -270,6 +275,32 @@ def plot_augment_preview(shown: Preview, out_png: Path) -> None:
             if row == 0:
                 ax.set_title("original" if column == 0 else f"copy {column}", fontsize=8)
     fig.suptitle(f"augmentation: {shown.settings}", fontsize=10)
+    _save_atomic(fig, Path(out_png))
+
+
+def plot_class_grid(examples: list[np.ndarray], class_names: list[str], out_png: Path, title: str) -> None:
+    """Draw one row per class of its examples (each K×C×H×W, display values in [0, 1]). Writes `out_png`."""
+    columns = max(1, max(len(images) for images in examples))
+    rows = len(examples)
+    fig = Figure(figsize=(1.2 * columns + 1.2, 1.2 * rows + 0.6), dpi=CURVES_DPI, layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for row, (images, name) in enumerate(zip(examples, class_names, strict=True)):
+        for column in range(columns):
+            ax = axes[row, column]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if column == 0:
+                ax.set_ylabel(name, fontsize=9, rotation=0, ha="right", va="center")
+            if column >= len(images):
+                continue
+            pixels = np.clip(np.asarray(images[column], dtype=float), 0.0, 1.0)
+            if pixels.shape[0] == 1:
+                ax.imshow(pixels[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                ax.imshow(pixels.transpose(1, 2, 0), interpolation="nearest")
+    fig.suptitle(title, fontsize=10)
     _save_atomic(fig, Path(out_png))
 
 
