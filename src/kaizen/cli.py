@@ -530,9 +530,7 @@ def doctor(
         out.print(render_findings(record, findings))
     if verify:
         if not as_json:
-            out.print(
-                "\n[bold]verifying[/] (the run's config with the override: same seed, data and budget) ..."
-            )
+            out.print("\n[bold]verifying[/] (the run's config with only the overrides shown below changed) ...")
         result = verify_run(record.path, tries, quiet=as_json)
         report["verification"] = result.to_dict()
         if not as_json:

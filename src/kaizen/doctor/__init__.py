@@ -12,9 +12,10 @@ and budget and compares.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from kaizen.doctor.detectors import CAUSES, DETECTORS
+from kaizen.doctor.detectors import CAUSES, DETECTORS, STALLED_FRACTION
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 
@@ -47,6 +48,19 @@ def top_recommendation(findings: list[Finding]) -> tuple[Finding, str] | None:
 def _notes(run: RunRecord) -> list[Finding]:
     notes = []
     epochs = len(run.train)
+    finite = [loss for loss in run.train_losses() if math.isfinite(loss)]
+    chance = run.chance_loss
+    if finite and chance is not None and min(finite) >= STALLED_FRACTION * chance:
+        notes.append(
+            Finding(
+                "info",
+                "too_broken_to_judge",
+                "Too broken to judge generalisation",
+                f"the best train loss {min(finite):.3g} is no better than chance ({chance:.3g})",
+                "A model that has learned nothing cannot be judged for overfitting, label noise or capacity; "
+                "fix the findings above, then run the doctor on the new run.",
+            )
+        )
     if run.status == "running":
         notes.append(
             Finding(

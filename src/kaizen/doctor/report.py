@@ -32,10 +32,12 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
     """The findings, most severe first, each with evidence, explanation and the overrides to try."""
     lines: list[Any] = [Text(f"kaizen doctor · {headline(run)}", style="bold")]
     problems = [finding for finding in findings if finding.severity != "info"]
-    if not problems:
+    if not findings:
         lines.append(
             Text("no problems found: gradients, units, learning rate and fit look healthy", style="green")
         )
+    elif not problems:
+        lines.append(Text("no warnings; notes on the diagnosis below", style="green"))
     for finding in findings:
         lines.append(Text(""))
         title = Text()
@@ -56,7 +58,8 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
         lines.append(Text(""))
         lines.append(
             Text(
-                f"next: kaizen doctor {run.path} --verify   (trains --set {top[1]}; seed, data, budget otherwise the same)",
+                f"next: kaizen doctor {run.path} --verify   (trains the run's config with --set {top[1]} "
+                "and nothing else changed)",
                 style="dim",
             )
         )
@@ -78,6 +81,7 @@ def render_verification(result: Verification) -> Group:
     ]
     for label, old, new, percent in rows:
         table.add_row(label, _value(old, percent), _value(new, percent), _change(old, new, percent))
+    table.add_row("epochs trained", str(before.epochs), str(after.epochs), "")
     table.add_row("status", before.status, after.status, "")
     table.add_row("findings", _codes(before.findings), _codes(after.findings), "")
     return Group(table, Text(f"before: {before.path}\nafter:  {after.path}", style="dim"))
