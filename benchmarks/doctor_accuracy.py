@@ -7,6 +7,7 @@ Healthy runs across presets, optimisers and data sets must raise no warning at a
 
     python benchmarks/doctor_accuracy.py            # 12 faults x 3 seeds x 2 data sets + 12 healthy runs
     python benchmarks/doctor_accuracy.py --quick    # 1 seed, digits only, 4 healthy runs: for iterating
+    python benchmarks/doctor_accuracy.py --runs DIR --datasets mnist   # keep runs; re-diagnose kept ones
 
 It also prints the measurements the detectors' thresholds rest on: on healthy runs the largest loss relative
 to ln(classes), the largest dead and saturated shares, the smallest and largest gradient ratios, the largest
@@ -46,6 +47,7 @@ BASE = [  # a small ReLU MLP with nothing that hides a fault: no norm, no dropou
     "schedule.name=constant",
     "train.epochs=8",
     "train.device=cpu",
+    "train.threads=1",  # one thread per run: on a shared machine, two threads wait on each other
     "log.tensorboard=false",
     "log.plots=false",
     "log.progress=false",
@@ -79,11 +81,14 @@ FAULTS: dict[str, tuple[str, list[str]]] = {
     ),
     "dead_units": ("dead_units", ["init.bias=-1.5"]),
     "lr_far_too_high": ("lr_too_high", ["optim.lr=0.3"]),
-    "lr_too_high_nan": ("divergence", ["optim.name=sgd", "optim.lr=10"]),
+    "lr_too_high_nan": ("divergence", ["optim.name=sgd", "optim.lr=100"]),
     "lr_too_low": ("lr_too_low", ["optim.name=sgd", "optim.lr=1e-5"]),
     "overfitting": ("overfitting", ["model.hidden=[512]", "data.fraction={small}", "train.epochs=60"]),
-    "underfit_capacity": ("underfitting", ["model.hidden=[2]", "train.epochs=15"]),
-    "underfit_epochs": ("underfitting", ["optim.name=sgd", "optim.lr=0.01", "train.epochs=2"]),
+    "underfit_capacity": (
+        "underfitting",
+        ["model.hidden=[2]", "model.activation=tanh", "init.weights=xavier_normal", "train.epochs=15"],
+    ),
+    "underfit_epochs": ("underfitting", ["optim.lr=0.0003", "train.epochs=2"]),
     "bad_init_loss": (
         "unnormalised_inputs",
         ["data.name=npz", "data.path={npz_raw}", "data.test_path={npz_raw_test}", "data.normalize=false"],
@@ -168,12 +173,20 @@ def write_npz_files(name: str, folder: Path) -> dict[str, str]:
 
 
 def train_and_diagnose(overrides: list[str], runs: Path) -> tuple[list, object]:
-    """Train (a diverging run stops with an error but leaves its record) and return (findings, run record)."""
-    cfg = kaizen.Config().override([*BASE, *overrides, f"log.runs_dir={runs}"])
-    try:
-        kaizen.train(cfg)
-    except kaizen.KaizenError:
-        pass
+    """Train (a diverging run stops with an error but leaves its record) and return (findings, run record).
+
+    A finished run already in `runs` is diagnosed again without training (--runs: re-score after a change
+    to the detectors)."""
+    done = (
+        [path for path in sorted(runs.glob("*")) if (path / "meta.json").is_file()] if runs.is_dir() else []
+    )
+    done = [path for path in done if read_run(path).status != "running"]
+    if not done:
+        cfg = kaizen.Config().override([*BASE, *overrides, f"log.runs_dir={runs}"])
+        try:
+            kaizen.train(cfg)
+        except kaizen.KaizenError:
+            pass
     (path,) = sorted(runs.iterdir())[-1:]
     return diagnose(path), read_run(path)
 
@@ -193,6 +206,9 @@ def measurements(record) -> dict[str, float]:
     if train:
         out["first_loss_over_chance"] = train[0] / chance
         out["best_train_over_chance"] = min(train) / chance
+    first_act = [r["std"] for r in record.stats if r["kind"] == "activation" and r.get("std") is not None]
+    if first_act:
+        out["first_activation_std"] = first_act[0]
     dead = [r["dead"] for r in record.stats if r["kind"] == "activation" and r.get("dead") is not None]
     saturated = [
         r["saturated"] for r in record.stats if r["kind"] == "activation" and r.get("saturated") is not None
@@ -219,18 +235,24 @@ def measurements(record) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, digits only, 4 healthy runs")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 seed, the first data set only, 4 healthy runs"
+    )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--datasets", default="digits,mnist", help="comma-separated: digits, mnist")
     parser.add_argument("--faults", default="", help="comma-separated subset of faults (default: all)")
+    parser.add_argument("--runs", type=Path, help="keep the runs here; runs already there are re-diagnosed")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "doctor_accuracy.json")
     args = parser.parse_args()
     seeds = 1 if args.quick else args.seeds
-    datasets = ["digits"] + ([] if args.quick or not MNIST.is_dir() else ["mnist"])
+    datasets = [name for name in args.datasets.split(",") if name == "digits" or MNIST.is_dir()]
+    datasets = datasets[:1] if args.quick else datasets
     faults = [name for name in FAULTS if not args.faults or name in args.faults.split(",")]
     start = time.perf_counter()
     results: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.runs or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         for dataset in datasets:
             files = write_npz_files(dataset, tmp)
             images = 1294 if dataset == "digits" else int(MNIST_FRACTION * 7200)

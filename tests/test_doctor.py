@@ -330,16 +330,39 @@ def test_doctor_json(monkeypatch, capsys, overfit_run):
     assert isinstance(finding["details"]["onset_epoch"], int)
 
 
-def test_doctor_verify_with_chosen_overrides_reports_before_and_after(monkeypatch, capsys, diverging_run):
-    args = ["doctor", str(diverging_run.path), "--verify", "--try", "optim.lr=0.1", "--json"]
-    code, out, err = cli(monkeypatch, capsys, *args)
+def test_doctor_verify_races_the_chosen_overrides_and_stores_the_ranking(monkeypatch, capsys, diverging_run):
+    args = ["doctor", str(diverging_run.path), "--verify", "--try", "optim.lr=0.1", "--try", "optim.lr=1"]
+    code, out, err = cli(monkeypatch, capsys, *args, "--budget", "2", "--json")
     assert code == 0, err
     verification = json.loads(out)["verification"]
-    assert verification["overrides"] == ["optim.lr=0.1"]
-    before, after = verification["before"], verification["after"]
-    assert after["best_val_acc"] > before["best_val_acc"] + 0.5
-    assert "divergence" in [f["code"] for f in before["findings"]]
-    assert "divergence" not in [f["code"] for f in after["findings"]]
+    ranking = verification["ranking"]
+    assert verification["winner"] == "optim.lr=0.1" and verification["budget_epochs"] == 2
+    assert [entry["changes"] for entry in ranking][0] == ["optim.lr=0.1", "train.epochs=2"]  # the budget too
+    assert {entry["label"] for entry in ranking} == {"optim.lr=0.1", "optim.lr=1", "the run as it is"}
+    low, high = ranking[0]["interval95"]
+    assert low <= ranking[0]["mean"] <= high and ranking[0]["mean"] > ranking[-1]["mean"] + 0.5
+    stored = json.loads((diverging_run.path / "doctor" / "verify.json").read_text())
+    assert stored["winner"] == "optim.lr=0.1" and (diverging_run.path / "doctor" / "verify.png").is_file()
+
+
+def test_doctor_verify_bad_input(monkeypatch, capsys, tmp_path, runs, diverging_run):
+    code, _, err = cli(
+        monkeypatch, capsys, "doctor", str(diverging_run.path), "--verify", "--candidates", "0"
+    )
+    assert_one_line_error(code, err, "--candidates 0")
+    healthy = train(runs, "model.preset=mlp", "train.epochs=15", "name=healthy-verify")
+    assert problems(diagnose(healthy.path)) == []
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(healthy.path), "--verify")
+    assert code == 0 and "nothing to fix" in out, err
+    moved = copy_run(diverging_run, tmp_path)
+    config = (moved / "config.yaml").read_text().replace("name: digits", "name: npz\n  path: gone.npz", 1)
+    (moved / "config.yaml").write_text(config)
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(moved), "--verify", "--try", "optim.lr=0.1")
+    assert_one_line_error(code, err, "gone.npz")
+    meta = json.loads((moved / "meta.json").read_text())
+    (moved / "meta.json").write_text(json.dumps({**meta, "status": "running"}))
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(moved), "--verify")
+    assert_one_line_error(code, err, "still in progress")
 
 
 def assert_one_line_error(code: int, err: str, *culprits: str) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from kaizen.doctor.detectors import CAUSES, DETECTORS, STALLED_FRACTION
+from kaizen.doctor.detectors import CAUSES, CHANCE_ACCURACY_FACTOR, DETECTORS, STALLED_FRACTION
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 
@@ -50,13 +50,17 @@ def _notes(run: RunRecord) -> list[Finding]:
     epochs = len(run.train)
     finite = [loss for loss in run.train_losses() if math.isfinite(loss)]
     chance = run.chance_loss
-    if finite and chance is not None and min(finite) >= STALLED_FRACTION * chance:
+    at_chance = bool(run.train) and max(row["acc"] for row in run.train) <= CHANCE_ACCURACY_FACTOR / (
+        run.num_classes or 10
+    )
+    if finite and chance is not None and min(finite) >= STALLED_FRACTION * chance and at_chance:
         notes.append(
             Finding(
                 "info",
                 "too_broken_to_judge",
                 "Too broken to judge generalisation",
-                f"the best train loss {min(finite):.3g} is no better than chance ({chance:.3g})",
+                f"the best train loss {min(finite):.3g} is no better than chance ({chance:.3g}), and so is the "
+                f"best train accuracy {max(row['acc'] for row in run.train):.1%}",
                 "A model that has learned nothing cannot be judged for overfitting, label noise or capacity; "
                 "fix the findings above, then run the doctor on the new run.",
             )

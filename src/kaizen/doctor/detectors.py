@@ -42,6 +42,11 @@ SIGNAL_GROWTH = 10.0
 # means the steps threw the weights far off (benchmarks/doctor_accuracy.py: see benchmarks/README.md for the
 # highest ratio measured on healthy runs and the lowest on runs with the learning rate far too high).
 UNSTABLE_LOSS = 3.0
+# A run whose final train accuracy is at most twice a uniform guess's (20% for 10 classes) ended at chance.
+CHANCE_ACCURACY_FACTOR = 2.0
+# Unnormalised inputs: the first hidden layer's outputs in epoch 1 vary 10× more than standardised inputs do
+# (healthy runs: see the measurements in benchmarks/README.md).
+INPUT_SCALE_STD = 10.0
 # Dead ReLU units pass no gradient; a layer with half its units dead has lost half its capacity, one with all
 # of them dead cuts the network in two. Healthy layers: 0 to 20%, up to 33% in simple_cnn's dense layer.
 DEAD_INFO, DEAD_WARNING, DEAD_ALL = 0.25, 0.5, 0.99
@@ -281,13 +286,20 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
     if not (by_depth or in_time or forward):
         return None
     parts, details = [], {}
+    chance = run.chance_loss or math.log(10)
+    blown_from_start = False
     if forward:
-        ratio, first, last = growth_by_depth
-        details.update(signal_growth=ratio)
+        ratio, at_start, first, last = growth_by_depth
+        details.update(signal_growth=ratio, signal_growth_epoch1=at_start)
         parts.append(
             f"hidden outputs grow with depth: {last}'s std is {_g(ratio)}× {first}'s "
-            f"(median over epochs; healthy: below {SIGNAL_GROWTH:g}×)"
+            f"(median over epochs, {_g(at_start)}× in epoch 1; healthy: below {SIGNAL_GROWTH:g}×)"
         )
+        # Amplified from the start and a first loss far above chance: the blown-up loss is this finding's doing.
+        first_loss = run.train[0]["loss"] if run.train else math.nan
+        blown_from_start = at_start > SIGNAL_GROWTH and not first_loss <= UNSTABLE_LOSS * chance
+        if blown_from_start:
+            parts.append(f"epoch 1's train loss {first_loss:.3g} ({chance:.3g} at chance)")
     if by_depth:
         layer = ratios[max(ratios)][1]
         details.update(median_ratio=median_ratio, layer=layer)
@@ -302,7 +314,7 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
         )
     cfg = run.config
     return Finding(
-        severity="warning",
+        severity="critical" if blown_from_start else "warning",
         code="exploding_gradients",
         title="Exploding gradients",
         evidence="; ".join(parts),
@@ -321,8 +333,9 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
     )
 
 
-def _signal_growth(run: RunRecord) -> tuple[float, str, str] | None:
-    """(median over epochs of the last activation layer's output std / the first's, first, last) or None."""
+def _signal_growth(run: RunRecord) -> tuple[float, float, str, str] | None:
+    """(median over epochs of the last activation layer's output std / the first's, the same in the first
+    epoch, the first layer, the last layer), or None without activation statistics."""
     ratios, names = [], ("", "")
     for records in run.by_epoch("activation").values():
         stds = [(record.get("std"), record["layer"]) for record in records]
@@ -330,7 +343,7 @@ def _signal_growth(run: RunRecord) -> tuple[float, str, str] | None:
             continue
         ratios.append(stds[-1][0] / stds[0][0])
         names = (stds[0][1], stds[-1][1])
-    return (_geometric_median(ratios), *names) if ratios else None
+    return (_geometric_median(ratios), ratios[0], *names) if ratios else None
 
 
 def dead_units(run: RunRecord) -> Finding | None:
@@ -448,10 +461,12 @@ def learning_rate_too_high(run: RunRecord) -> Finding | None:
     if ratios:
         details["median_update_ratio"] = statistics.median(ratios)
         parts.append(f"median update/weight ratio {statistics.median(ratios):.2g} per step")
-    ended_at_chance = finite[-1] >= STALLED_FRACTION * chance
-    details["final_loss_at_chance"] = ended_at_chance
+    classes = run.num_classes or 10
+    final_acc = run.train[-1]["acc"]
+    ended_at_chance = final_acc <= CHANCE_ACCURACY_FACTOR / classes
+    details["ended_at_chance"] = ended_at_chance
     if ended_at_chance:
-        parts.append(f"it ends at {finite[-1]:.3g}, no better than chance")
+        parts.append(f"it ends at train accuracy {final_acc:.1%}, about a guess's {1 / classes:.0%}")
     cfg = run.config
     candidates = [rec.safe_lr(cfg) if blow_ups or ended_at_chance else rec.lower_lr(cfg)]
     if cfg.schedule.name == "constant":
@@ -600,16 +615,21 @@ def unnormalised_inputs(run: RunRecord) -> Finding | None:
     if cfg.data.normalize or not run.train or not math.isfinite(run.train[0]["loss"]):
         return None
     first = run.train[0]["loss"]
-    if first <= UNSTABLE_LOSS * chance:
+    first_act = next(iter(run.by_layer("activation").values()), [{}])[0]
+    act_std = first_act.get("std")
+    loud = act_std is not None and act_std > INPUT_SCALE_STD
+    if first <= UNSTABLE_LOSS * chance and not loud:
         return None
     parts = [
-        f"data.normalize is false; epoch 1's train loss is {first:.3g}, {first / chance:.0f}× chance ({chance:.3g})"
+        f"data.normalize is false; epoch 1's train loss is {first:.3g} ({first / chance:.1f}× chance {chance:.3g})"
     ]
-    first_act = next(iter(run.by_layer("activation").values()), None)
     details = {"first_loss": first}
-    if first_act and first_act[0].get("std") is not None:
-        details["first_activation_std"] = first_act[0]["std"]
-        parts.append(f"{first_act[0]['layer']}'s outputs have std {first_act[0]['std']:.3g} at epoch 1")
+    if act_std is not None:
+        details["first_activation_std"] = act_std
+        parts.append(
+            f"{first_act['layer']}'s outputs have std {act_std:.3g} in epoch 1 (standardised inputs: below "
+            f"{INPUT_SCALE_STD:g})"
+        )
     return Finding(
         severity="critical",
         code="unnormalised_inputs",
@@ -672,9 +692,9 @@ def underfitting(run: RunRecord) -> Finding | None:
     best = min(finite)
     if best < UNDERFIT_FRACTION * chance:
         return None
-    stalled = best >= STALLED_FRACTION * chance
     recent = finite[-LAST_EPOCHS:]
     still_falling = len(recent) >= 2 and (recent[0] - recent[-1]) > 0.05 * recent[0]
+    stalled = best >= STALLED_FRACTION * chance and not still_falling  # near chance and flat: not learning
     cfg = run.config
     candidates = []
     if still_falling:
