@@ -1,8 +1,9 @@
 """lr-find against a grid: is the range test's suggestion within one decade of the best rate of full runs?
 
 For SGD and Adam on each data set: the range test's valley and steepest-slope suggestions, then a 7-point log
-grid of learning rates trained with `kaizen compare` (one seed, the config's full budget), ranked by the best
-validation accuracy. Prints the suggestion, the grid's best rate, and the distance in decades for each rule.
+grid of learning rates trained with `kaizen compare` (one seed, the config's full budget), ranked by the
+validation accuracy of each run's best epoch (lowest validation loss; a diverged run scores 0). Prints the
+suggestion, the grid's best rate, and the distance in decades for each rule.
 
     python benchmarks/lr_find_grid.py [--datasets digits,mnist] [--epochs 10]
 """
@@ -64,9 +65,9 @@ def grid_best(overrides: list[str], grid: list[str], out: Path) -> tuple[float, 
     ]
     subprocess.run(command, check=True, capture_output=True)
     scores = {}
-    for summary in (out / "study").rglob("summary.json"):
-        run = kaizen.load_run(summary.parent)
-        scores[run.config.optim.lr] = run.summary["best"]["val_acc"]
+    for meta in (out / "study").rglob("meta.json"):
+        run = kaizen.load_run(meta.parent)  # a run that diverged has no summary: it scores 0
+        scores[run.config.optim.lr] = run.summary.get("best", {}).get("val_acc", 0.0)
     best = max(sorted(scores), key=lambda lr: scores[lr])  # ties: the lowest rate
     return best, scores
 
