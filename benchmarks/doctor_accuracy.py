@@ -129,7 +129,9 @@ HEALTHY: list[tuple[str, str, list[str]]] = [  # (name, data set, overrides on t
         ],
     ),
     ("mlp rmsprop", "digits", ["optim.name=rmsprop", "train.epochs=15"]),
-    ("mlp adam", "mnist", ["train.epochs=10"]),
+    # Without dropout this MLP overfits 1,800 images (train 98.4% vs validation 90.3%, validation loss rising
+    # from epoch 8): the doctor said so, rightly, so the healthy recipe has dropout.
+    ("mlp adam dropout", "mnist", ["model.dropout=0.3", "train.epochs=10"]),
     ("mlp momentum", "mnist", ["optim.name=momentum", "optim.lr=0.05", "train.epochs=10"]),
     ("simple_cnn adam", "mnist", ["model.preset=simple_cnn", "train.epochs=5"]),
     ("conv_net adam", "mnist", ["model.preset=conv_net", "train.epochs=5"]),
