@@ -189,7 +189,7 @@ def train_and_diagnose(overrides: list[str], runs: Path) -> tuple[list, object]:
             kaizen.train(cfg)
         except kaizen.KaizenError:
             pass
-    (path,) = sorted(runs.iterdir())[-1:]
+    path = sorted(runs.iterdir())[0]  # the run trained here (a later --verify adds its trials beside it)
     return diagnose(path), read_run(path)
 
 

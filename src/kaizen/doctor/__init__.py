@@ -5,9 +5,9 @@
         print(finding.severity, finding.title, finding.recommendations)
 
 `diagnose` runs every detector of `kaizen.doctor.detectors` on the run's metrics.csv, stats.jsonl and config,
-and adds notes (severity info) about the diagnosis itself: a run still in progress, a run recorded without
-statistics, corrupt lines skipped in stats.jsonl. `verify` trains the top recommendation with the same seed
-and budget and compares.
+and adds notes (severity info) about the diagnosis itself: a run too broken to judge (at chance), a run still
+in progress, a run recorded without statistics, corrupt lines skipped in stats.jsonl. `verify.race` trains the
+top recommendations from the run's seed and ranks them; `check` and `lr_find` look at a config before a run.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord
 
 # --- thresholds ---------------------------------------------------------------------------------------------
-# Learning: a train loss at 90% or more of ln(classes) is no better than guessing; a best train loss above 30%
-# of it has not fit the training data (ln 10 = 2.30; loss 0.69 is an average probability of 0.5 for the true
-# class). benchmarks/doctor_accuracy.py: healthy runs reach 0.14 × ln(classes) or less, runs stopped after two
-# epochs stay at 0.46 or more.
+# Learning: a train loss at 90% or more of ln(classes) is no better than guessing; a best train loss above 40%
+# of it has not fit the training data (ln 10 = 2.30; loss 0.92 is an average probability of 0.4 for the true
+# class). benchmarks/doctor_accuracy.py: healthy runs reach 0.14 × ln(classes) or less (0.32 for the 40-20 MLP
+# with dropout 0.3 of tests/test_doctor.py, whose train loss is measured with dropout on); underfitting faults
+# stay at 0.46 or more.
 STALLED_FRACTION = 0.9
-UNDERFIT_FRACTION = 0.3
+UNDERFIT_FRACTION = 0.4
 # Vanishing: init schemes (Xavier, He) and normalisation keep each layer's gradient within about one order of
 # magnitude of the output layer's (healthy runs: the weakest layer's median ratio 0.24 to 1.6). Two orders
 # below, the first layers learn 100× slower than the head; four orders below, they do not learn at all.
