@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import cli
 
 import kaizen
@@ -364,8 +365,9 @@ def test_doctor_verify_bad_input(monkeypatch, capsys, tmp_path, runs, diverging_
     code, out, err = cli(monkeypatch, capsys, "doctor", str(healthy.path), "--verify")
     assert code == 0 and "nothing to fix" in out, err
     moved = copy_run(diverging_run, tmp_path)
-    config = (moved / "config.yaml").read_text().replace("name: digits", "name: npz\n  path: gone.npz", 1)
-    (moved / "config.yaml").write_text(config)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config["data"].update(name="npz", path=str(tmp_path / "gone.npz"))  # the data moved away since the run
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
     code, _, err = cli(monkeypatch, capsys, "doctor", str(moved), "--verify", "--try", "optim.lr=0.1")
     assert_one_line_error(code, err, "gone.npz")
     meta = json.loads((moved / "meta.json").read_text())
