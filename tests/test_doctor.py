@@ -9,17 +9,21 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import cli
 
 import kaizen
 from kaizen.doctor import Finding, RunRecord, diagnose, examine, read_run
 from kaizen.doctor.detectors import (
     dead_units,
+    label_noise,
     learning_rate_too_high,
     learning_rate_too_low,
     overfitting,
     saturated_units,
+    unnormalised_inputs,
 )
+from kaizen.doctor.report import render_findings
 from kaizen.doctor.verify import verify
 from kaizen.nn import build_model
 
@@ -117,15 +121,18 @@ def test_verify_trains_the_top_recommendation_and_improves_validation_accuracy(v
     assert "vanishing_gradients" not in {finding.code for finding in result.after.findings}
 
 
-def test_sgd_at_learning_rate_10_diverges(diverging_run):
+def test_sgd_at_learning_rate_10_is_a_learning_rate_too_high(diverging_run):
     findings = diagnose(diverging_run.path)
-    divergence = findings[0]
-    assert divergence.code == "divergence" and divergence.severity == "critical"
-    assert divergence.details["peak_epoch"] == 1
-    lower = [r for r in divergence.recommendations if r.startswith("optim.lr=")]
-    assert lower and float(lower[0].split("=")[1]) <= 1.0
-    assert divergence.recommendations[0] == lower[0]
-    assert "train.clip_norm=1.0" in divergence.recommendations
+    first = findings[0]
+    assert all(
+        math.isfinite(row["loss"]) for row in diverging_run.metrics()
+    )  # no NaN: it blew up all the same
+    assert first.code == "lr_too_high" and first.details["peak_epoch"] == 1
+    assert first.details["peak_loss"] > 3 * math.log(10)
+    lower = [r for r in first.recommendations if r.startswith("optim.lr=")]
+    assert lower and float(lower[0].split("=")[1]) <= 0.1  # no higher than SGD's usual rate
+    assert first.recommendations[0] == lower[0]
+    assert "train.clip_norm=1.0" in first.recommendations
 
 
 def test_wide_mlp_on_200_images_overfits_from_an_onset_epoch(overfit_run):
@@ -226,6 +233,88 @@ def test_a_small_gap_on_a_small_validation_set_is_not_overfitting():
     assert overfitting(run).severity == "warning"
 
 
+def with_val(run: RunRecord, losses: list[float], accs: list[float], train_acc: float) -> RunRecord:
+    run.train = [{**row, "acc": train_acc} for row in run.train]
+    run.val = [
+        {"epoch": e, "split": "val", "loss": loss, "acc": acc}
+        for e, (loss, acc) in enumerate(zip(losses, accs), 1)
+    ]
+    run.summary = {"data": {"val": 144}}
+    return run
+
+
+def test_loss_far_above_chance_without_nan_is_a_learning_rate_too_high_not_overfitting():
+    # the issue's kaggle_cnn with Adam at 0.5: epoch 1 at 6x chance, validation 22 -> 1.2 -> 3.2, 30% accuracy
+    run = record([13.8, 2.4, 2.2, 2.1, 2.0], optim__lr="0.5")
+    run = with_val(run, [22.0, 1.2, 3.2, 2.9, 3.0], [0.19, 0.31, 0.30, 0.30, 0.306], train_acc=0.305)
+    findings = examine(run)
+    assert findings[0].code == "lr_too_high" and "6× chance" in findings[0].evidence
+    assert findings[0].recommendations[0] == "optim.lr=0.001"  # no higher than Adam's usual rate
+    assert "overfitting" not in by_code(findings) and "divergence" not in by_code(findings)
+
+
+def test_validation_stuck_at_chance_while_train_loss_falls_slowly_is_underfitting():
+    # the issue's datacurve at fraction 0.1: validation at 10.4% from epoch 1
+    run = record([2.25, 2.0, 1.7, 1.5, 1.35, 1.3], data__fraction="0.1")
+    run = with_val(run, [2.30, 2.31, 2.33, 2.36, 2.40, 2.45], [0.104] * 6, train_acc=0.6)
+    findings = examine(run)
+    assert findings[0].code == "underfitting" and "overfitting" not in by_code(findings)
+
+
+def test_gradients_that_vanished_early_lead_when_the_run_never_fits():
+    stats = [
+        {"epoch": e, "kind": "layer", "layer": layer, "grad_norm": norm, "update_ratio": 1e-3}
+        for e, fc1 in enumerate([1e-4, 1e-3, 5e-3, 0.05, 0.06, 0.07, 0.08], 1)
+        for layer, norm in (("fc1", fc1), ("head", 1.0))
+    ]
+    run = record([2.3, 2.3, 2.29, 2.2, 1.9, 1.6, 1.4], stats, model__activation="sigmoid")
+    findings = examine(run)
+    assert findings[0].code == "vanishing_gradients" and findings[0].severity == "warning"
+    assert "underfitting" not in by_code(findings)
+    healthy = record([2.3, 2.3, 2.29, 1.0, 0.5, 0.3, 0.2], stats, model__activation="sigmoid")
+    assert by_code(examine(healthy))["vanishing_gradients"].severity == "info"  # it recovered and fitted
+
+
+def test_a_run_at_chance_is_too_broken_to_judge_overfitting():
+    run = with_val(record([2.3, 2.3, 2.3, 2.3]), [2.3] * 4, [0.1] * 4, train_acc=0.1)
+    codes = [finding.code for finding in examine(run)]
+    assert codes[0] == "not_learning" and "too_broken_to_judge" in codes and "overfitting" not in codes
+
+
+def test_unnormalised_inputs_lead_when_the_first_loss_is_far_above_chance():
+    assert (
+        unnormalised_inputs(record([40.0, 5.0, 2.0], data__normalize="false")).code == "unnormalised_inputs"
+    )
+    assert (
+        unnormalised_inputs(record([40.0, 5.0, 2.0])) is None
+    )  # normalised: the rate's fault, not the inputs'
+    assert unnormalised_inputs(record([2.3, 1.0, 0.5], data__normalize="false")) is None
+
+
+def test_validation_far_below_a_separately_labelled_test_set_is_label_noise():
+    run = with_val(record([2.0, 1.6, 1.5]), [1.5] * 3, [0.55, 0.60, 0.61], train_acc=0.62)
+    run.config = run.config.override(["data.name=npz", "data.path=train.npz", "data.test_path=test.npz"])
+    run.summary = {"data": {"val": 180}, "test": {"acc": 0.9, "n": 360}}
+    assert label_noise(run).code == "label_noise"
+    run.summary["test"]["acc"] = 0.65
+    assert label_noise(run) is None
+
+
+def test_no_problems_found_only_when_there_are_no_findings():
+    from rich.console import Console
+
+    def text(run: RunRecord) -> str:
+        console = Console(record=True, width=200)
+        console.print(render_findings(run, examine(run)))
+        return console.export_text()
+
+    run = with_val(record([1.0, 0.5, 0.3, 0.2]), [0.4, 0.3, 0.25, 0.24], [0.9, 0.93, 0.94, 0.95], 0.96)
+    assert "no problems found" not in text(run) and "no warnings" in text(run)  # a note: no statistics
+    run.config = run.config.override(["log.stats=false"])
+    run.stats = [{"epoch": 1, "kind": "activation", "layer": "act1", "std": 0.5}]
+    assert "no problems found" in text(run)
+
+
 # --- the command line and bad input -----------------------------------------------------------------------------
 
 
@@ -245,16 +334,46 @@ def test_doctor_json(monkeypatch, capsys, overfit_run):
     assert isinstance(finding["details"]["onset_epoch"], int)
 
 
-def test_doctor_verify_with_chosen_overrides_reports_before_and_after(monkeypatch, capsys, diverging_run):
-    args = ["doctor", str(diverging_run.path), "--verify", "--try", "optim.lr=0.1", "--json"]
-    code, out, err = cli(monkeypatch, capsys, *args)
+def test_doctor_verify_races_the_chosen_overrides_and_stores_the_ranking(monkeypatch, capsys, diverging_run):
+    args = ["doctor", str(diverging_run.path), "--verify", "--try", "optim.lr=0.1", "--try", "optim.lr=1"]
+    code, out, err = cli(monkeypatch, capsys, *args, "--budget", "2", "--json")
     assert code == 0, err
     verification = json.loads(out)["verification"]
-    assert verification["overrides"] == ["optim.lr=0.1"]
-    before, after = verification["before"], verification["after"]
-    assert after["best_val_acc"] > before["best_val_acc"] + 0.5
-    assert "divergence" in [f["code"] for f in before["findings"]]
-    assert "divergence" not in [f["code"] for f in after["findings"]]
+    ranking = verification["ranking"]
+    assert verification["winner"] in ("optim.lr=0.1", "optim.lr=1") and verification["budget_epochs"] == 2
+    changes = {entry["label"]: entry["changes"] for entry in ranking}
+    assert changes["optim.lr=0.1"] == ["optim.lr=0.1", "train.epochs=2"]  # the budget is listed too
+    assert changes["the run as it is"] == ["train.epochs=2"]  # retrained at the same budget
+    means = [entry["mean"] for entry in ranking]
+    assert means == sorted(means, reverse=True) and ranking[-1]["label"] == "the run as it is"
+    low, high = ranking[0]["interval95"]
+    assert low <= means[0] <= high and means[0] > means[-1] + 0.5
+    stored = json.loads((diverging_run.path / "doctor" / "verify.json").read_text())
+    assert (
+        stored["winner"] == verification["winner"]
+        and (diverging_run.path / "doctor" / "verify.png").is_file()
+    )
+
+
+def test_doctor_verify_bad_input(monkeypatch, capsys, tmp_path, runs, diverging_run):
+    code, _, err = cli(
+        monkeypatch, capsys, "doctor", str(diverging_run.path), "--verify", "--candidates", "0"
+    )
+    assert_one_line_error(code, err, "--candidates 0")
+    healthy = train(runs, "model.preset=mlp", "train.epochs=15", "name=healthy-verify")
+    assert problems(diagnose(healthy.path)) == []
+    code, out, err = cli(monkeypatch, capsys, "doctor", str(healthy.path), "--verify")
+    assert code == 0 and "nothing to fix" in out, err
+    moved = copy_run(diverging_run, tmp_path)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    config["data"].update(name="npz", path=str(tmp_path / "gone.npz"))  # the data moved away since the run
+    (moved / "config.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(moved), "--verify", "--try", "optim.lr=0.1")
+    assert_one_line_error(code, err, "gone.npz")
+    meta = json.loads((moved / "meta.json").read_text())
+    (moved / "meta.json").write_text(json.dumps({**meta, "status": "running"}))
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(moved), "--verify")
+    assert_one_line_error(code, err, "still in progress")
 
 
 def assert_one_line_error(code: int, err: str, *culprits: str) -> None:
@@ -294,12 +413,19 @@ def test_doctor_on_a_run_with_no_finished_epoch(monkeypatch, capsys, tmp_path, o
     assert_one_line_error(code, err, "still running", "no finished epoch")
 
 
+def test_doctor_on_a_run_without_metrics_is_an_error_not_healthy(monkeypatch, capsys, tmp_path, overfit_run):
+    path = copy_run(overfit_run, tmp_path)
+    (path / "metrics.csv").unlink()
+    code, _, err = cli(monkeypatch, capsys, "doctor", str(path))
+    assert_one_line_error(code, err, "metrics.csv", "missing")
+
+
 def test_doctor_on_a_run_without_statistics_says_how_to_enable_them(monkeypatch, capsys, runs):
     run = train(runs, *SGD_LR_10, "train.epochs=2", "log.stats=false", "name=no-stats")
     code, out, err = cli(monkeypatch, capsys, "doctor", str(run.path))
     assert code == 0, err
     assert "No per-layer statistics" in out and "--set log.stats=true" in out
-    assert "Training diverged" in out  # metrics.csv alone still shows it
+    assert "Learning rate too high" in out  # metrics.csv alone still shows it
 
 
 def test_doctor_skips_a_corrupt_stats_line_with_a_warning(monkeypatch, capsys, tmp_path, vanishing_run):

@@ -531,19 +531,26 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
     verify: Annotated[
         bool,
-        typer.Option("--verify", help="Train the top recommendation (same seed and data) and compare."),
+        typer.Option("--verify", help="Race the top recommendations (same seed and data) and rank them."),
     ] = False,
     tries: Annotated[
         list[str] | None,
-        typer.Option("--try", help="With --verify: try these overrides instead (repeatable)."),
+        typer.Option("--try", help="With --verify: race these overrides instead (repeatable)."),
     ] = None,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="With --verify: how many fixes to race.")
+    ] = 3,
+    budget: Annotated[
+        int | None, typer.Option("--budget", help="With --verify: epochs per trial (default: the run's).")
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="With --verify: seeds per candidate.")] = 1,
 ) -> None:
     """Diagnose a run: each problem with its evidence, and the overrides to try (best first)."""
     import json
 
     from kaizen.doctor import examine, read_run
-    from kaizen.doctor.report import findings_json, json_safe, render_findings, render_verification
-    from kaizen.doctor.verify import verify as verify_run
+    from kaizen.doctor.report import findings_json, json_safe, render_findings, render_race
+    from kaizen.doctor.verify import race
 
     if tries and not verify:
         raise KaizenError("--try goes with --verify: kaizen doctor RUN --verify --try optim.lr=0.01")
@@ -557,14 +564,73 @@ def doctor(
     if verify:
         if not as_json:
             out.print(
-                "\n[bold]verifying[/] (the run's config with the override: same seed, data and budget) ..."
+                "\n[bold]racing the candidate fixes[/] (each trial changes only what its row lists) ..."
             )
-        result = verify_run(record.path, tries, quiet=as_json)
-        report["verification"] = result.to_dict()
-        if not as_json:
-            out.print(render_verification(result))
+        result = race(record.path, candidates, tries, budget, seeds, quiet=True)
+        if result is None:
+            report["verification"] = None
+            if not as_json:
+                out.print("nothing to fix: no warning or critical finding recommends a change")
+        else:
+            report["verification"] = result.to_dict()
+            if not as_json:
+                out.print(render_race(result))
     if as_json:
         print(json.dumps(json_safe(report), indent=2))
+
+
+@app.command()
+def check(config: ConfigOption = None, overrides: SetOption = None) -> None:
+    """The recipe's sanity checks, pass/fail, before a long run (exit 1 if any fails)."""
+    from kaizen.doctor.check import run_checks
+
+    checks = run_checks(load_config(config, overrides))
+    for result in checks:
+        mark = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+        out.print(f"{mark} {result.name}: {result.evidence}", highlight=False)
+        if not result.passed:
+            out.print(f"     [yellow]{result.advice}[/]", highlight=False)
+    failed = [result.name for result in checks if not result.passed]
+    out.print(
+        f"{len(checks) - len(failed)}/{len(checks)} checks passed"
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("lr-find")
+def lr_find(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of the curve (default: <runs_dir>/lr-find-<name>.png)")
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Print only the --set optim.lr=... to use.")] = False,
+) -> None:
+    """Learning-rate range test: the loss over exponentially growing rates, and a suggested rate."""
+    from kaizen.doctor.lr_find import VALLEY_FACTOR, range_test
+    from kaizen.doctor.lr_find import plot as plot_curve
+
+    cfg = load_config(config, overrides)
+    result = range_test(cfg)
+    if result.suggestion is None:
+        raise KaizenError(f"the loss never fell during the range test ({result.stopped}): no rate to suggest")
+    if apply:
+        print(f"--set optim.lr={result.suggestion:.2g}")
+        return
+    path = plot_curve(result, plot or Path(cfg.log.runs_dir) / f"lr-find-{cfg.run_name()}.png")
+    out.print(
+        f"range test: {len(result.lrs)} steps of batch {result.batch_size} with {result.optimizer}, "
+        f"lr {result.lrs[0]:.1e} to {result.lrs[-1]:.2g}; stopped: {result.stopped}",
+        highlight=False,
+    )
+    out.print(
+        f"suggestion: [bold]{result.suggestion:.2g}[/] (valley rule: the rate at the smoothed loss's minimum / "
+        f"{VALLEY_FACTOR:g}); steepest-slope rule: {result.steepest or float('nan'):.2g}",
+        highlight=False,
+    )
+    out.print(f"curve: {path}\nuse: --set optim.lr={result.suggestion:.2g}", highlight=False)
 
 
 @app.command("inspect")

@@ -5,16 +5,17 @@
         print(finding.severity, finding.title, finding.recommendations)
 
 `diagnose` runs every detector of `kaizen.doctor.detectors` on the run's metrics.csv, stats.jsonl and config,
-and adds notes (severity info) about the diagnosis itself: a run still in progress, a run recorded without
-statistics, corrupt lines skipped in stats.jsonl. `verify` trains the top recommendation with the same seed
-and budget and compares.
+and adds notes (severity info) about the diagnosis itself: a run too broken to judge (at chance), a run still
+in progress, a run recorded without statistics, corrupt lines skipped in stats.jsonl. `verify.race` trains the
+top recommendations from the run's seed and ranks them; `check` and `lr_find` look at a config before a run.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from kaizen.doctor.detectors import CAUSES, DETECTORS
+from kaizen.doctor.detectors import CAUSES, CHANCE_ACCURACY_FACTOR, DETECTORS, STALLED_FRACTION
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 
@@ -47,6 +48,23 @@ def top_recommendation(findings: list[Finding]) -> tuple[Finding, str] | None:
 def _notes(run: RunRecord) -> list[Finding]:
     notes = []
     epochs = len(run.train)
+    finite = [loss for loss in run.train_losses() if math.isfinite(loss)]
+    chance = run.chance_loss
+    at_chance = bool(run.train) and max(row["acc"] for row in run.train) <= CHANCE_ACCURACY_FACTOR / (
+        run.num_classes or 10
+    )
+    if finite and chance is not None and min(finite) >= STALLED_FRACTION * chance and at_chance:
+        notes.append(
+            Finding(
+                "info",
+                "too_broken_to_judge",
+                "Too broken to judge generalisation",
+                f"the best train loss {min(finite):.3g} is no better than chance ({chance:.3g}), and so is the "
+                f"best train accuracy {max(row['acc'] for row in run.train):.1%}",
+                "A model that has learned nothing cannot be judged for overfitting, label noise or capacity; "
+                "fix the findings above, then run the doctor on the new run.",
+            )
+        )
     if run.status == "running":
         notes.append(
             Finding(

@@ -19,10 +19,13 @@ from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord
 
 # --- thresholds ---------------------------------------------------------------------------------------------
-# Learning: a train loss at 90% or more of ln(classes) is no better than guessing; one above half of it has
-# not even fit the training data (ln 10 = 2.30; loss 1.15 is an average probability of 0.32 for the true class).
+# Learning: a train loss at 90% or more of ln(classes) is no better than guessing; a best train loss above 40%
+# of it has not fit the training data (ln 10 = 2.30; loss 0.92 is an average probability of 0.4 for the true
+# class). benchmarks/doctor_accuracy.py: healthy runs reach 0.14 × ln(classes) or less (0.32 for the 40-20 MLP
+# with dropout 0.3 of tests/test_doctor.py, whose train loss is measured with dropout on); underfitting faults
+# stay at 0.46 or more.
 STALLED_FRACTION = 0.9
-UNDERFIT_FRACTION = 0.5
+UNDERFIT_FRACTION = 0.4
 # Vanishing: init schemes (Xavier, He) and normalisation keep each layer's gradient within about one order of
 # magnitude of the output layer's (healthy runs: the weakest layer's median ratio 0.24 to 1.6). Two orders
 # below, the first layers learn 100× slower than the head; four orders below, they do not learn at all.
@@ -35,12 +38,19 @@ COLLAPSED_STD = 1e-2
 # global gradient norm growing 100× during training (healthy: at most 14×, from a small start).
 EXPLODING_RATIO = 1e2
 GRADIENT_GROWTH = 1e2
-# Divergence: an epoch's mean train loss above 10 × ln(classes) means the loss blew up within the epoch (a bad
-# initialisation starts at a few times ln(classes), not ten). So does a mean above 3 × ln(classes) that is also
-# 3 × the loss measured just after the epoch: a smoothly falling loss averages at most where it started, so
-# such a mean was dominated by a spike.
-EXPLODED_LOSS = 10.0
-SPIKE_FACTOR = 3.0
+# Forward explosion: the last hidden layer's output std over the first's. Matched initialisation or
+# normalisation keeps it within a few times (benchmarks/README.md: healthy runs vs too large an initialisation).
+SIGNAL_GROWTH = 10.0
+# Instability: a correctly initialised classifier starts at ln(classes) and an epoch's mean loss (every batch
+# averaged) falls from there, so a train loss, or a validation loss after the first epoch, above 3 × ln(classes)
+# means the steps threw the weights far off (benchmarks/doctor_accuracy.py: see benchmarks/README.md for the
+# highest ratio measured on healthy runs and the lowest on runs with the learning rate far too high).
+UNSTABLE_LOSS = 3.0
+# A run whose final train accuracy is at most twice a uniform guess's (20% for 10 classes) ended at chance.
+CHANCE_ACCURACY_FACTOR = 2.0
+# Unnormalised inputs: the first hidden layer's outputs in epoch 1 vary 10× more than standardised inputs do
+# (healthy runs: see the measurements in benchmarks/README.md).
+INPUT_SCALE_STD = 10.0
 # Dead ReLU units pass no gradient; a layer with half its units dead has lost half its capacity, one with all
 # of them dead cuts the network in two. Healthy layers: 0 to 20%, up to 33% in simple_cnn's dense layer.
 DEAD_INFO, DEAD_WARNING, DEAD_ALL = 0.25, 0.5, 0.99
@@ -57,6 +67,9 @@ TINY_UPDATE = 1e-5
 # above its best while the train loss kept falling. Healthy runs: gaps up to 4.5 points.
 GAP_POINTS, GAP_STANDARD_ERRORS = 0.05, 3.0
 VAL_LOSS_RISE = 0.2
+# Label noise: validation (cut from the training file) at least 10 points and 3 standard errors below the test
+# accuracy of a separately labelled test file (healthy runs: see benchmarks/README.md).
+LABEL_GAP_POINTS = 0.10
 ASSUMED_VAL_SIZE = 100  # when summary.json does not say (a run in progress): errs towards fewer alarms
 LAST_EPOCHS = 3  # the end state of a run is the mean of its last few epochs
 
@@ -69,6 +82,13 @@ def _end(values: list[float | None]) -> float:
 
 def _g(value: float) -> str:
     return f"{value:.2g}"
+
+
+def _underfits(run: RunRecord) -> bool:
+    """Whether the best train loss is still above half of ln(classes): the model has not fitted its data."""
+    finite = [loss for loss in run.train_losses() if math.isfinite(loss)]
+    chance = run.chance_loss
+    return bool(finite) and chance is not None and min(finite) >= UNDERFIT_FRACTION * chance
 
 
 def _learning_state(run: RunRecord) -> tuple[bool, str]:
@@ -85,16 +105,11 @@ def _learning_state(run: RunRecord) -> tuple[bool, str]:
 
 
 def divergence(run: RunRecord) -> Finding | None:
-    """The loss became NaN/Inf or blew up (the run stopped, or limped on at chance level)."""
+    """The loss became NaN or infinite: the run stopped, or went on with destroyed weights."""
     error = run.meta.get("error") or ""
     failed = run.status == "failed" and "diverged" in error
-    chance = run.chance_loss or math.log(10)
-    losses = run.train_losses()
     nonfinite = [row["epoch"] for row in run.train + run.val if not math.isfinite(row["loss"])]
-    exploded = _blow_ups(run, chance)
-    finite = [loss for loss in losses if math.isfinite(loss)]
-    climbing = len(finite) >= 3 and finite[-1] > max(2 * min(finite), chance)
-    if not (failed or nonfinite or exploded or climbing):
+    if not (failed or nonfinite):
         return None
     parts, details = [], {}
     if failed:
@@ -106,36 +121,30 @@ def divergence(run: RunRecord) -> Finding | None:
             )
         else:
             parts.append("the run stopped: loss not finite")
-    if exploded:
-        worst = max(exploded, key=lambda row: row["loss"])
-        details.update(peak_loss=worst["loss"], peak_epoch=worst["epoch"])
+    if nonfinite:
+        details["nonfinite_epochs"] = sorted(set(nonfinite))
+        parts.append(f"loss not finite in epoch(s) {_span(sorted(set(nonfinite)))}")
+    finite = [loss for loss in run.train_losses() if math.isfinite(loss)]
+    if finite:
         parts.append(
-            f"train loss reached {worst['loss']:.3g} in epoch {worst['epoch']} (chance {chance:.3g})"
+            f"last finite train loss {finite[-1]:.3g} (chance {run.chance_loss or math.log(10):.3g})"
         )
-    if climbing:
-        details.update(best_loss=min(finite), final_loss=finite[-1])
-        parts.append(f"train loss climbed from its best {min(finite):.3g} to {finite[-1]:.3g}")
     norms = [record.get("grad_norm_max") for record in run.stats if record["kind"] == "model"]
-    finite_norms = [norm for norm in norms if norm is not None]
+    finite_norms = [norm for norm in norms if norm is not None and math.isfinite(norm)]
     if finite_norms:
         details["max_grad_norm"] = max(finite_norms)
         parts.append(f"largest sampled gradient norm {max(finite_norms):.3g}")
-    ended_at_chance = bool(finite) and finite[-1] >= STALLED_FRACTION * chance
-    details["final_loss_at_chance"] = ended_at_chance
-    if ended_at_chance and not failed:
-        parts.append(f"it ends at {finite[-1]:.3g}, no better than chance: the weights were destroyed")
-    severity = "critical" if failed or nonfinite or climbing or ended_at_chance else "warning"
     cfg = run.config
     return Finding(
-        severity=severity,
+        severity="critical",
         code="divergence",
-        title="Training diverged (exploding loss)",
+        title="Training diverged (the loss became NaN/Inf): learning rate too high",
         evidence="; ".join(parts),
         explanation=(
             f"The optimiser's steps (learning rate {cfg.optim.lr:g} with {cfg.optim.name}) were so large that the "
-            "weights jumped out of the region where the loss is meaningful; once the loss is NaN, or every unit "
-            "saturates or dies, training cannot recover. A learning rate at least 10× lower keeps the steps "
-            "bounded; clipping the gradient norm and batch norm make the steps safer still."
+            "weights jumped out of the region where the loss is meaningful; once the loss is NaN, training cannot "
+            "recover. A learning rate at least 10× lower keeps the steps bounded; clipping the gradient norm and "
+            "batch norm make the steps safer still."
         ),
         recommendations=rec.distinct(
             cfg, [rec.safe_lr(cfg), *rec.clipping(cfg), *rec.batch_norm(cfg), "schedule.warmup_epochs=1"]
@@ -145,16 +154,14 @@ def divergence(run: RunRecord) -> Finding | None:
 
 
 def _blow_ups(run: RunRecord, chance: float) -> list[dict]:
-    """Train metric rows of epochs in which the loss blew up."""
-    val_after = {row["epoch"]: row["loss"] for row in run.val}
-    rows = []
-    for index, row in enumerate(run.train):
-        loss = row["loss"]
-        following = run.train[index + 1]["loss"] if index + 1 < len(run.train) else None
-        after = val_after.get(row["epoch"], following)
-        spiked = after is not None and loss > SPIKE_FACTOR * chance and loss > SPIKE_FACTOR * after
-        if math.isfinite(loss) and (loss > EXPLODED_LOSS * chance or spiked):
-            rows.append(row)
+    """Metric rows (train, and validation after the first epoch) whose loss is far above chance."""
+    rows = [row for row in run.train if math.isfinite(row["loss"]) and row["loss"] > UNSTABLE_LOSS * chance]
+    first = run.val[0]["epoch"] if run.val else None
+    rows += [
+        row
+        for row in run.val
+        if row["epoch"] != first and math.isfinite(row["loss"]) and row["loss"] > UNSTABLE_LOSS * chance
+    ]
     return rows
 
 
@@ -226,7 +233,11 @@ def vanishing_gradients(run: RunRecord) -> Finding | None:
         )
         title = "Vanishing gradients" if backward else "Vanishing signal: hidden outputs collapse"
     else:
-        severity, title = "info", "Gradients vanished early in training, then recovered"
+        # Recovered, but if the model still has not fitted its training data the lost epochs are why.
+        severity = "warning" if _underfits(run) else "info"
+        title = "Gradients vanished early in training" + (
+            ": the run never caught up" if severity == "warning" else ", then recovered"
+        )
         details["epochs"] = early
         parts.insert(0, f"ratio below {VANISHING_RATIO:g} in epochs {_span(early)}")
     cfg = run.config
@@ -274,9 +285,31 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
     norms = [(epoch, norm) for epoch, norm in norms if norm is not None and norm > 0]
     growth = max(norm for _, norm in norms) / norms[0][1] if norms else 1.0
     in_time = growth > GRADIENT_GROWTH
-    if not (by_depth or in_time):
+    growth_by_depth = _signal_growth(run)
+    forward = growth_by_depth is not None and growth_by_depth[0] > SIGNAL_GROWTH
+    if not (by_depth or in_time or forward):
         return None
     parts, details = [], {}
+    chance = run.chance_loss or math.log(10)
+    blown_from_start = False
+    if forward:
+        ratio, at_start, first, last = growth_by_depth
+        details.update(signal_growth=ratio, signal_growth_epoch1=at_start)
+        parts.append(
+            f"hidden outputs grow with depth: {last}'s std is {_g(ratio)}× {first}'s "
+            f"(median over epochs, {_g(at_start)}× in epoch 1; healthy: below {SIGNAL_GROWTH:g}×)"
+        )
+        # Amplified from the start by a hand-set normal(std) initialisation (every other scheme is scaled to
+        # keep the variance or shrink it), with a first loss far above chance: the blow-up is the init's doing,
+        # not the learning rate's (which would have to grow the weights first).
+        first_loss = run.train[0]["loss"] if run.train else math.nan
+        blown_from_start = (
+            at_start > SIGNAL_GROWTH
+            and run.config.init.weights == "normal"
+            and not first_loss <= UNSTABLE_LOSS * chance
+        )
+        if blown_from_start:
+            parts.append(f"epoch 1's train loss {first_loss:.3g} ({chance:.3g} at chance)")
     if by_depth:
         layer = ratios[max(ratios)][1]
         details.update(median_ratio=median_ratio, layer=layer)
@@ -291,7 +324,7 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
         )
     cfg = run.config
     return Finding(
-        severity="warning",
+        severity="critical" if blown_from_start else "warning",
         code="exploding_gradients",
         title="Exploding gradients",
         evidence="; ".join(parts),
@@ -301,10 +334,26 @@ def exploding_gradients(run: RunRecord) -> Finding | None:
             "every step; a lower learning rate and batch norm remove the cause."
         ),
         recommendations=rec.distinct(
-            cfg, [*rec.clipping(cfg), rec.lower_lr(cfg), *rec.batch_norm(cfg), *rec.matched_init(cfg)]
+            cfg,
+            [*rec.matched_init(cfg), *rec.batch_norm(cfg), *rec.clipping(cfg), rec.lower_lr(cfg)]
+            if forward
+            else [*rec.clipping(cfg), rec.lower_lr(cfg), *rec.batch_norm(cfg), *rec.matched_init(cfg)],
         ),
         details=details,
     )
+
+
+def _signal_growth(run: RunRecord) -> tuple[float, float, str, str] | None:
+    """(median over epochs of the last activation layer's output std / the first's, the same in the first
+    epoch, the first layer, the last layer), or None without activation statistics."""
+    ratios, names = [], ("", "")
+    for records in run.by_epoch("activation").values():
+        stds = [(record.get("std"), record["layer"]) for record in records]
+        if len(stds) < 2 or any(std is None for std, _ in stds) or stds[0][0] <= 0:
+            continue
+        ratios.append(stds[-1][0] / stds[0][0])
+        names = (stds[0][1], stds[-1][1])
+    return (_geometric_median(ratios), ratios[0], *names) if ratios else None
 
 
 def dead_units(run: RunRecord) -> Finding | None:
@@ -377,44 +426,73 @@ def saturated_units(run: RunRecord) -> Finding | None:
 
 
 def learning_rate_too_high(run: RunRecord) -> Finding | None:
-    """The train loss keeps jumping back above its best: steps overshoot the minimum."""
+    """The loss blows up far above chance, climbs back from its best, or keeps jumping: steps overshoot.
+
+    This is the learning-rate problem short of NaN (that is `divergence`): epoch-mean losses are averages over
+    every batch, so a well-set rate gives a curve that falls smoothly from about ln(classes).
+    """
+    chance = run.chance_loss or math.log(10)
     losses = run.train_losses()
-    if len(losses) < 4 or not all(math.isfinite(loss) for loss in losses):
-        return None
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    if len(finite) < len(losses) or not finite:
+        return None  # NaN: divergence names it
+    blow_ups = _blow_ups(run, chance)
+    climbing = len(finite) >= 3 and finite[-1] > max(2 * min(finite), chance)
     setbacks, best = [], losses[0]
     for row, loss in zip(run.train[1:], losses[1:]):
         if loss > (1 + SETBACK_RELATIVE) * best and loss - best > SETBACK_ABSOLUTE * losses[0]:
             setbacks.append((row["epoch"], loss, best))
         best = min(best, loss)
-    if len(setbacks) < SETBACKS_MIN or len(setbacks) < SETBACK_SHARE * (len(losses) - 1):
+    oscillating = len(losses) >= 4 and len(setbacks) >= max(SETBACKS_MIN, SETBACK_SHARE * (len(losses) - 1))
+    if not (blow_ups or climbing or oscillating):
         return None
-    epochs = [epoch for epoch, _, _ in setbacks]
-    worst_epoch, worst, before = max(setbacks, key=lambda item: item[1] / item[2])
-    parts = [
-        f"train loss rose 50%+ above its best in {len(setbacks)} of {len(losses) - 1} epochs: {_span(epochs)}; "
-        f"worst: {worst:.3g} at epoch {worst_epoch} after a best of {before:.3g}"
-    ]
+    parts: list[str] = []
+    details: dict = {}
+    if blow_ups:
+        worst = max(blow_ups, key=lambda row: row["loss"])
+        details.update(peak_loss=worst["loss"], peak_epoch=worst["epoch"], peak_split=worst["split"])
+        parts.append(
+            f"{worst['split']} loss reached {worst['loss']:.3g} in epoch {worst['epoch']}, "
+            f"{worst['loss'] / chance:.0f}× chance ({chance:.3g}; healthy: below {UNSTABLE_LOSS:g}×)"
+        )
+    if climbing:
+        details.update(best_loss=min(finite), final_loss=finite[-1])
+        parts.append(f"train loss climbed from its best {min(finite):.3g} to {finite[-1]:.3g}")
+    if oscillating:
+        epochs = [epoch for epoch, _, _ in setbacks]
+        worst_epoch, worst_loss, before = max(setbacks, key=lambda item: item[1] / item[2])
+        details["setback_epochs"] = epochs
+        parts.append(
+            f"train loss rose 50%+ above its best in {len(setbacks)} of {len(losses) - 1} epochs: {_span(epochs)}; "
+            f"worst: {worst_loss:.3g} at epoch {worst_epoch} after a best of {before:.3g}"
+        )
     ratios = [record.get("update_ratio") for record in run.stats if record["kind"] == "layer"]
     ratios = [ratio for ratio in ratios if ratio]
-    details = {"setback_epochs": epochs}
     if ratios:
         details["median_update_ratio"] = statistics.median(ratios)
         parts.append(f"median update/weight ratio {statistics.median(ratios):.2g} per step")
+    classes = run.num_classes or 10
+    final_acc = run.train[-1]["acc"]
+    ended_at_chance = final_acc <= CHANCE_ACCURACY_FACTOR / classes
+    details["ended_at_chance"] = ended_at_chance
+    if ended_at_chance:
+        parts.append(f"it ends at train accuracy {final_acc:.1%}, about a guess's {1 / classes:.0%}")
     cfg = run.config
-    candidates = [rec.lower_lr(cfg)]
+    candidates = [rec.safe_lr(cfg) if blow_ups or ended_at_chance else rec.lower_lr(cfg)]
     if cfg.schedule.name == "constant":
         candidates.append("schedule.name=cosine")
-    candidates += rec.clipping(cfg)
+    candidates += [*rec.clipping(cfg), *rec.batch_norm(cfg)]
     return Finding(
-        severity="warning",
+        severity="critical" if ended_at_chance or climbing else "warning",
         code="lr_too_high",
-        title="Learning rate too high (the loss oscillates)",
+        title="Learning rate too high (the loss blows up or oscillates)",
         evidence="; ".join(parts),
         explanation=(
-            f"An epoch's mean training loss averages every batch, so it falls smoothly when the step size suits "
-            f"the loss surface. Repeated climbs mean the steps (learning rate {cfg.optim.lr:g}) overshoot the "
-            "minimum and bounce across the valley. A 10× lower rate, or a schedule that lowers it over time, "
-            "lets the optimiser settle."
+            f"An epoch's mean loss averages every batch, so it falls smoothly from about ln(classes) when the step "
+            f"size suits the loss surface. A loss far above chance, or one that keeps climbing back, means the "
+            f"steps (learning rate {cfg.optim.lr:g} with {cfg.optim.name}) overshoot the minimum and throw the "
+            "weights around, even when no NaN appears. A 10× lower rate (no higher than the optimiser's usual "
+            "one), a decaying schedule and gradient clipping keep the steps bounded."
         ),
         recommendations=rec.distinct(cfg, candidates),
         details=details,
@@ -463,8 +541,8 @@ def learning_rate_too_low(run: RunRecord) -> Finding | None:
 
 def overfitting(run: RunRecord) -> Finding | None:
     """The model fits the training data much better than it generalises (gap), or validation loss climbs."""
-    if len(run.val) < LAST_EPOCHS or len(run.train) < LAST_EPOCHS:
-        return None
+    if len(run.val) < LAST_EPOCHS or len(run.train) < LAST_EPOCHS or _underfits(run):
+        return None  # a model that has not fitted its training data cannot be overfitting it
     val_loss = [row["loss"] for row in run.val]
     train_loss = {row["epoch"]: row["loss"] for row in run.train}
     if not all(math.isfinite(loss) for loss in val_loss):
@@ -481,7 +559,9 @@ def overfitting(run: RunRecord) -> Finding | None:
     big_gap = gap >= GAP_POINTS and gap >= GAP_STANDARD_ERRORS * standard_error
     best_val = min(val_loss)
     rise = _end(val_loss) / best_val - 1 if best_val > 0 else 0.0
-    train_fell = _end(list(train_loss.values())) < train_loss.get(onset, math.inf)
+    chance = run.chance_loss or math.log(10)
+    train_end = _end(list(train_loss.values()))
+    train_fell = train_end < train_loss.get(onset, math.inf) and train_end < UNDERFIT_FRACTION * chance
     rising = rise >= VAL_LOSS_RISE and train_fell
     if not (big_gap or rising):
         return None
@@ -538,6 +618,81 @@ def _augmentation_off(cfg) -> bool:
     return not active_ops(cfg.augment)
 
 
+def unnormalised_inputs(run: RunRecord) -> Finding | None:
+    """Normalisation is off and the first epoch's loss starts far above chance: the inputs' scale is wrong."""
+    cfg = run.config
+    chance = run.chance_loss or math.log(10)
+    if cfg.data.normalize or not run.train or not math.isfinite(run.train[0]["loss"]):
+        return None
+    first = run.train[0]["loss"]
+    first_act = next(iter(run.by_layer("activation").values()), [{}])[0]
+    act_std = first_act.get("std")
+    loud = act_std is not None and act_std > INPUT_SCALE_STD
+    if first <= UNSTABLE_LOSS * chance and not loud:
+        return None
+    parts = [
+        f"data.normalize is false; epoch 1's train loss is {first:.3g} ({first / chance:.1f}× chance {chance:.3g})"
+    ]
+    details = {"first_loss": first}
+    if act_std is not None:
+        details["first_activation_std"] = act_std
+        parts.append(
+            f"{first_act['layer']}'s outputs have std {act_std:.3g} in epoch 1 (standardised inputs: below "
+            f"{INPUT_SCALE_STD:g})"
+        )
+    return Finding(
+        severity="critical",
+        code="unnormalised_inputs",
+        title="Inputs not normalised: the loss starts far above ln(classes)",
+        evidence="; ".join(parts),
+        explanation=(
+            "Initialisation schemes assume inputs of mean 0 and std 1; inputs on a scale of tens or hundreds make the "
+            "first layer's outputs and the logits as large, so the first predictions are confidently wrong and the "
+            "first steps are huge. Standardising the inputs with the training split's mean and std (the default) "
+            "puts the loss at initialisation near ln(classes)."
+        ),
+        recommendations=rec.distinct(cfg, ["data.normalize=true", *rec.batch_norm(cfg)]),
+        details=details,
+    )
+
+
+def label_noise(run: RunRecord) -> Finding | None:
+    """Validation accuracy far below test accuracy: the training file's labels disagree with the test file's.
+
+    The validation split is cut from the training file, so it carries that file's label errors; a test set
+    labelled separately does not. On the same model, the two accuracies differ only by sampling noise.
+    """
+    test = run.summary.get("test", {})
+    test_acc, n_test = test.get("acc"), test.get("n") or run.summary.get("data", {}).get("test")
+    if test_acc is None or not n_test or not run.val or run.config.data.test_path is None:
+        return None
+    val_acc = max(row["acc"] for row in run.val)
+    n_val = run.summary.get("data", {}).get("val") or ASSUMED_VAL_SIZE
+    error = math.sqrt(val_acc * (1 - val_acc) / n_val + test_acc * (1 - test_acc) / n_test)
+    gap = test_acc - val_acc
+    if gap < LABEL_GAP_POINTS or gap < GAP_STANDARD_ERRORS * max(error, 1e-3):
+        return None
+    cfg = run.config
+    return Finding(
+        severity="warning",
+        code="label_noise",
+        title="Noisy training labels: validation accuracy far below test accuracy",
+        evidence=(
+            f"best validation accuracy {val_acc:.1%} ({n_val} images from the training file) vs test accuracy "
+            f"{test_acc:.1%} ({n_test} images from {cfg.data.test_path}): {100 * gap:.1f} points "
+            f"(± {100 * error:.1f} standard error)"
+        ),
+        explanation=(
+            "The model scores better on the separately labelled test file than on held-out images of its own "
+            "training file, so that file's labels are wrong often enough to cap the validation score; the model "
+            "also learns from those wrong labels. `kaizen audit` lists the likely label errors; label smoothing and "
+            "early stopping limit how much the model memorises them meanwhile."
+        ),
+        recommendations=rec.distinct(cfg, ["reg.label_smoothing=0.1", "early_stop.enabled=true"]),
+        details={"val_acc": val_acc, "test_acc": test_acc, "gap": gap, "standard_error": error},
+    )
+
+
 def underfitting(run: RunRecord) -> Finding | None:
     """The model does not even fit the training data: train loss stays high (or at chance: not learning)."""
     losses, chance = run.train_losses(), run.chance_loss
@@ -547,9 +702,9 @@ def underfitting(run: RunRecord) -> Finding | None:
     best = min(finite)
     if best < UNDERFIT_FRACTION * chance:
         return None
-    stalled = best >= STALLED_FRACTION * chance
     recent = finite[-LAST_EPOCHS:]
     still_falling = len(recent) >= 2 and (recent[0] - recent[-1]) > 0.05 * recent[0]
+    stalled = best >= STALLED_FRACTION * chance and not still_falling  # near chance and flat: not learning
     cfg = run.config
     candidates = []
     if still_falling:
@@ -597,22 +752,26 @@ def _span(epochs: list[int]) -> str:
 # Run in this order; a finding's position breaks ties within a severity (causes before symptoms).
 DETECTORS: list[Callable[[RunRecord], Finding | None]] = [
     divergence,
+    unnormalised_inputs,
     vanishing_gradients,
+    learning_rate_too_high,  # a blown-up loss grows the weights and so the signal: the rate before exploding
     exploding_gradients,
-    learning_rate_too_high,
     learning_rate_too_low,
     dead_units,
     saturated_units,
+    label_noise,
     overfitting,
     underfitting,
 ]
 # Findings that explain a model that does not fit: when one is present, `underfitting` adds nothing.
 CAUSES = (
     "divergence",
+    "unnormalised_inputs",
     "vanishing_gradients",
     "exploding_gradients",
     "dead_units",
     "saturated_units",
     "lr_too_high",
     "lr_too_low",
+    "label_noise",
 )

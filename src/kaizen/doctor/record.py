@@ -71,6 +71,11 @@ def read_run(path: str | Path) -> RunRecord:
     run = load_run(path)
     corrupt: list[str] = []
     stats = sorted(read_stats(run.path / STATS_FILE, warn=corrupt.append), key=lambda record: record["epoch"])
+    diverged = "diverged" in (run.meta.get("error") or "")
+    if not (run.path / "metrics.csv").is_file() and not diverged and run.meta.get("status") != "running":
+        raise KaizenError(
+            f"{run.path / 'metrics.csv'} is missing: the run's per-epoch record cannot be diagnosed"
+        )
     try:
         rows = run.metrics()
     except (KeyError, ValueError):

@@ -12,7 +12,7 @@ from rich.text import Text
 from kaizen.doctor import top_recommendation
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord
-from kaizen.doctor.verify import Verification
+from kaizen.doctor.verify import Race
 
 STYLES = {"critical": "bold red", "warning": "bold yellow", "info": "bold blue"}
 
@@ -32,10 +32,12 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
     """The findings, most severe first, each with evidence, explanation and the overrides to try."""
     lines: list[Any] = [Text(f"kaizen doctor · {headline(run)}", style="bold")]
     problems = [finding for finding in findings if finding.severity != "info"]
-    if not problems:
+    if not findings:
         lines.append(
             Text("no problems found: gradients, units, learning rate and fit look healthy", style="green")
         )
+    elif not problems:
+        lines.append(Text("no warnings; notes on the diagnosis below", style="green"))
     for finding in findings:
         lines.append(Text(""))
         title = Text()
@@ -56,52 +58,46 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
         lines.append(Text(""))
         lines.append(
             Text(
-                f"next: kaizen doctor {run.path} --verify   (trains --set {top[1]}; seed, data, budget otherwise the same)",
+                f"next: kaizen doctor {run.path} --verify   (races the top fixes, starting with --set {top[1]}, "
+                "each trained from the run's config and seed with only that change)",
                 style="dim",
             )
         )
     return Group(*lines)
 
 
-def render_verification(result: Verification) -> Group:
-    """Before and after: best validation accuracy, test accuracy, final train loss, remaining findings."""
-    table = Table(title=f"verify: --set {' --set '.join(result.overrides)}", title_justify="left")
-    table.add_column("")
-    table.add_column("before", justify="right")
-    table.add_column("after", justify="right")
-    table.add_column("change", justify="right")
-    before, after = result.before, result.after
-    rows = [
-        ("best val acc", before.best_val_acc, after.best_val_acc, True),
-        ("test acc", before.test_acc, after.test_acc, True),
-        ("final train loss", before.final_train_loss, after.final_train_loss, False),
-    ]
-    for label, old, new, percent in rows:
-        table.add_row(label, _value(old, percent), _value(new, percent), _change(old, new, percent))
-    table.add_row("status", before.status, after.status, "")
-    table.add_row("findings", _codes(before.findings), _codes(after.findings), "")
-    return Group(table, Text(f"before: {before.path}\nafter:  {after.path}", style="dim"))
-
-
-def _value(value: float | None, percent: bool) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1%}" if percent else f"{value:.4g}"
-
-
-def _change(old: float | None, new: float | None, percent: bool) -> str:
-    if old is None or new is None:
-        return ""
-    if percent:
-        delta = 100 * (new - old)
-        style = "green" if delta > 0 else "red" if delta < 0 else ""
-        return f"[{style}]{delta:+.1f} pts[/]" if style else f"{delta:+.1f} pts"
-    return f"{new - old:+.4g}"
-
-
-def _codes(findings: list[Finding]) -> str:
-    codes = [f"{finding.code} ({finding.severity})" for finding in findings if finding.severity != "info"]
-    return "\n".join(codes) or "none"
+def render_race(result: Race) -> Group:
+    """The raced candidates ranked, each with what it changed, its accuracy and 95% interval; the winner first."""
+    table = Table(
+        title=f"verify: {result.budget} epochs per trial, {result.seeds} seed(s); best validation accuracy",
+        title_justify="left",
+    )
+    for column in ("#", "candidate", "changes", "val acc", "95% interval", "addresses"):
+        table.add_column(column, justify="right" if column in ("#", "val acc") else "left")
+    for rank, entry in enumerate(result.ranking, 1):
+        low, high = entry.interval(result.n_val)
+        table.add_row(
+            str(rank),
+            entry.label,
+            " ".join(f"--set {change}" for change in entry.changes) or "(none)",
+            f"{entry.mean:.1%}",
+            f"{low:.1%} to {high:.1%}",
+            entry.addresses or "",
+        )
+    winner = result.winner
+    baseline = next(
+        entry for entry in result.ranking if not entry.addresses and entry.label.startswith("the run")
+    )
+    if winner is baseline:
+        advice = Text("advice: no candidate beat the run as it is at this budget", style="bold yellow")
+    else:
+        advice = Text(
+            f"advice: --set {winner.label}  (measured: {winner.mean:.1%} vs the run's {baseline.mean:.1%})",
+            style="bold green",
+        )
+    return Group(
+        table, advice, Text(f"stored: {result.run / 'doctor' / 'verify.json'} and verify.png", style="dim")
+    )
 
 
 def findings_json(run: RunRecord, findings: list[Finding]) -> dict[str, Any]:

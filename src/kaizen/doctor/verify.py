@@ -1,8 +1,14 @@
-"""Verify a recommendation: train the run's config with the override, same seed and budget, and compare."""
+"""Verify recommendations: train the run's config with each candidate override and rank them by what they did.
+
+`verify` tries one override; `race` trains the top distinct recommendations of the top findings from the
+same seed (and budget, unless one is given), over one or more seeds, and ranks them by best validation
+accuracy with a 95% interval; the result is stored in RUN/doctor/verify.json and RUN/doctor/verify.png.
+"""
 
 from __future__ import annotations
 
 import shutil
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +17,7 @@ from kaizen.doctor import examine, top_recommendation
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 from kaizen.errors import KaizenError
+from kaizen.track import rundir
 
 
 @dataclass
@@ -71,6 +78,182 @@ class Verification:
         }
 
 
+def _train(record: RunRecord, overrides: list[str], name: str, quiet: bool) -> RunRecord:
+    """Train the run's config with `overrides` next to the run, as `<name>`; return the new run, read."""
+    from kaizen.track import rundir
+    from kaizen.track.progress import Reporter
+    from kaizen.training.loop import fit
+
+    cfg = record.config.override(overrides)
+    cfg.name = name
+    run_dir = rundir.new_run_dir(record.path.parent, cfg.run_name())
+    cfg.log.runs_dir = str(record.path.parent)
+    try:
+        fit(cfg, run_dir=run_dir, reporter=Reporter(enabled=not quiet))
+    except KaizenError:
+        if not (run_dir / "meta.json").is_file():  # it failed before training started: leave no empty run
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+    return read_run(run_dir)
+
+
+def candidates(findings: list[Finding], count: int) -> list[tuple[str, str]]:
+    """Up to `count` distinct (override, finding code): each warning's first recommendation, then its second..."""
+    problems = [finding for finding in findings if finding.severity != "info" and finding.recommendations]
+    chosen: list[tuple[str, str]] = []
+    for depth in range(max((len(f.recommendations) for f in problems), default=0)):
+        for finding in problems:
+            if depth < len(finding.recommendations) and len(chosen) < count:
+                override = finding.recommendations[depth]
+                if override not in [o for o, _ in chosen]:
+                    chosen.append((override, finding.code))
+    return chosen
+
+
+@dataclass
+class Entry:
+    """One raced candidate: its overrides (what the trial changed, budget included) and its runs."""
+
+    label: str
+    changes: list[str]
+    addresses: str | None
+    accuracies: list[float]
+    paths: list[str]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.accuracies) / len(self.accuracies)
+
+    def interval(self, n_val: int) -> tuple[float, float]:
+        """95% interval of the mean best validation accuracy: over seeds (t), or binomial for one seed."""
+        import math
+
+        from scipy import stats
+
+        values = self.accuracies
+        if len(values) > 1:
+            spread = statistics.stdev(values) / math.sqrt(len(values))
+            half = stats.t.ppf(0.975, len(values) - 1) * spread
+            return self.mean - half, self.mean + half
+        n = max(n_val, 1)
+        low, high = stats.binomtest(round(values[0] * n), n).proportion_ci(0.95, method="wilson")
+        return float(low), float(high)
+
+    def to_dict(self, n_val: int) -> dict[str, Any]:
+        low, high = self.interval(n_val)
+        return {
+            "label": self.label,
+            "changes": self.changes,
+            "addresses": self.addresses,
+            "best_val_acc": self.accuracies,
+            "mean": self.mean,
+            "interval95": [low, high],
+            "runs": self.paths,
+        }
+
+
+@dataclass
+class Race:
+    """Candidates ranked by mean best validation accuracy (the run itself, at the same budget, among them)."""
+
+    run: Path
+    budget: int
+    seeds: int
+    n_val: int
+    ranking: list[Entry]
+
+    @property
+    def winner(self) -> Entry:
+        return self.ranking[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON ready)."""
+        return {
+            "run": str(self.run),
+            "budget_epochs": self.budget,
+            "seeds": self.seeds,
+            "metric": "best validation accuracy",
+            "winner": self.winner.label,
+            "ranking": [entry.to_dict(self.n_val) for entry in self.ranking],
+        }
+
+
+def race(
+    run_path: str | Path,
+    count: int = 3,
+    overrides: list[str] | None = None,
+    budget: int | None = None,
+    seeds: int = 1,
+    quiet: bool = True,
+) -> Race | None:
+    """Race `count` candidate fixes (or the given `overrides`) against the run; None when nothing is to fix.
+
+    Every trial starts from the run's config with one override, its seed (then seed + 1, ...) and its epochs,
+    or `budget` epochs for every trial including the baseline (then the baseline is retrained). Writes
+    RUN/doctor/verify.json and verify.png.
+    """
+    if count < 1:
+        raise KaizenError(f"--candidates {count}: race at least one candidate")
+    if seeds < 1:
+        raise KaizenError(f"--seeds {seeds}: at least one seed")
+    if budget is not None and budget < 1:
+        raise KaizenError(f"--budget {budget}: at least one epoch")
+    record = read_run(run_path)
+    if record.status == "running":
+        raise KaizenError(f"{record.path} is still in progress; --verify races fixes against a finished run")
+    picked = [(o, None) for o in overrides] if overrides else candidates(examine(record), count)
+    if not picked:
+        return None
+    epochs = budget or record.config.train.epochs
+    extra = [] if epochs == record.config.train.epochs else [f"train.epochs={epochs}"]
+    base_seed = record.config.train.seed
+    name = record.config.run_name()
+    entries = []
+    for label, change, addresses in [("the run as it is", None, None), *[(o, o, a) for o, a in picked]]:
+        accuracies, paths = [], []
+        for offset in range(seeds):
+            seed = [] if offset == 0 else [f"train.seed={base_seed + offset}"]
+            changes = [*([change] if change else []), *extra, *seed]
+            if not changes:
+                trial = record  # the run itself: same config, same seed, same budget
+            else:
+                trial = _train(record, changes, f"{name}-verify", quiet)
+            accuracies.append(max((row["acc"] for row in trial.val), default=0.0))
+            paths.append(str(trial.path))
+        entries.append(Entry(label, [*([change] if change else []), *extra], addresses, accuracies, paths))
+    n_val = record.summary.get("data", {}).get("val") or 0
+    result = Race(record.path, epochs, seeds, n_val, sorted(entries, key=lambda entry: -entry.mean))
+    folder = record.path / "doctor"
+    folder.mkdir(exist_ok=True)
+    rundir.write_json(folder / "verify.json", result.to_dict())
+    _plot(result, folder / "verify.png")
+    return result
+
+
+def _plot(result: Race, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [entry.label for entry in result.ranking][::-1]
+    means = [100 * entry.mean for entry in result.ranking][::-1]
+    intervals = [entry.interval(result.n_val) for entry in result.ranking][::-1]
+    errors = [
+        [m - 100 * low for m, (low, _) in zip(means, intervals)],
+        [100 * high - m for m, (_, high) in zip(means, intervals)],
+    ]
+    figure, axes = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.2))
+    axes.barh(
+        labels, means, xerr=errors, color=["C2" if i == len(labels) - 1 else "C0" for i in range(len(labels))]
+    )
+    axes.set_xlabel("best validation accuracy (%), 95% interval")
+    axes.set_title(f"doctor --verify: {result.budget} epochs, {result.seeds} seed(s)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def verify(run_path: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Verification:
     """Train the run's config with `overrides` (default: the top recommendation) and compare with the run.
 
@@ -78,10 +261,6 @@ def verify(run_path: str | Path, overrides: list[str] | None = None, quiet: bool
     to the original, named `<name>-verify`. Raises KaizenError if the run is still in progress, or if no
     finding recommends anything and no overrides were given.
     """
-    from kaizen.track import rundir
-    from kaizen.track.progress import Reporter
-    from kaizen.training.loop import fit
-
     record = read_run(run_path)
     if record.status == "running":
         raise KaizenError(f"{record.path} is still in progress; --verify compares with a finished run")
@@ -94,14 +273,5 @@ def verify(run_path: str | Path, overrides: list[str] | None = None, quiet: bool
                 f"{record.path}: no warning or critical finding recommends a change; nothing to verify"
             )
         addresses, overrides = top[0].code, [top[1]]
-    cfg = record.config.override(overrides)
-    cfg.name = f"{record.config.run_name()}-verify"
-    run_dir = rundir.new_run_dir(record.path.parent, cfg.run_name())
-    cfg.log.runs_dir = str(record.path.parent)
-    try:
-        fit(cfg, run_dir=run_dir, reporter=Reporter(enabled=not quiet))
-    except KaizenError:
-        if not (run_dir / "meta.json").is_file():  # it failed before training started: leave no empty run
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-    return Verification(list(overrides), addresses, before, Outcome.of(read_run(run_dir)))
+    after = _train(record, list(overrides), f"{record.config.run_name()}-verify", quiet)
+    return Verification(list(overrides), addresses, before, Outcome.of(after))

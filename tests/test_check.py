@@ -1,0 +1,64 @@
+"""kaizen check: a sound recipe passes every check; planted faults fail the check that names them; bad input
+gets one clear line (exit 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import cli
+
+import kaizen
+from kaizen.data import load_data
+from kaizen.doctor.check import initial_loss, input_scale, one_batch, run_checks, train_test_overlap
+
+MLP = ["model.preset=mlp", "model.hidden=[64]", "model.norm=none", "model.dropout=0"]
+
+
+def by_name(checks) -> dict:
+    return {check.name: check for check in checks}
+
+
+def test_a_sound_recipe_passes_every_check():
+    checks = run_checks(kaizen.Config().override(MLP))
+    assert [c.name for c in checks if not c.passed] == [], [c.evidence for c in checks]
+    assert len(checks) == 8 and all(c.advice == "" for c in checks)
+
+
+def test_raw_pixels_fail_the_input_scale_and_initial_loss_checks(tmp_path):
+    digits = load_data(kaizen.Config().data.model_copy(update={"normalize": False}))
+    path = tmp_path / "raw.npz"
+    np.savez(path, x=(digits.x_train.numpy() * 255).astype(np.float32), y=digits.y_train.numpy())
+    cfg = kaizen.Config().override([*MLP, "data.name=npz", f"data.path={path}", "data.normalize=false"])
+    data = load_data(cfg.data)
+    scale = input_scale(data, cfg)
+    assert not scale.passed and "data.normalize=true" in scale.advice
+    loss = initial_loss(cfg, data)
+    assert not loss.passed and "confidently wrong" in loss.advice
+
+
+def test_a_learning_rate_far_too_high_fails_the_one_batch_check():
+    cfg = kaizen.Config().override([*MLP, "optim.name=sgd", "optim.lr=50"])
+    result = one_batch(cfg, load_data(cfg.data))
+    assert not result.passed and "lr-find" in result.advice
+
+
+def test_test_images_copied_into_training_are_found(tmp_path):
+    data = load_data(kaizen.Config().data)
+    assert train_test_overlap(data).passed
+    data.x_test[:20] = data.x_train[:20]
+    leaked = train_test_overlap(data)
+    assert not leaked.passed and leaked.evidence.startswith("20 of")
+
+
+def test_check_command_exit_codes(monkeypatch, capsys):
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "check",
+        *[f"--set={o}" for o in MLP],
+        "--set=optim.lr=50",
+        "--set=optim.name=sgd",
+    )
+    assert code == 1, err
+    assert "FAIL one batch overfits" in out and "checks passed; failed:" in out
+    code, _, err = cli(monkeypatch, capsys, "check", "--set", "optim.lr=-1")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
