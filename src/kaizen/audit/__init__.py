@@ -24,7 +24,9 @@ from typing import Any
 from kaizen import registry
 from kaizen.audit import findings, report
 from kaizen.audit.folds import AUDIT_OVERRIDES, audit_config, check_folds, fold_outputs, train_folds
+from kaizen.audit.hints import comparable_data
 from kaizen.config import Config
+from kaizen.data import to_float
 from kaizen.data.selection import AUDIT_FILE, FIXABLE
 from kaizen.study.compare import Event, check_workers
 from kaizen.track import rundir
@@ -68,7 +70,7 @@ def run_audit(
     outcome = train_folds(audited, folds, out_dir, workers, on_event, on_start)
     outputs = fold_outputs(audited, folds, out_dir)
     labels = outputs.data.y_train.numpy()
-    x_train, x_test = outputs.data.x_train.numpy(), outputs.data.x_test.numpy()
+    x_train, x_test = to_float(raw.train_x), to_float(raw.test_x)  # decoded pixels, as in the files
     issues = (
         findings.label_issues(labels, outputs.probs)
         + findings.copies(x_train, x_test, labels)
@@ -97,7 +99,7 @@ def run_audit(
             "seed": audited.train.seed,
             "split_seed": audited.data.split_seed,
             "fold_overrides": AUDIT_OVERRIDES,
-            "data_config": comparable_data(cfg.data),
+            "data_config": comparable_data(cfg.data),  # what doctor matches a run against
             "thresholds": {
                 "near_pixel_cosine": findings.NEAR_PIXEL,
                 "outlier_neighbours": findings.OUTLIER_NEIGHBOURS,
@@ -115,12 +117,6 @@ def run_audit(
     report.write_html(out_dir / REPORT_FILE, summary, issues, raw)
     rundir.write_json(out_dir / AUDIT_FILE, summary)  # last: its presence means the audit is complete
     return AuditResult(out_dir, counts, issues, summary, kept, outcome.ran, outcome.skipped)
-
-
-def comparable_data(data: Any) -> dict[str, Any]:
-    """The data settings that decide which examples an audit sees (what `doctor` matches a run against)."""
-    fields = ("name", "root", "path", "test_path", "test_split", "split_seed")
-    return {key: getattr(data, key) for key in fields}
 
 
 __all__ = ["AuditResult", "run_audit"]

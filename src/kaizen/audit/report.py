@@ -168,9 +168,10 @@ def _balance_chart(counts: list[int], class_names: list[str]) -> str:
     ax.set_xticks(
         range(len(counts)), [name[:12] for name in class_names], rotation=45 if len(counts) > 12 else 0
     )
+    ax.set_xlabel("class")
     ax.set_ylabel("training examples")
     ax.axhline(float(np.mean(counts)), color="gray", linestyle="--", linewidth=1, label="mean")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.tight_layout()
     return _png(figure)
 

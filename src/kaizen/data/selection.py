@@ -52,9 +52,10 @@ def select_training(raw: RawData, cfg: DataConfig) -> RawData:
         "train_y": raw.train_y[keep],
         "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {count:,} examples",
     }
-    if paths is not None:
-        changes["train_paths"] = [paths[index] for index in keep]
-    return dataclasses.replace(raw, **changes)
+    selected = dataclasses.replace(raw, **changes)
+    if paths is not None:  # set after replace: RawData of formats without files has no such field
+        selected.train_paths = [paths[index] for index in keep]
+    return selected
 
 
 def _check_audited_count(key: str, path: Path, count: int) -> None:
