@@ -14,6 +14,7 @@ import pytest
 
 import kaizen
 from kaizen.audit import run_audit
+from kaizen.audit.report import GRID_MAX
 from kaizen.config import DataConfig
 from kaizen.data import load_data
 from kaizen.data.datasets import digits_dataset
@@ -100,7 +101,11 @@ def test_files_agree_with_the_findings(audited):
     label_rows = [row for row in rows if row["issue"] == "label"]
     assert all(row["suggested"] and row["suggested"] != row["label"] for row in label_rows)
     page = (out / "report.html").read_text()
-    assert "Class balance" in page and page.count("<figure>") >= len(label_rows)
+    assert "Class balance" in page and "data:image/png;base64," in page
+    for row in label_rows[:GRID_MAX]:  # the worst label issues are shown, captioned with index and labels
+        assert f"train {row['index']}<br>{row['label']} → {row['suggested']}" in page
+    if len(label_rows) > GRID_MAX:
+        assert f"… and {len(label_rows) - GRID_MAX} more in issues.csv" in page
     assert "http" not in page.replace("http-equiv", "")  # self-contained
     dropped = {int(row["index"]) for row in rows if row["issue"] in FIXABLE}
     kept = [int(line) for line in (out / "keep.txt").read_text().split()]
@@ -212,3 +217,31 @@ def test_cleanlab_missing_gives_the_install_hint(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "audit", "-o", str(tmp_path / "a"))
     assert code == 2 and 'pip install "kaizen[audit]"' in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "a").exists()
+
+
+def test_doctor_mentions_an_audit_of_the_same_data(audited):
+    from kaizen.audit.hints import doctor_notes
+
+    cfg, _, result = audited
+    notes = doctor_notes(result.out_dir, cfg, audits_dir=result.out_dir.parent)
+    assert [note.code for note in notes] == ["data_audit"]
+    assert notes[0].details["counts"] == result.counts and "data.exclude=null," in notes[0].explanation
+    other = cfg.override(["data.split_seed=1"])
+    assert all(
+        note.code != "data_audit" for note in doctor_notes(result.out_dir, other, result.out_dir.parent)
+    )
+
+
+def test_doctor_suggests_an_audit_when_top_losses_sit_in_two_classes(tmp_path):
+    from kaizen.audit.hints import doctor_notes
+
+    raw = digits_dataset(DataConfig())
+    test_y = raw.test_y.copy()
+    test_y[raw.test_y == 1], test_y[raw.test_y == 7] = 7, 1  # the test labels of two classes swapped
+    np.savez(tmp_path / "train.npz", x=raw.train_x, y=raw.train_y)
+    np.savez(tmp_path / "test.npz", x=raw.test_x, y=test_y)
+    cfg = npz_config(tmp_path, "log.stats=false", "log.tensorboard=false", "log.plots=false")
+    run = kaizen.train(cfg)
+    notes = doctor_notes(run.path, cfg, audits_dir=tmp_path / "none")
+    assert [note.code for note in notes] == ["losses_in_few_classes"]
+    assert notes[0].details["share"] >= 0.75 and set(notes[0].details["classes"]) == {"1", "7"}

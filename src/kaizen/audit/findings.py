@@ -55,8 +55,9 @@ class Issue:
 def label_issues(labels: np.ndarray, probs: np.ndarray) -> list[Issue]:
     """Confident learning's label issues (cleanlab), worst first."""
     filters, rank = _cleanlab()
-    # cleanlab counts classes from the probabilities' columns: every class must appear among the labels
-    flagged = filters.find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    flagged = filters.find_label_issues(
+        labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1  # no process pool for small data
+    )
     quality = rank.get_label_quality_scores(labels, probs, method="self_confidence")
     suggested = probs.argmax(axis=1)
     return [
