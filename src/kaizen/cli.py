@@ -373,6 +373,62 @@ def datacurve(
 
 
 @app.command()
+def audit(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds", "-k", help="Fold models (each example judged by the one that did not see it)."
+        ),
+    ] = 5,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Default: audits/<config>. Re-run to resume.")
+    ] = None,
+    budget: Annotated[int | None, typer.Option(help="Epochs per fold model (default: train.epochs).")] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Write keep.txt without the label, duplicate and leak issues.")
+    ] = False,
+    workers: WorkersOption = None,
+) -> None:
+    """Audit the training data: wrong labels, duplicates, train/test leaks, outliers, class balance, top losses."""
+    from kaizen.audit import run_audit
+
+    cfg = load_config(config, overrides)
+    out_dir = out_dir or Path("audits") / (config.stem if config is not None else "default")
+
+    def progress(event) -> None:
+        if event.status != "skipped":
+            line = f"[{event.index}/{event.total}] {event.variant} · {event.status} in {event.seconds:.1f}s"
+            err.print(line + (f": {event.error}" if event.error else ""), highlight=False, soft_wrap=True)
+
+    def start(to_run: int, finished: int) -> None:
+        earlier = f", {finished} finished earlier" if finished else ""
+        err.print(f"audit: {folds} fold models, {to_run} to train{earlier} -> {out_dir}", soft_wrap=True)
+
+    try:
+        result = run_audit(cfg, out_dir, folds, workers, budget, fix, on_event=progress, on_start=start)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished fold models are kept; run the same command again to resume")
+        raise
+    data = result.summary["data"]
+    balance = result.summary["class_balance"]
+    out.print(
+        f"audited {data['train_examples']:,} training examples ({result.summary['out_of_fold_acc']:.2%} "
+        f"out-of-fold accuracy) · class balance: largest/smallest {balance['imbalance']:.2f}",
+        highlight=False,
+    )
+    out.print("  ".join(f"{kind} {count}" for kind, count in result.counts.items()), highlight=False)
+    if result.kept is not None:
+        out.print(
+            f"keep.txt: {result.kept:,} of {data['train_examples']:,} kept (label, duplicate and leak issues "
+            f"dropped) -> train with --set data.keep={result.out_dir / 'keep.txt'}",
+            soft_wrap=True,
+        )
+    out.print(f"report: {result.out_dir / 'report.html'}  (also issues.csv, audit.json)", soft_wrap=True)
+
+
+@app.command()
 def tune(
     space: Annotated[
         list[str] | None,

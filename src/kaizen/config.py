@@ -84,8 +84,19 @@ class DataConfig(Section):
     )
     fraction: float = Field(1.0, gt=0, le=1, description="train on this fraction of the training split")
     normalize: bool = Field(True, description="standardise inputs with the training split's mean and std")
+    exclude: str | None = Field(
+        None,
+        description="an audit's issues.csv: drop the training examples it flags as label, duplicate or leak",
+    )
+    keep: str | None = Field(None, description="an audit's keep.txt: train only on the indices it lists")
 
     _check_name = field_validator("name")(_registered(registry.DATASETS))
+
+    @model_validator(mode="after")
+    def _exclude_or_keep(self) -> DataConfig:
+        if self.exclude is not None and self.keep is not None:
+            raise ValueError("give data.exclude or data.keep, not both")
+        return self
 
     @field_validator("val_split")
     @classmethod

@@ -18,6 +18,7 @@ import torch
 from kaizen import registry
 from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
+from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
 
@@ -51,7 +52,7 @@ class Data:
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Return the dataset `cfg.name` split, normalised and moved to `device`."""
-    raw: RawData = registry.DATASETS.create(cfg.name, cfg)
+    raw: RawData = select_training(registry.DATASETS.create(cfg.name, cfg), cfg)  # data.exclude / keep
     if raw.val_rows is not None:  # the data set comes with its validation split
         val = raw.val_rows
         train = np.setdiff1d(np.arange(len(raw.train_y)), val)

@@ -95,6 +95,9 @@ def _notes(run: RunRecord) -> list[Finding]:
                 recommendations=[] if run.config.log.stats else ["log.stats=true"],
             )
         )
+    from kaizen.audit.hints import doctor_notes  # audit's findings are doctor Findings: imported here
+
+    notes += doctor_notes(run.path, run.config)  # data quality: an audit on file, or a hint to run one
     if run.corrupt_lines:
         notes.append(
             Finding(

@@ -1,0 +1,136 @@
+"""Train on a cleaned index: `data.exclude` (an audit's issues.csv) or `data.keep` (an audit's keep.txt).
+
+Both name examples by their index in the training split as loaded (the row of the training file, or the
+position in a folder's sorted file list), before the validation split. `data.exclude` drops the training rows
+whose issue is one a fix removes (FIXABLE: wrong labels, duplicates, train/test leaks); the other kinds
+(outliers, high-loss examples) are there to be looked at. A file made for other data fails with one line: an
+audit.json beside it that counted another number of training examples, an index out of range, or a path that
+is not the one at that index.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kaizen.errors import KaizenError
+
+if TYPE_CHECKING:
+    from kaizen.config import DataConfig
+    from kaizen.data.datasets import RawData
+
+FIXABLE = ("label", "duplicate", "leak")
+AUDIT_FILE = "audit.json"
+
+
+def select_training(raw: RawData, cfg: DataConfig) -> RawData:
+    """Return `raw` with only the training examples `cfg.exclude` / `cfg.keep` leave (unchanged when unset)."""
+    if cfg.exclude is None and cfg.keep is None:
+        return raw
+    key, path = (
+        ("data.exclude", Path(cfg.exclude)) if cfg.exclude is not None else ("data.keep", Path(cfg.keep))
+    )
+    count = len(raw.train_y)
+    if not path.is_file():
+        raise KaizenError(f"{key}: file not found: {path}")
+    _check_audited_count(key, path, count)
+    paths = raw.train_paths
+    if cfg.exclude is not None:
+        dropped = _read_exclude(key, path, count, paths)
+        keep = np.setdiff1d(np.arange(count), dropped)
+    else:
+        keep = _read_keep(key, path, count)
+    if len(keep) == 0:
+        raise KaizenError(f"{key}: {path} leaves no training example")
+    changes = {
+        "train_x": raw.train_x[keep],
+        "train_y": raw.train_y[keep],
+        "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {count:,} examples",
+    }
+    if raw.train_paths is not None:
+        changes["train_paths"] = [raw.train_paths[index] for index in keep]
+    if raw.val_rows is not None:  # a given validation split keeps its examples that survive, renumbered
+        changes["val_rows"] = np.flatnonzero(np.isin(keep, raw.val_rows))
+    selected = dataclasses.replace(raw, **changes)
+    return selected
+
+
+def _check_audited_count(key: str, path: Path, count: int) -> None:
+    """The audit that wrote `path` (its audit.json beside it, if any) must have seen `count` training examples."""
+    audit = path.parent / AUDIT_FILE
+    if not audit.is_file():
+        return
+    try:
+        audited = json.loads(audit.read_text())["data"]["train_examples"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a kaizen audit's file: the indices are checked one by one below
+    if audited != count:
+        raise KaizenError(
+            f"{key}: {path} was made by an audit of {audited:,} training examples, but this data has "
+            f"{count:,}; audit this data (kaizen audit) or point {key} at its own file"
+        )
+
+
+def _read_exclude(key: str, path: Path, count: int, paths: list[str] | None) -> np.ndarray:
+    try:
+        with path.open(newline="") as stream:
+            reader = csv.DictReader(stream)
+            missing = {"split", "index"} - set(reader.fieldnames or [])
+            if missing:
+                raise KaizenError(
+                    f"{key}: {path} has no column {sorted(missing)[0]!r}; expected an audit's issues.csv "
+                    "(split,index,path,label,suggested,issue,score)"
+                )
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise KaizenError(f"{key}: cannot read {path} as CSV ({error})") from None
+    dropped = []
+    for line, row in enumerate(rows, start=2):
+        if row["split"] != "train" or row.get("issue", "label") not in FIXABLE:
+            continue
+        index = _index(key, path, f"line {line}", row["index"], count)
+        where = (row.get("path") or "").strip()
+        if where:
+            if paths is None:
+                raise KaizenError(f"{key}: {path} line {line} names file {where}, but this data has no files")
+            if paths[index] != where:
+                raise KaizenError(
+                    f"{key}: {path} line {line}: {where} is not training example {index} of this data "
+                    f"({paths[index]}); the file belongs to other data"
+                )
+        dropped.append(index)
+    return np.array(sorted(set(dropped)), dtype=np.int64)
+
+
+def _read_keep(key: str, path: Path, count: int) -> np.ndarray:
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise KaizenError(f"{key}: cannot read {path} ({error})") from None
+    keep = [
+        _index(key, path, f"line {number}", text, count)
+        for number, text in enumerate(lines, start=1)
+        if text.strip()
+    ]
+    if len(set(keep)) != len(keep):
+        repeated = next(index for index in keep if keep.count(index) > 1)
+        raise KaizenError(f"{key}: {path} lists index {repeated} twice")
+    return np.array(sorted(keep), dtype=np.int64)
+
+
+def _index(key: str, path: Path, where: str, text: str, count: int) -> int:
+    try:
+        index = int(text.strip())
+    except ValueError:
+        raise KaizenError(f"{key}: {path} {where}: {text.strip()!r} is not an example index") from None
+    if not 0 <= index < count:
+        raise KaizenError(
+            f"{key}: {path} {where}: index {index} is out of range 0..{count - 1} (this data has {count:,} "
+            "training examples)"
+        )
+    return index
