@@ -205,12 +205,18 @@ def check_choices(metric: str, correction: str, interval: str) -> None:
 
 
 def collect(
-    study_dir: Path | str, metric: str | None = None, correction: str = "holm", interval: str = "t"
+    study_dir: Path | str,
+    metric: str | None = None,
+    correction: str | None = None,
+    interval: str | None = None,
 ) -> Results:
-    """Read a study directory and compute every variant's statistics on `metric` (default: the plan's)."""
+    """Read a study directory and compute every variant's statistics on `metric` with `correction` and
+    `interval` (each default: what the study was run with, else test.acc, holm, t)."""
     study_dir = Path(study_dir)
     study = load_study(study_dir)
     metric = metric or study["metric"]
+    correction = correction or study.get("correction", "holm")
+    interval = interval or study.get("interval", "t")
     check_choices(metric, correction, interval)
     splits = study.get("split_seeds") or [None]
     started = study_dir / "runs"

@@ -38,10 +38,13 @@ class Report:
 
 
 def write_report(
-    study_dir: Path | str, metric: str | None = None, correction: str = "holm", interval: str = "t"
+    study_dir: Path | str,
+    metric: str | None = None,
+    correction: str | None = None,
+    interval: str | None = None,
 ) -> Report:
-    """Collect a study's results (on `metric`, default the plan's) and write results.csv, report.md,
-    report.html and the figures."""
+    """Collect a study's results (metric, correction and interval default to the study's own) and write
+    results.csv, report.md, report.html and the figures."""
     results = collect(study_dir, metric, correction, interval)
     path = results.path
     curve = analyse(results) if results.study.get("kind") == "datacurve" else None

@@ -137,9 +137,10 @@ def headline(results: Results) -> list[str]:
             f"{stats.MIN_SEEDS_FOR_VERDICT} are needed): the numbers below are estimates only."
         )
     else:
+        p_name = "p" if results.correction == "none" else "adjusted p"
         for label in ("better", "worse"):
             names = [
-                f"{v.id} ({fmt_diff(metric, v.difference.diff)}, adjusted p {fmt_p(v.difference.p_adj)})"
+                f"{v.id} ({fmt_diff(metric, v.difference.diff)}, {p_name} {fmt_p(v.difference.p_adj)})"
                 for v in results.variants
                 if verdict(results, v) == label
             ]
@@ -149,7 +150,7 @@ def headline(results: Results) -> list[str]:
         if unclear:
             lines.append(f"No clear difference from {baseline.id}: {', '.join(unclear)}.")
         if results.comparisons:
-            lines.append(f"Verdicts at adjusted p < {stats.SIGNIFICANCE}: {correction_text(results)}.")
+            lines.append(f"Verdicts at {p_name} < {stats.SIGNIFICANCE}: {correction_text(results)}.")
     failed = [v.id for v in results.variants if v.status == "failed"]
     if failed:
         lines.append(f"Failed (no seed finished): {', '.join(failed)}.")
@@ -173,28 +174,35 @@ def _state_lines(results: Results) -> list[str]:
 
 
 def test_size_lines(results: Results) -> list[str]:
-    """When the test set is too small to resolve the observed differences of test accuracy: a single run's
-    accuracy on n images has a sampling error of sqrt(p (1 - p) / n); two models differ resolvably only by
-    more than about 2 · sqrt(2) of it (two standard errors of a difference of two independent accuracies)."""
+    """When the test set is too small to resolve the observed differences of test accuracy. Every seed is
+    tested on the same images, so more seeds do not shrink the test set's own sampling error. A difference is
+    unresolved when the paired bootstrap over test examples and seeds gives an interval containing 0; for runs
+    without per-example results, when it is under 2 · sqrt(2 p (1 - p) / n), two standard errors of the
+    difference of two independent accuracies p on n images."""
     n = results.test_size
     if results.metric != "test.acc" or not n or not results.baseline.values:
         return []
     accuracy = results.baseline.spread.mean
     resolution = 2 * math.sqrt(2 * accuracy * (1 - accuracy) / n)
-    small = [
-        v.id
-        for v in results.variants
-        if v.difference is not None
-        and math.isfinite(v.difference.diff)
-        and abs(v.difference.diff) < resolution
-    ]
+    small = []
+    for variant in results.variants:
+        difference, examples = variant.difference, variant.examples
+        if difference is None or not math.isfinite(difference.diff):
+            continue
+        if examples is not None and math.isfinite(examples[1]):
+            unresolved = examples[1] <= 0 <= examples[2]
+        else:
+            unresolved = abs(difference.diff) < resolution
+        if unresolved:
+            small.append(variant.id)
     if not small:
         return []
     return [
         f"The test set has {n:,} images (one image = {100 / n:.2f} points; a single run's accuracy has a "
-        f"sampling error of ±{100 * resolution / (2 * math.sqrt(2)):.2f} points): differences under "
-        f"{100 * resolution:.2f} points, as for {', '.join(small)}, are too small for it to resolve; use a "
-        "larger test set (e.g. mnist-10k) to decide them."
+        f"sampling error of ±{100 * math.sqrt(accuracy * (1 - accuracy) / n):.2f} points, which more seeds do "
+        f"not reduce): it is too small to resolve the difference of {', '.join(small)} from the baseline "
+        "(the interval over test examples and seeds contains 0); a larger test set (e.g. mnist-10k) would "
+        "decide it."
     ]
 
 
