@@ -252,8 +252,8 @@ def _execute_study(
     """Run a study plan with one progress line per run (after tuning each variant, with `tune`), then print
     the results table, the answer and the report's path."""
     from kaizen.study import execute, throughput, tune_variants
-    from kaizen.study.backends import check_backend
     from kaizen.study.compare import check_workers
+    from kaizen.study.launch import check_backend
     from kaizen.study.results import check_choices
 
     check_workers(workers)

@@ -26,8 +26,9 @@ from kaizen.config import Config, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
 from kaizen.study import throughput
-from kaizen.study.backends import Backend, open_backend
+from kaizen.study.backends import Backend
 from kaizen.study.backends import usable_cores as usable_cores
+from kaizen.study.launch import open_backend
 from kaizen.track import rundir
 
 STUDY_FILE = "study.json"
