@@ -53,7 +53,7 @@ def parse_seeds(text: str | int) -> Seeds:
             )
         return Seeds(stats.MIN_SEEDS_FOR_VERDICT, int(most_text))
     if not text.lstrip("-").isdigit() or int(text) < 1:
-        raise KaizenError(f"--seeds must be a whole number of at least 1, or auto[:MAX], not '{text}'")
+        raise KaizenError(f"--seeds must be at least 1 (a whole number, or auto[:MAX]), not '{text}'")
     return Seeds(int(text))
 
 
