@@ -376,7 +376,7 @@ def compare(
     from kaizen.study.compare import parse_vary
     from kaizen.study.session import check_tune
 
-    parsed, spec = _study_options(seeds, split_seeds, correction, tune, trials or 10)
+    parsed, spec = _study_options(seeds, split_seeds, correction, tune, 10 if trials is None else trials)
     plan = compare_plan(load_config(config, overrides), vary or [], mode, parsed.count, metric, split_seeds)
     if spec is not None:
         check_tune(plan, spec, [parse_vary(text)[0] for text in vary or []])

@@ -347,13 +347,19 @@ def method_note(results: Results) -> list[str]:
         if results.study.get("split_seeds")
         else "Each variant ran once per seed (train.seed); all seeds share the data split."
     )
+    if results.study.get("seeds_auto_max"):
+        splits += (
+            f" Seeds were added in rounds (--seeds auto:{results.study['seeds_auto_max']}) until every variant's "
+            "interval separated from the baseline: stopping on separation makes a false verdict somewhat more "
+            "likely than the nominal 5%."
+        )
     return [
         f"{splits} Mean ± sample standard deviation over runs; the 95% interval uses {interval}, and an "
         "accuracy's interval is clipped to [0%, 100%].",
         "The difference from the baseline (variant − baseline) is tested with a paired t-test when both "
         "finished the same seeds (same seed = same data order), else with Welch's t-test; its interval uses "
         f"{'the bootstrap of the paired differences' if results.interval == 'bootstrap' else 'the same test'}. "
-        f"{correction_text(results).capitalize()}; Holm's step-down method keeps the chance of any false "
+        f"{correction_text(results)[0].upper()}{correction_text(results)[1:]}; Holm's step-down method keeps the chance of any false "
         "'better'/'worse' at 5% and is never weaker than Bonferroni. Verdicts read the adjusted p < 0.05, "
         f"and need at least {stats.MIN_SEEDS_FOR_VERDICT} seeds per variant.",
         "P(beats) is the share of (variant seed, baseline seed) pairs in which the variant's run is better "
