@@ -123,7 +123,7 @@ def test_ray_backend_writes_the_same_study_as_the_local_pool(monkeypatch, capsys
         assert json.loads(twin.read_text())["test"] == json.loads(summary.read_text())["test"]
         assert json.loads((twin.parent / "meta.json").read_text())["status"] == "done"
     rows = {name: list(csv.DictReader(open(name / "results.csv"))) for name in (local, on_ray)}
-    columns = ("variant", "runs_done", "mean", "std", "p_value")
+    columns = ("variant", "runs_done", "mean", "std", "p", "p_adj")
     assert [[row[c] for c in columns] for row in rows[on_ray]] == [
         [row[c] for c in columns] for row in rows[local]
     ]

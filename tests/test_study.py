@@ -20,7 +20,6 @@ from scipy import stats as scipy_stats
 import kaizen
 from kaizen.errors import KaizenError
 from kaizen.study import compare_plan, datacurve_plan, execute, parse_fractions, run_plan, stats, study_plan
-from kaizen.study import recipes as recipes_module
 from kaizen.study.compare import (
     LOCK_FILE,
     StudyLock,
@@ -31,7 +30,7 @@ from kaizen.study.compare import (
     split_values,
     usable_cores,
 )
-from kaizen.study.recipes import RECIPES, Recipe
+from kaizen.study.recipes import RECIPES
 from kaizen.study.report import write_report
 from kaizen.study.results import collect
 
@@ -359,33 +358,32 @@ def test_doctor_findings_are_included_when_doctor_exists(monkeypatch, study_with
 # --- studies and data curves ----------------------------------------------------------------------------------
 
 
-def test_every_recipe_builds_a_valid_plan():
+def test_every_recipe_builds_a_valid_plan_with_the_metric_that_answers_it(monkeypatch, capsys):
     for name, recipe in RECIPES.items():
-        if not recipe.available():
-            continue
         plan = study_plan(name, seeds=2)
         assert plan.baseline == recipe.variants[0][0]
         assert len(plan.variants) == len(recipe.variants), name
+        assert plan.metric == recipe.metric
+    assert study_plan("regularization").metric == "gap"  # the question is the train/validation gap
     optimizers = study_plan("optimizers", seeds=3)
     assert [v.id for v in optimizers.variants] == ["sgd", "momentum", "adagrad", "rmsprop", "adam"]
+    assert RECIPES["optimizers"].tune and RECIPES["batch-size"].tune  # each variant at its own tuned rate
     with pytest.raises(KaizenError, match="did you mean 'optimizers'"):
         study_plan("optimizer")
-
-
-def test_a_recipe_refuses_until_the_schema_has_its_keys(monkeypatch, capsys):
-    recipe = Recipe(
-        "future", "004", "q", "d", (), (("none", ()),), requires=("augment_future",), missing_note="later"
-    )
-    assert not recipe.available()
-    with pytest.raises(KaizenError, match="needs the config key"):
-        recipe.check_available()
-    keys = [key for key in recipes_module.valid_keys() if not key.startswith("augment")]
-    monkeypatch.setattr(recipes_module, "valid_keys", lambda: keys)
-    code, _, err = cli(monkeypatch, capsys, "study", "augmentation")
-    one_line_error(code, err, "augmentation", "augment", "not implemented yet")
     code, out, _ = cli(monkeypatch, capsys, "study", "--list")
-    assert code == 0 and "not available" in out
-    assert all(name in out for name in RECIPES)
+    assert code == 0 and all(name in out for name in RECIPES) and "tunes optim.lr" in out
+
+
+def test_a_recipe_runs_on_mnist_10k_when_its_files_are_there_and_says_when_it_falls_back(tmp_path):
+    empty = study_plan("regularization", overrides=[f"data.root={tmp_path}"])
+    assert empty.base.data.name == "digits" and "no mnist IDX files" in empty.description
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    found = study_plan("regularization", overrides=[f"data.root={tmp_path}"])
+    assert found.base.data.name == "mnist" and "mnist-10k" in found.description
+    assert found.base.data.root == str(tmp_path) and found.base.train.epochs == 30
+    chosen = study_plan("regularization", overrides=[f"data.root={tmp_path}", "data.name=digits"])
+    assert chosen.base.data.name == "digits"  # the user's choice of data wins
 
 
 def test_fractions_are_checked():

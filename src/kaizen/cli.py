@@ -229,38 +229,108 @@ AddressOption = Annotated[
 MetricOption = Annotated[
     str, typer.Option(help="summary.json value to compare: test.acc, best.val_loss, ...")
 ]
+StudySeedsOption = Annotated[
+    str,
+    typer.Option(
+        "--seeds",
+        help="Runs per variant (train.seed = base seed + 0..N-1), or auto[:MAX]: add seeds in rounds until "
+        "every variant separates from the baseline (MAX default 10).",
+    ),
+]
+SplitSeedsOption = Annotated[
+    int,
+    typer.Option(
+        "--split-seeds", help="Also vary the data split (data.split_seed) over N seeds; 0: one split."
+    ),
+]
+CorrectionOption = Annotated[
+    str | None,
+    typer.Option(help="Multiple-comparison correction of the p-values: holm (default), bonferroni or none."),
+]
+IntervalOption = Annotated[
+    str | None, typer.Option(help="95% intervals: t (default) or bootstrap (percentile, over seeds).")
+]
+TuneOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tune",
+        help="Tune a nuisance parameter per variant on the validation split first: KEY=SPACE as in kaizen tune, "
+        "e.g. 'optim.lr=log(1e-4,1)' (repeatable).",
+    ),
+]
+TrialsOption = Annotated[
+    int | None,
+    typer.Option("--trials", help="Trials per variant for --tune (a recipe's own budget by default)."),
+]
 
 
 def _execute_study(
-    plan, out_dir: Path, workers: int | None, backend: str = "local", address: str | None = None
+    plan,
+    out_dir: Path,
+    workers: int | None,
+    backend: str = "local",
+    address: str | None = None,
+    correction: str | None = None,
+    interval: str | None = None,
+    most_seeds: int | None = None,
+    tune=None,
 ) -> None:
-    """Run a study plan with one progress line per run, then print the results table and the report's path."""
-    from kaizen.study import execute, throughput
-    from kaizen.study.backends import check_backend
+    """Run a study plan with one progress line per run (after tuning each variant, with `tune`), then print
+    the results table, the answer and the report's path."""
+    from kaizen.study import execute, throughput, tune_variants
     from kaizen.study.compare import check_workers
-    from kaizen.study.report import headline, render_table
+    from kaizen.study.launch import check_backend
+    from kaizen.study.results import check_choices
 
     check_workers(workers)
     check_backend(backend, address)
+    check_choices(plan.metric, correction or "holm", interval or "t")
 
     def progress(event) -> None:
         if event.status == "skipped":
             return
-        line = f"[{event.index}/{event.total}] {event.variant} · seed {event.seed} · {event.status} in {event.seconds:.1f}s"
+        run = f"seed {event.seed}" if event.split is None else f"split {event.split} · seed {event.seed}"
+        line = (
+            f"[{event.index}/{event.total}] {event.variant} · {run} · {event.status} in {event.seconds:.1f}s"
+        )
         if event.error:
             line += f": {event.error}"
         err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True)
 
     def start(to_run: int, finished: int) -> None:
         runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
+        runs += f" × {len(plan.split_seeds)} splits" if plan.split_seeds else ""
         earlier = f", {finished} finished earlier" if finished else ""
         err.print(
             f"{plan.title}: {runs}, {to_run} to run{earlier} -> {out_dir}", highlight=False, soft_wrap=True
         )
 
+    def tuned(variant: str, best: str) -> None:
+        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True)
+
+    def round_end(seeds: int, why: str) -> None:
+        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True)
+
     try:
+        if tune is not None:
+            err.print(
+                f"tuning {', '.join(tune.keys)} per variant: {tune.trials} trials each on the validation split",
+                highlight=False,
+                soft_wrap=True,
+            )
+            plan = tune_variants(plan, out_dir, tune, on_variant=tuned)
         outcome, report = execute(
-            plan, out_dir, workers, on_event=progress, on_start=start, backend=backend, address=address
+            plan,
+            out_dir,
+            workers,
+            on_event=progress,
+            on_start=start,
+            backend=backend,
+            address=address,
+            correction=correction,
+            interval=interval,
+            most_seeds=most_seeds,
+            on_round=round_end,
         )
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are kept; run the same command again to resume")
@@ -273,6 +343,13 @@ def _execute_study(
     )
     if outcome.throughput is not None:
         err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True)
+    _print_results(report, out_dir)
+
+
+def _print_results(report, out_dir: Path) -> None:
+    """The results table, each variant's first error, the answer and where the report is."""
+    from kaizen.study.report import headline, render_table
+
     out.print(render_table(report.results, out.width))
     for variant in report.results.variants:
         if variant.errors:
@@ -282,6 +359,17 @@ def _execute_study(
     for line in headline(report.results):
         out.print(line, highlight=False, soft_wrap=True)
     out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True)
+
+
+def _study_options(seeds: str, split_seeds: int, correction: str | None, tune: list[str] | None, trials: int):
+    """Parse --seeds, check a verdict request against it, and build the tuning spec (None: no tuning)."""
+    from kaizen.study import TuneSpec, parse_seeds
+    from kaizen.study.session import check_verdict_request
+
+    parsed = parse_seeds(seeds)
+    check_verdict_request(parsed, split_seeds, correction)
+    spec = TuneSpec(tuple(tune), trials) if tune and trials else None
+    return parsed, spec
 
 
 @app.command()
@@ -298,17 +386,27 @@ def compare(
     mode: Annotated[
         str, typer.Option(help="grid: every combination; one-at-a-time: each value vs the base.")
     ] = "grid",
-    seeds: SeedsOption = 3,
+    seeds: StudySeedsOption = "3",
+    split_seeds: SplitSeedsOption = 0,
     workers: WorkersOption = None,
     metric: MetricOption = "test.acc",
+    correction: CorrectionOption = None,
+    interval: IntervalOption = None,
+    tune: TuneOption = None,
+    trials: TrialsOption = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
 ) -> None:
-    """Compare variants × seeds: mean ± std, 95% CI, t-test against the baseline, HTML report."""
+    """Compare variants × seeds: mean ± std, 95% CI, corrected tests against the baseline, HTML report."""
     from kaizen.study import compare_plan
+    from kaizen.study.compare import parse_vary
+    from kaizen.study.session import check_tune
 
-    plan = compare_plan(load_config(config, overrides), vary or [], mode, seeds, metric)
-    _execute_study(plan, out_dir, workers, backend, address)
+    parsed, spec = _study_options(seeds, split_seeds, correction, tune, 10 if trials is None else trials)
+    plan = compare_plan(load_config(config, overrides), vary or [], mode, parsed.count, metric, split_seeds)
+    if spec is not None:
+        check_tune(plan, spec, [parse_vary(text)[0] for text in vary or []])
+    _execute_study(plan, out_dir, workers, backend, address, correction, interval, parsed.most, spec)
 
 
 @app.command()
@@ -320,32 +418,61 @@ def study(
         typer.Option("--config", "-c", help="Run on this config instead of the study's own setup."),
     ] = None,
     overrides: SetOption = None,
-    seeds: SeedsOption = 3,
+    seeds: StudySeedsOption = "3",
+    split_seeds: SplitSeedsOption = 0,
     workers: WorkersOption = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Default: studies/<name>.")] = None,
-    metric: MetricOption = "test.acc",
+    metric: Annotated[
+        str | None,
+        typer.Option(help="summary.json value to compare (default: the one that answers the question)."),
+    ] = None,
+    correction: CorrectionOption = None,
+    interval: IntervalOption = None,
+    tune: TuneOption = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            help="Trials per variant for tuning (the recipe's own budget by default; 0: no tuning).",
+        ),
+    ] = None,
     backend: BackendOption = "local",
     address: AddressOption = None,
 ) -> None:
     """Reproduce a seed experiment (vanishing-gradients, optimizers, ...) with statistics and a report."""
-    from kaizen.study import RECIPES, study_plan
+    from kaizen.study import RECIPES, get_recipe, study_plan
+    from kaizen.study.session import check_tune
 
     if list_:
         for recipe in RECIPES.values():
             variants = ", ".join(variant_id for variant_id, _ in recipe.variants)
-            state = "" if recipe.available() else f"  [red]not available: {recipe.missing_note}[/]"
-            out.print(f"[bold]{recipe.name}[/] (seed {recipe.seed}){state}", highlight=False)
+            tuned = (
+                f" · tunes {', '.join(recipe.tune)} ({recipe.trials} trials a variant)" if recipe.tune else ""
+            )
+            out.print(
+                f"[bold]{recipe.name}[/] (seed {recipe.seed}) · metric {recipe.metric}", highlight=False
+            )
             out.print(f"    {recipe.question}", highlight=False, soft_wrap=True)
             out.print(
-                f"    variants: {variants} · setup: {recipe.description}", highlight=False, soft_wrap=True
+                f"    variants: {variants} · setup: {recipe.description}{tuned}",
+                highlight=False,
+                soft_wrap=True,
             )
         return
     if name is None:
         raise KaizenError("give a study name (kaizen study --list shows them)")
+    recipe = get_recipe(name)
+    space = tune or list(recipe.tune)
+    parsed, spec = _study_options(
+        seeds, split_seeds, correction, space, recipe.trials if trials is None else trials
+    )
     base = Config.load(config) if config is not None else None
-    plan = study_plan(name, base, seeds, metric, overrides)
+    plan = study_plan(name, base, parsed.count, metric, overrides, split_seeds)
+    if spec is not None:
+        check_tune(plan, spec, [])
     suffix = f"-{config.stem}" if config is not None else ""
-    _execute_study(plan, out_dir or Path("studies") / f"{name}{suffix}", workers, backend, address)
+    out_dir = out_dir or Path("studies") / f"{name}{suffix}"
+    _execute_study(plan, out_dir, workers, backend, address, correction, interval, parsed.most, spec)
 
 
 @app.command()
@@ -429,6 +556,23 @@ def audit(
 
 
 @app.command()
+def report(
+    study_dir: Annotated[Path, typer.Argument(help="A study directory (compare, study or datacurve).")],
+    metric: Annotated[
+        str | None, typer.Option(help="Judge on this summary.json value (default: the study's).")
+    ] = None,
+    correction: CorrectionOption = None,
+    interval: IntervalOption = None,
+) -> None:
+    """Rebuild a study's results.csv, report.md and report.html from its run directories, without training."""
+    from kaizen.study import write_report
+    from kaizen.study.results import check_choices
+
+    check_choices(metric or "test.acc", correction or "holm", interval or "t")
+    _print_results(write_report(study_dir, metric, correction, interval), study_dir)
+
+
+@app.command()
 def tune(
     space: Annotated[
         list[str] | None,
@@ -465,33 +609,16 @@ def tune(
 ) -> None:
     """Search hyperparameters with Optuna (TPE, pruning); resumable; writes best.yaml and importance.png."""
     from kaizen.study.tune import tune as run_search
+    from kaizen.study.tune_console import print_result, start_line, trial_line
 
     cfg = load_config(config, overrides)
     out_dir = out_dir or Path("studies") / f"tune-{config.stem if config is not None else 'default'}"
 
     def start(result, counted: int, to_run: int) -> None:
-        held = f", {counted} in the study already" if counted else ""
-        err.print(
-            f"tune '{result.study.study_name}': {_count(trials, 'trial')}{held}, {to_run} to run · "
-            f"{result.metric} "
-            f"({result.study.direction.name.lower()}) · storage {result.storage}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        err.print(start_line(result, trials, counted, to_run), highlight=False, soft_wrap=True)
 
     def progress(event) -> None:
-        value = "" if event.value is None else f" · {event.value:.4f}"
-        best = (
-            "" if event.best_number is None else f" (best {event.best_value:.4f}, trial {event.best_number})"
-        )
-        line = (
-            f"[{event.counted}/{event.total}] trial {event.number} · {event.shown} · "
-            f"{event.state}{value}{best if event.state == 'complete' else ''} · {event.epochs} "
-            f"epoch{'s' if event.epochs != 1 else ''} in {event.seconds:.1f}s"
-        )
-        if event.message:
-            line += f": {event.message}"
-        style = {"complete": None, "pruned": "yellow"}.get(event.state, "red")
+        line, style = trial_line(event)
         err.print(line, style=style, highlight=False, soft_wrap=True)
 
     try:
@@ -513,72 +640,8 @@ def tune(
             soft_wrap=True,
         )
         raise
-    _print_tune(result)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
-
-
-def _print_tune(result) -> None:
-    """The end of a search: trials per state, the best trials as a table, importance, the next command."""
-    from rich.table import Table
-
-    from kaizen.study.tune import BEST_FILE, describe
-
-    counts = ", ".join(f"{number} {state}" for state, number in result.counts().items())
-    err.print(
-        f"ran {_count(result.ran, 'trial')} in {result.seconds:.1f}s here · the study has "
-        f"{len(result.trials)}: {counts}",
-        highlight=False,
-    )
-    ranked = sorted(
-        (trial for trial in result.trials if trial.value is not None and trial.state.name == "COMPLETE"),
-        key=lambda trial: trial.value,
-        reverse=result.study.direction.name == "MAXIMIZE",
-    )
-    if not ranked:
-        err.print(
-            f"[red]no trial completed[/]: see {result.out_dir / 'trials.csv'} for the errors",
-            highlight=False,
-            soft_wrap=True,
-        )
+    if not print_result(result, out, err):
         raise typer.Exit(1)  # a search that found nothing is not a success
-    table = Table(title=f"best trials of {len(result.trials)} · {result.metric}", title_justify="left")
-    table.add_column("trial", justify="right")
-    table.add_column(result.metric, justify="right")
-    for param in result.space:
-        table.add_column(param.key, justify="right")
-    for trial in ranked[:5]:
-        table.add_row(
-            str(trial.number),
-            f"{trial.value:.4f}",
-            *[
-                param.show(trial.params[param.key]) if param.key in trial.params else ""
-                for param in result.space
-            ],
-        )
-    out.print(table)
-    if result.importance is not None:
-        shares = ", ".join(f"{key} {share:.2f}" for key, share in result.importance.items())
-        out.print(
-            f"importance: {shares} -> {result.out_dir / 'importance.png'}", highlight=False, soft_wrap=True
-        )
-    else:
-        out.print(result.importance_note, highlight=False, soft_wrap=True)
-    best = ranked[0]
-    out.print(
-        f"[bold]best: trial {best.number}, {result.metric} {best.value:.4f}[/] · "
-        f"{describe(best, result.space)}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    out.print(
-        f"train it: kaizen train -c {result.out_dir / BEST_FILE}    "
-        f"(trials: {result.out_dir / 'trials.csv'})",
-        highlight=False,
-        soft_wrap=True,
-    )
 
 
 @app.command()

@@ -12,20 +12,24 @@ Python mirrors the command line:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 from kaizen.config import Config
 from kaizen.study.compare import Event, Outcome, Plan, Variant, expand, make_plan, parse_vary, run_plan
 from kaizen.study.datacurve import datacurve_plan, parse_fractions
 from kaizen.study.recipes import RECIPES, get_recipe, study_plan
 from kaizen.study.report import Report, write_report
+from kaizen.study.session import TuneSpec, execute, parse_seeds, tune_variants
 
 
 def compare_plan(
-    base: Config, vary: list[str], mode: str = "grid", seeds: int = 3, metric: str = "test.acc"
+    base: Config,
+    vary: list[str],
+    mode: str = "grid",
+    seeds: int = 3,
+    metric: str = "test.acc",
+    split_seeds: int = 0,
 ) -> Plan:
-    """The Plan of `--vary key=v1,v2` options on `base` (validated: keys, values, seeds, metric)."""
+    """The Plan of `--vary key=v1,v2` options on `base` (validated: keys, values, seeds, metric); with
+    `split_seeds` N every seed also runs on N data splits."""
     parsed = [parse_vary(text) for text in vary]
     variants = expand(parsed, mode)
     return make_plan(
@@ -34,25 +38,12 @@ def compare_plan(
         seeds,
         metric,
         drop_same_as_baseline=mode == "one-at-a-time",
+        split_seeds=split_seeds,
         title=f"compare · {', '.join(key for key, _ in parsed)}",
         question=f"Which setting of {', '.join(key for key, _ in parsed)} works best ({mode})?",
         description=f"{base.run_name()} with {'; '.join(vary)}",
         extra={"mode": mode, "vary": list(vary)},
     )
-
-
-def execute(
-    plan: Plan,
-    out_dir: Path | str,
-    workers: int | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    backend: str = "local",
-    address: str | None = None,
-) -> tuple[Outcome, Report]:
-    """Run a plan (resuming what is finished) on `backend` (local or ray) and write its report; return both."""
-    outcome = run_plan(plan, out_dir, workers, on_event, on_start, backend, address)
-    return outcome, write_report(out_dir)
 
 
 __all__ = [
@@ -61,6 +52,7 @@ __all__ = [
     "Outcome",
     "Plan",
     "Report",
+    "TuneSpec",
     "Variant",
     "compare_plan",
     "datacurve_plan",
@@ -68,7 +60,9 @@ __all__ = [
     "get_recipe",
     "make_plan",
     "parse_fractions",
+    "parse_seeds",
     "run_plan",
     "study_plan",
+    "tune_variants",
     "write_report",
 ]

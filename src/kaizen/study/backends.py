@@ -9,6 +9,9 @@ progress) is `run_plan`'s and the same for every backend.
   (capped at the cores): a small model leaves most of a GPU idle, so several runs share it; the runs are
   spread round-robin over the GPUs.
 - `ray` (`kaizen[ray]`): every run a Ray task with its resources (`kaizen.study.ray_backend`).
+
+`kaizen.study.launch` chooses between them; this module knows nothing of Ray, so the two never import each
+other's way round.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any, Protocol
 from kaizen.config import Config
 from kaizen.errors import KaizenError
 
-BACKENDS = ("local", "ray")
 # Runs that share one GPU by default: small models (the presets on 28×28 digits) use a fraction of a GPU each.
 WORKERS_PER_GPU = 4
 
@@ -56,26 +58,6 @@ class Backend(Protocol):
     def run(self, jobs: list[dict[str, Any]], placement: Placement) -> Iterator[dict[str, Any]]: ...
 
     def close(self) -> None: ...
-
-
-def check_backend(name: str, address: str | None = None) -> None:
-    """KaizenError unless `name` is a known backend whose requirements are met (raises what `open_backend`
-    would, without connecting to anything)."""
-    open_backend(name, address).close()
-
-
-def open_backend(name: str, address: str | None = None) -> Backend:
-    """The backend called `name`, checked now (Ray installed, the address answering) so that bad input fails
-    before anything is written; it connects only when it first places runs."""
-    if name not in BACKENDS:
-        raise KaizenError(f"--backend must be {' or '.join(BACKENDS)}, not '{name}'")
-    if name == "local":
-        if address is not None:
-            raise KaizenError("--address applies only to --backend ray")
-        return LocalBackend()
-    from kaizen.study.ray_backend import RayBackend
-
-    return RayBackend(address)
 
 
 def usable_cores() -> int:
@@ -139,9 +121,15 @@ STOPPED = "interrupted; run the same command again to resume"
 _worker = {"running": False, "interrupted": False}
 
 
+def forget_interrupt() -> None:
+    """Clear a stop recorded by an earlier run in this process (Ray reuses its worker processes)."""
+    _worker["interrupted"] = False
+
+
 def train_job(job: dict[str, Any]) -> dict[str, Any]:
     """Train one run of a study (in a worker process, a Ray task or in-process); never raises for a failing
     run. Returns variant, seed, path, status (done, failed, stopped), seconds and error."""
+    from kaizen.study.examples import write_test_correct
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
 
@@ -162,6 +150,11 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
 
             torch.cuda.set_device(job["gpu"])
         fit(Config.from_dict(job["config"]), run_dir=Path(job["path"]), reporter=Reporter(enabled=False))
+        if not job["config"]["model"].get("tasks"):  # the paired test over test images needs them
+            with contextlib.suppress(
+                KaizenError, OSError
+            ):  # the run is done; the report notes a missing file
+                write_test_correct(job["path"])
     except KaizenError as error:
         result.update(status="failed", error=str(error))
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
 """Compare: variants × seeds, each an ordinary run directory, run on a backend, resumable and locked.
 
-A `Plan` is a base config, named variants (override lists; the first is the baseline unless named) and seeds.
-`run_plan` writes `DIR/study.json` (the plan) and `DIR/runs/<variant>/seed<k>/` (one run directory per variant
-and seed). A run whose meta.json says `done` and whose config matches the plan is finished and skipped when
+A `Plan` is a base config, named variants (override lists; the first is the baseline unless named), seeds and
+optionally split seeds. `run_plan` writes `DIR/study.json` (the plan) and `DIR/runs/<variant>/seed<k>/` (one
+run directory per variant and seed; `split<s>-seed<k>/` when the data split varies too, `data.split_seed = s`). A run whose meta.json says `done` and whose config matches the plan is finished and skipped when
 the same command runs again; a failed, stopped or half-written one is run again from scratch. A lock file
 (`DIR/compare.lock`, owner pid and host) keeps a second compare out of a directory that one is using.
 Where the runs execute (worker processes here, or Ray tasks) is the backend's business (`backends.py`);
@@ -26,8 +26,9 @@ from kaizen.config import Config, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
 from kaizen.study import throughput
-from kaizen.study.backends import Backend, open_backend
+from kaizen.study.backends import Backend
 from kaizen.study.backends import usable_cores as usable_cores
+from kaizen.study.launch import open_backend
 from kaizen.track import rundir
 
 STUDY_FILE = "study.json"
@@ -45,6 +46,7 @@ METRICS = (
     "final.val_loss",
     "final.train_acc",
     "final.train_loss",
+    "gap",  # final train accuracy - final validation accuracy: what a regulariser should narrow
 )
 # Keys that do not change what a run computes: a finished run is reused whatever they say.
 _INCIDENTAL_KEYS = ("train.threads", "log")
@@ -71,14 +73,20 @@ class Plan:
     title: str = "compare"
     question: str = ""
     description: str = ""
+    split_seeds: list[int] = field(default_factory=list)  # empty: every run shares the base's split
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.baseline = self.baseline or (self.variants[0].id if self.variants else "")
 
-    def config(self, variant: Variant, seed: int) -> Config:
+    def replicates(self) -> list[tuple[int | None, int]]:
+        """(split seed, seed) of each run of a variant; split seed None when the split is shared."""
+        return [(split, seed) for split in (self.split_seeds or [None]) for seed in self.seeds]
+
+    def config(self, variant: Variant, seed: int, split: int | None = None) -> Config:
         """The resolved config of one run."""
-        return self.base.override([*variant.overrides, f"train.seed={seed}"])
+        split_override = [] if split is None else [f"data.split_seed={split}"]
+        return self.base.override([*variant.overrides, *split_override, f"train.seed={seed}"])
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data (what study.json holds)."""
@@ -90,6 +98,7 @@ class Plan:
             "metric": self.metric,
             "baseline": self.baseline,
             "seeds": self.seeds,
+            **({"split_seeds": self.split_seeds} if self.split_seeds else {}),
             "variants": [{"id": v.id, "overrides": list(v.overrides)} for v in self.variants],
             "base_config": self.base.to_dict(),
             **self.extra,
@@ -108,6 +117,7 @@ class Event:
     seconds: float = 0.0
     error: str | None = None
     path: Path | None = None
+    split: int | None = None
 
 
 @dataclass
@@ -219,16 +229,20 @@ def make_plan(
     seeds: int,
     metric: str = "test.acc",
     drop_same_as_baseline: bool = False,
+    split_seeds: int = 0,
     **details: Any,
 ) -> Plan:
     """Validate everything a study needs before any run starts, and return its Plan.
 
     Every variant's config is built (so a bad value fails here, naming the variant); `seeds` must be at least
-    1 and `metric` one of METRICS. With `drop_same_as_baseline` a variant whose config equals the baseline's
+    1 and `metric` one of METRICS; `split_seeds` N > 0 runs every seed on N data splits (data.split_seed
+    counting up from the base's). With `drop_same_as_baseline` a variant whose config equals the baseline's
     (one-at-a-time: a value the base already has) is left out.
     """
     if not isinstance(seeds, int) or seeds < 1:
         raise KaizenError(f"--seeds must be at least 1, not {seeds}")
+    if not isinstance(split_seeds, int) or split_seeds < 0 or split_seeds == 1:
+        raise KaizenError(f"--split-seeds must be at least 2 (or 0: one shared split), not {split_seeds}")
     if metric not in METRICS:
         raise KaizenError(
             f"--metric: unknown metric '{metric}'{did_you_mean(metric, list(METRICS))}; valid: {', '.join(METRICS)}"
@@ -249,8 +263,14 @@ def make_plan(
         elif drop_same_as_baseline and resolved == baseline_config:
             continue
         kept.append(variant)
+    first_split = base.data.split_seed
     return Plan(
-        base=base, variants=kept, seeds=[first_seed + k for k in range(seeds)], metric=metric, **details
+        base=base,
+        variants=kept,
+        seeds=[first_seed + k for k in range(seeds)],
+        metric=metric,
+        split_seeds=[first_split + k for k in range(split_seeds)],
+        **details,
     )
 
 
@@ -319,6 +339,11 @@ class StudyLock:
         ):
             self.path.unlink(missing_ok=True)
 
+    def held(self) -> bool:
+        """Whether a live process (another host counts as live) holds the lock now."""
+        holder = self._read()
+        return holder is not None and _alive(holder)
+
     def _read(self) -> dict[str, Any] | None:
         try:
             holder = json.loads(self.path.read_text())
@@ -364,9 +389,10 @@ def _now() -> str:
 # ------------------------------------------------------------------------------------------ running
 
 
-def run_path(out_dir: Path, variant: str, seed: int) -> Path:
-    """Where the run of `variant` with `seed` lives."""
-    return Path(out_dir) / RUNS_DIR / variant / f"seed{seed}"
+def run_path(out_dir: Path, variant: str, seed: int, split: int | None = None) -> Path:
+    """Where the run of `variant` with `seed` (on the split of `split`, when splits vary) lives."""
+    folder = f"seed{seed}" if split is None else f"split{split}-seed{seed}"
+    return Path(out_dir) / RUNS_DIR / variant / folder
 
 
 def check_workers(workers: int | None) -> None:
@@ -421,23 +447,27 @@ def _run_locked(
 ) -> Outcome:
     """run_plan's work once the directory is locked: triage, place, run, record, throughput."""
     began = time.perf_counter()
-    tasks = [(variant, seed) for seed in plan.seeds for variant in plan.variants]
+    tasks = [(variant, split, seed) for split, seed in plan.replicates() for variant in plan.variants]
     pending, finished = _triage(plan, out_dir, tasks)
     rundir.write_json(out_dir / STUDY_FILE, {**plan.to_dict(), "updated": _now()})
     total = len(tasks)
     if on_start is not None:
         on_start(len(pending), len(finished))
-    for index, (variant, seed) in enumerate(finished, start=1):
-        on_event(Event(variant.id, seed, "skipped", index, total, path=run_path(out_dir, variant.id, seed)))
+    for index, (variant, split, seed) in enumerate(finished, start=1):
+        path = run_path(out_dir, variant.id, seed, split)
+        on_event(Event(variant.id, seed, "skipped", index, total, path=path, split=split))
     outcome = Outcome(skipped=len(finished), backend=executor.name)
     if not pending:
         outcome.seconds = time.perf_counter() - began
         return outcome
     placement = executor.place(
-        [plan.config(variant, seed).to_dict() for variant, seed in pending], workers, plan.base.train.threads
+        [plan.config(variant, seed, split).to_dict() for variant, split, seed in pending],
+        workers,
+        plan.base.train.threads,
     )
     outcome.workers, outcome.threads, outcome.where = placement.workers, placement.threads, placement.where
-    jobs = [_job(plan, out_dir, variant, seed, placement.threads) for variant, seed in pending]
+    jobs = [_job(plan, out_dir, variant, seed, split, placement.threads) for variant, split, seed in pending]
+    splits = {job["path"]: split for job, (_, split, _) in zip(jobs, pending)}
     for index, result in enumerate(executor.run(jobs, placement), start=len(finished) + 1):
         event = Event(
             result["variant"],
@@ -448,6 +478,7 @@ def _run_locked(
             seconds=result["seconds"],
             error=result.get("error"),
             path=Path(result["path"]),
+            split=splits.get(result["path"]),
         )
         if event.status != "done":
             _record_failure(event)
@@ -469,27 +500,28 @@ def _run_locked(
     return outcome
 
 
-def _triage(plan: Plan, out_dir: Path, tasks: list[tuple[Variant, int]]) -> tuple[list, list]:
+def _triage(plan: Plan, out_dir: Path, tasks: list[tuple[Variant, int | None, int]]) -> tuple[list, list]:
     """Split tasks into (to run, finished earlier); refuse when a finished run was made with another config."""
     pending, finished = [], []
-    for variant, seed in tasks:
-        path = run_path(out_dir, variant.id, seed)
+    for task in tasks:
+        variant, split, seed = task
+        path = run_path(out_dir, variant.id, seed, split)
         if _is_done(path):
             try:
                 old = comparable(Config.load(path / "config.yaml"))
             except KaizenError:
-                pending.append((variant, seed))
+                pending.append(task)
                 continue
-            new = comparable(plan.config(variant, seed))
+            new = comparable(plan.config(variant, seed, split))
             if old != new:
                 key = first_difference(old, new)
                 raise KaizenError(
-                    f"{out_dir} holds another study: {variant.id}/seed{seed} was run with {key} = "
+                    f"{out_dir} holds another study: {variant.id}/{path.name} was run with {key} = "
                     f"{lookup(old, key)!r}, this one has {lookup(new, key)!r}; use another --out"
                 )
-            finished.append((variant, seed))
+            finished.append(task)
         else:
-            pending.append((variant, seed))
+            pending.append(task)
     return pending, finished
 
 
@@ -519,10 +551,12 @@ def lookup(data: dict[str, Any], dotted: str) -> Any:
     return data
 
 
-def _job(plan: Plan, out_dir: Path, variant: Variant, seed: int, threads: int) -> dict[str, Any]:
+def _job(
+    plan: Plan, out_dir: Path, variant: Variant, seed: int, split: int | None, threads: int
+) -> dict[str, Any]:
     """Everything a worker needs for one run, as plain data; the run's folder is emptied for a fresh start."""
-    path = run_path(out_dir, variant.id, seed)
-    cfg = plan.config(variant, seed).override([f"train.threads={threads}", "log.progress=false"])
+    path = run_path(out_dir, variant.id, seed, split)
+    cfg = plan.config(variant, seed, split).override([f"train.threads={threads}", "log.progress=false"])
     if path.exists():
         shutil.rmtree(path)
     (path / "checkpoints").mkdir(parents=True)

@@ -21,7 +21,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from kaizen.errors import KaizenError
-from kaizen.study.backends import STOPPED, WORKERS_PER_GPU, Placement, train_job, usable_cores, uses_cuda
+from kaizen.study.backends import (
+    STOPPED,
+    WORKERS_PER_GPU,
+    Placement,
+    forget_interrupt,
+    train_job,
+    usable_cores,
+    uses_cuda,
+)
 
 PROBE_SECONDS = 3.0
 INSTALL = 'pip install "kaizen[ray]"'
@@ -70,9 +78,7 @@ def probe(address: str, timeout: float = PROBE_SECONDS) -> None:
 def ray_train_job(job: dict[str, Any]) -> dict[str, Any]:
     """A Ray task: train one run from the directory the study was started in (relative paths keep their
     meaning). Ray reuses worker processes, so a stop recorded by an earlier task must not carry over."""
-    from kaizen.study import backends
-
-    backends._worker["interrupted"] = False
+    forget_interrupt()
     if os.path.isdir(job["cwd"]):
         os.chdir(job["cwd"])
     return train_job(job)
