@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 
 import kaizen
 from kaizen.audit import run_audit
@@ -20,7 +21,6 @@ from kaizen.data import load_data
 from kaizen.data.datasets import digits_dataset
 from kaizen.data.selection import FIXABLE, select_training
 from kaizen.errors import KaizenError
-from tests.conftest import cli
 
 FOLDS = 3
 # A small MLP that reaches about 94% out-of-fold accuracy on digits in 3 epochs (~1 s per fold on one thread).

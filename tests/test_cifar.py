@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 
 import kaizen
 from kaizen.data import cifar, load_data
 from kaizen.errors import KaizenError
-from tests.conftest import cli
 
 
 def records(count: int, label_bytes: int, seed: int = 0) -> tuple[bytes, np.ndarray, np.ndarray]:

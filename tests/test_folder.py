@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import cli
 from PIL import Image
 
 import kaizen
 from kaizen.data import folder as folder_module
 from kaizen.data import imagecache, load_data
 from kaizen.errors import KaizenError
-from tests.conftest import cli
 
 
 @pytest.fixture(autouse=True)
