@@ -7,6 +7,7 @@ KaizenError naming the key, the bad value and, for unknown keys, the closest val
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kaizen import registry
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, KaizenWarning
 from kaizen.registry import did_you_mean
 
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
@@ -491,14 +492,29 @@ class Config(Section):
     def load(cls, path: str | Path) -> Config:
         """Read a YAML config file."""
         path = Path(path)
+        if path.is_dir():
+            raise KaizenError(f"config path {path} is a folder; give a YAML file")
         if not path.is_file():
             raise KaizenError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise KaizenError(f"{path} is not a YAML config: it is not text") from None
+        except OSError as error:
+            raise KaizenError(f"cannot read {path}: {error.strerror or error}") from None
+        loader = _StrictLoader(text)
+        loader.name = str(path)  # warnings and errors name the file
+        try:
+            data = loader.get_single_data()
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise KaizenError(f"{path}:{where} is not valid YAML") from None
+        finally:
+            loader.dispose()
+        if data is None:
+            warnings.warn(f"{path} is empty: it is the default config", KaizenWarning, stacklevel=2)
+            data = {}
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -526,6 +542,26 @@ class Config(Section):
     def run_name(self) -> str:
         """The name used for run directories."""
         return self.name or f"{self.data.name}-{self.model.preset or 'layers'}"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, warning when a mapping repeats a key (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                warnings.warn(
+                    f"{key_node.start_mark.name}: line {line}: '{key}' is given twice; the last one counts",
+                    KaizenWarning,
+                    stacklevel=2,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse_value(text: str) -> Any:

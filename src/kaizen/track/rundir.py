@@ -7,6 +7,7 @@ half-written record behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -28,17 +29,33 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a partial one."""
+    """Write `data` to `path` so that readers see the old file or the new one, never a partial one.
+
+    An unwritable place (read-only, full disk, no such folder) is a KaizenError naming `path`; the file that
+    was there is left as it was.
+    """
     path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a run's record is as readable as any file
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(tmp, path)
+    except OSError as error:
+        _remove(tmp)
+        raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+def _remove(path: str | Path) -> None:
+    """Delete a temporary file if it is there; a folder that refuses (read-only) keeps it."""
+    with contextlib.suppress(OSError):
+        Path(path).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -49,6 +66,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically, indented for people."""
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_record(path: Path, data: Any) -> None:
+    """Write a small JSON record (meta.json) atomically, or, when the disk is full, over the old file in place.
+
+    The old file's own blocks hold the new text, so a run that fails for want of space still says why.
+    """
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        atomic_write_text(path, text)
+    except KaizenError:
+        if not Path(path).is_file():
+            raise
+        try:
+            with open(path, "r+b") as file:
+                file.write(text.encode("utf-8"))
+                file.truncate()
+        except OSError as error:
+            raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -101,6 +137,16 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     except OSError as error:
         raise KaizenError(f"cannot write the run directory under {runs_dir}: {error.strerror}") from None
     raise KaizenError(f"too many runs named {safe_name} at {stamp} in {runs_dir}")
+
+
+def check_writable(folder: str | Path) -> None:
+    """KaizenError unless `folder` exists and can be written, or can be created; nothing is created."""
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise KaizenError(f"cannot write under {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise KaizenError(f"cannot write under {folder}: {existing} is not writable")
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -8,6 +8,7 @@ training every process builds one, but only the main process gets a real `RunWri
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from kaizen.errors import KaizenError
 from kaizen.track import rundir
 from kaizen.track.stats import STATS_FILE, read_stats
 from kaizen.track.tensorboard import TensorBoard
@@ -31,6 +33,10 @@ _TB_FIELDS = {
     },
     "model": {"grad_norm": "grad_norm"},
 }
+
+
+# meta.json's error of a run whose epochs and test score are written but whose pictures are not
+PICTURES_MISSING = "interrupted while drawing its pictures; kaizen train --resume draws them"
 
 
 def now() -> str:
@@ -157,12 +163,31 @@ class RunWriter:
         rundir.save_checkpoint(self.path / "checkpoints" / f"{name}.pt", state)
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Write summary.json and meta.json (the status), then the pictures (curves, gradients, activations); close tb/."""
+        """Close the record: summary.json, the pictures (curves, gradients, activations), then meta.json's status.
+
+        A run is `done` only once its pictures are drawn: an interrupt while drawing records it `stopped`
+        (`kaizen train --resume` draws them). A run that fails or stops has its status written first, and its
+        pictures are then drawn if they can be (a full disk, say, must not hide why it failed).
+        """
         if summary is not None:
             rundir.write_json(self.path / "summary.json", summary)
-        # the status first: a second interruption while drawing (a launcher's SIGTERM) must not lose it
-        self.meta.update(status=status, end=now(), error=error)
-        rundir.write_json(self.path / "meta.json", self.meta)
+        if status != "done":
+            self._write_status(status, error)
+            with contextlib.suppress(KaizenError):
+                self.draw()
+            return
+        try:
+            self.draw()
+        except KeyboardInterrupt:
+            self._write_status("stopped", PICTURES_MISSING)
+            raise
+        self._write_status(status, error)
+
+    def draw(self) -> None:
+        """Draw the pictures (curves.png; gradients.png and activations.png with stats) and close tb/."""
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
         if self.plots and self.rows:
             from kaizen.track.plots import plot_curves
 
@@ -171,9 +196,10 @@ class RunWriter:
             from kaizen.track.stat_plots import plot_stats
 
             plot_stats(self.stat_records, self.path, title=self.path.name)
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+
+    def _write_status(self, status: str, error: str | None) -> None:
+        self.meta.update(status=status, end=now(), error=error)
+        rundir.write_record(self.path / "meta.json", self.meta)
 
 
 class NullWriter(RunWriter):
@@ -212,6 +238,20 @@ class NullWriter(RunWriter):
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         pass
+
+
+def complete_pictures(path: Path) -> bool:
+    """Draw the pictures of a run interrupted while drawing them and mark it done; False for any other run."""
+    meta = rundir.read_json(Path(path) / "meta.json")
+    if meta.get("status") == "done" or meta.get("error") != PICTURES_MISSING:
+        return False
+    writer = RunWriter(path)
+    writer.meta = meta
+    writer.rows = rundir.read_metrics(writer.path / "metrics.csv")
+    writer.stat_records = read_stats(writer.path / STATS_FILE)
+    writer.draw()
+    writer._write_status("done", None)
+    return True
 
 
 def make_writer(

@@ -23,7 +23,7 @@ from kaizen.errors import KaizenError
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
-from kaizen.track.writer import make_writer
+from kaizen.track.writer import complete_pictures, make_writer
 from kaizen.training import distributed, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
@@ -101,6 +101,8 @@ def fit(
     Started by torchrun (or `kaizen train --devices N`), every process calls `fit`: they join the process group
     and train data-parallel (see kaizen.training.distributed); only rank 0 reports progress and writes.
     """
+    if resume and run_dir is not None and complete_pictures(run_dir):  # trained, only its pictures were missing
+        return run_dir
     device = resolve_device(cfg.train.device)
     group, device = distributed.setup(device)  # one process: Group() and the device unchanged
     try:
@@ -235,12 +237,31 @@ def _fit(
     def checkpoint_state(epoch: int, weights: dict[str, torch.Tensor]) -> dict[str, Any]:
         return {"epoch": epoch, "model": weights, **record}
 
+    def save_last(epoch: int) -> None:
+        """checkpoints/last.pt: everything `--resume` needs to continue after `epoch` as if never stopped."""
+        rng_ranks = group.rng_states()  # each data-parallel process's own (None with one process)
+        writer.checkpoint(
+            "last",
+            {
+                **checkpoint_state(epoch, model.state_dict()),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "monitor": monitor.state_dict(),
+                "rng": torch.get_rng_state(),
+                **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
+            },
+        )
+
+    kept = start_epoch  # the epoch last.pt holds
+
     # --- the loop -------------------------------------------------------------------------------------
     log_every = max(1, steps_per_epoch // 10)
     epoch = start_epoch
     train_seconds = 0.0
     reporter.start(cfg.train.epochs, steps_per_epoch, start_epoch)
     try:
+        if not resume:  # an interrupt in the first epoch resumes from here, as if never stopped
+            save_last(0)
         for epoch in range(start_epoch, cfg.train.epochs):
             model.train()
             finetune.start_epoch(epoch)  # what trains this epoch; frozen batch norms stay in eval mode
@@ -327,18 +348,8 @@ def _fit(
                 writer.checkpoint(f"snapshot-{cycle}", checkpoint_state(epoch + 1, model.state_dict()))
             last_epoch = epoch + 1 == cfg.train.epochs or monitor.should_stop
             if (epoch + 1) % cfg.checkpoint.every == 0 or last_epoch:
-                rng_ranks = group.rng_states()  # each data-parallel process's own (None with one process)
-                writer.checkpoint(
-                    "last",
-                    {
-                        **checkpoint_state(epoch + 1, model.state_dict()),
-                        "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "monitor": monitor.state_dict(),
-                        "rng": torch.get_rng_state(),
-                        **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
-                    },
-                )
+                save_last(epoch + 1)
+                kept = epoch + 1
             reporter.epoch_end(epoch, metrics)
             if on_epoch is not None:
                 on_epoch(epoch + 1, metrics)
@@ -362,10 +373,11 @@ def _fit(
     except KeyboardInterrupt:
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
-        raise
+        raise Interrupted(run_dir, kept) from None
     except BaseException as error:
         reporter.close()
-        writer.finish("failed", error=f"{type(error).__name__}: {error}")
+        reason = str(error) if isinstance(error, KaizenError) else f"{type(error).__name__}: {error}"
+        writer.finish("failed", error=reason)
         raise
     reporter.close()
     penalties.remove()
@@ -414,6 +426,17 @@ def _fit(
         summary["transfer"] = transferred.to_dict()
     writer.finish("done", summary)
     return run_dir if is_main else None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped a run; its message says what was kept and how to continue."""
+
+    def __init__(self, run_dir: Path | None, epoch: int):
+        kept = f"epoch {epoch}" if epoch else "its initial state"
+        super().__init__(
+            f"interrupted: {run_dir} keeps {kept} in checkpoints/last.pt; continue with "
+            f"kaizen train --resume {run_dir}"
+        )
 
 
 class Pruned(Exception):

@@ -1,0 +1,258 @@
+"""Fault injection: each bad input or fault a user (or the machine) inflicts, as a user meets it.
+
+Every case checks the exit code, that no traceback is printed, the one line that names the culprit, and the
+run directory afterwards: nothing already written is lost and its status is true.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import TINY, cli, tiny_config
+
+import kaizen
+from kaizen.track import rundir
+from kaizen.training import distributed, loop
+
+TINY_SETS = [option for item in [*TINY, "log.progress=false"] for option in ("--set", item)]
+
+
+def one_error_line(code: int, err: str, *culprits: str) -> str:
+    """Exit code 2 and a single `error:` line holding every culprit; return the line."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for culprit in culprits:
+        assert culprit in lines[0], lines[0]
+    return lines[0]
+
+
+def meta(run: Path) -> dict:
+    return json.loads((run / "meta.json").read_text())
+
+
+def last_epoch(run: Path) -> int:
+    return int(rundir.load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
+
+
+def only_run(runs: Path) -> Path:
+    (path,) = runs.iterdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 2-epoch tiny run (read only by the tests that use it)."""
+    return kaizen.train(tiny_config(tmp_path_factory.mktemp("two") / "runs")).path
+
+
+def refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
+    """Make every new file under `folder` fail with `code` (EROFS: a read-only filesystem; ENOSPC: a full
+    disk), as the kernel does; files already there can still be read, and rewritten in place."""
+    folder = folder.resolve()
+    real_mkstemp, real_open, real_unlink = tempfile.mkstemp, Path.open, Path.unlink
+
+    def refused(path: Path | str) -> bool:
+        return Path(path).resolve().is_relative_to(folder)
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if dir is not None and refused(dir):
+            raise OSError(code, os.strerror(code), str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def open_(self, mode="r", *args, **kwargs):
+        if "x" in mode and refused(self):
+            raise OSError(code, os.strerror(code), str(self))
+        return real_open(self, mode, *args, **kwargs)
+
+    def unlink(self, missing_ok=False):
+        if code == errno.EROFS and refused(self):  # a read-only filesystem refuses even a missing file's
+            raise OSError(code, os.strerror(code), str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(Path, "open", open_)
+    monkeypatch.setattr(Path, "unlink", unlink)
+
+
+# --- unwritable places --------------------------------------------------------------------------------
+
+
+def test_eval_of_a_run_on_a_read_only_filesystem_is_one_line(monkeypatch, capsys, two_epochs):
+    before = {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()}
+    refuse_writes_under(monkeypatch, two_epochs, errno.EROFS)
+
+    code, _, err = cli(monkeypatch, capsys, "eval", str(two_epochs))
+
+    one_error_line(code, err, "cannot write", str(two_epochs), "Read-only file system")
+    assert {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()} == before
+
+
+def test_resume_of_a_run_on_a_read_only_filesystem_is_one_line(monkeypatch, capsys, two_epochs):
+    before = {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()}
+    refuse_writes_under(monkeypatch, two_epochs, errno.EROFS)
+
+    code, _, err = cli(monkeypatch, capsys, "train", "--resume", str(two_epochs), "--set", "train.epochs=3")
+
+    one_error_line(code, err, "cannot write", str(two_epochs), "Read-only file system")
+    assert {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()} == before
+
+
+def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_the_last_checkpoint(
+    monkeypatch, capsys, tmp_path
+):
+    runs = tmp_path / "runs"
+    real_save = rundir.save_checkpoint
+    saved = []
+
+    def save_then_fill(path: Path, state: dict) -> None:  # the disk fills once epoch 1's last.pt is down
+        real_save(path, state)
+        saved.append(state["epoch"])
+        if path.name == "last.pt" and state["epoch"] == 1:
+            refuse_writes_under(monkeypatch, runs, errno.ENOSPC)
+
+    monkeypatch.setattr(rundir, "save_checkpoint", save_then_fill)
+    code, _, err = cli(
+        monkeypatch, capsys, "train", *TINY_SETS, "--set", "train.epochs=3", "--set", f"log.runs_dir={runs}"
+    )
+
+    one_error_line(code, err, "No space left on device")
+    run = only_run(runs)
+    record = meta(run)
+    assert record["status"] == "failed" and "No space left on device" in record["error"]
+    assert last_epoch(run) == 1  # the last good checkpoint, whole
+    monkeypatch.undo()
+    resumed = kaizen.resume(run)  # space is back: the run continues
+    assert resumed.summary["epochs_completed"] == 3 and meta(run)["status"] == "done"
+
+
+def test_augment_preview_into_a_file_as_folder_is_one_line(monkeypatch, capsys, tmp_path):
+    blocker = tmp_path / "passwd"
+    blocker.write_text("a file, not a folder")
+
+    code, _, err = cli(
+        monkeypatch, capsys, "augment-preview", "--set", "augment=kaggle", "--out", str(blocker / "x.png")
+    )
+
+    one_error_line(code, err, str(blocker / "x.png"))
+    assert blocker.read_text() == "a file, not a folder"
+
+
+def test_data_parallel_training_into_an_unwritable_place_is_refused_before_launching(
+    monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setattr(distributed, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(distributed, "launch", lambda *args: pytest.fail("launched"))
+    blocker = tmp_path / "passwd"
+    blocker.write_text("")
+
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--devices", "2", *TINY_SETS, "--set", f"log.runs_dir={blocker / 'x'}"
+    )
+
+    one_error_line(code, err, str(blocker), "not a folder")
+
+
+# --- bad config files -------------------------------------------------------------------------------
+
+
+def test_a_picture_given_as_config_is_one_line(monkeypatch, capsys, tmp_path):
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+
+    code, _, err = cli(monkeypatch, capsys, "train", "-c", str(picture))
+
+    one_error_line(code, err, str(picture), "not a YAML config")
+
+
+def test_a_folder_given_as_config_says_so(monkeypatch, capsys, tmp_path):
+    code, _, err = cli(monkeypatch, capsys, "train", "-c", str(tmp_path))
+    one_error_line(code, err, str(tmp_path), "is a folder")
+
+
+def test_an_empty_config_and_a_repeated_key_are_warned_about(monkeypatch, capsys, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("optim:\n  lr: 0.1\noptim:\n  lr: 0.2\n")
+
+    code, out, err = cli(monkeypatch, capsys, "config", "show", "-c", str(empty))
+    assert code == 0 and err == f"warning: {empty} is empty: it is the default config\n"
+    code, out, err = cli(monkeypatch, capsys, "config", "show", "-c", str(repeated))
+    assert code == 0 and "lr: 0.2" in out
+    assert err == f"warning: {repeated}: line 3: 'optim' is given twice; the last one counts\n"
+
+
+# --- interrupts ---------------------------------------------------------------------------------------
+
+
+def interrupt_at_first_evaluation(monkeypatch) -> None:
+    """Ctrl-C at the end of epoch 1's training steps, before anything of epoch 1 is kept."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "evaluate_shared", interrupted)
+
+
+def test_ctrl_c_in_the_first_epoch_resumes_to_the_uninterrupted_run(monkeypatch, capsys, tmp_path):
+    cfg = tiny_config(tmp_path / "whole", "train.epochs=2", "model.dropout=0.2", "schedule.name=cosine")
+    whole = kaizen.train(cfg)
+    runs = tmp_path / "cut"
+    interrupt_at_first_evaluation(monkeypatch)
+
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "train",
+        *TINY_SETS,
+        "--set",
+        "model.dropout=0.2",
+        "--set",
+        "schedule.name=cosine",
+        "--set",
+        f"log.runs_dir={runs}",
+    )
+
+    run = only_run(runs)
+    assert code == 130 and "Traceback" not in err
+    assert err.strip() == (
+        f"interrupted: {run} keeps its initial state in checkpoints/last.pt; "
+        f"continue with kaizen train --resume {run}"
+    )
+    assert meta(run)["status"] == "stopped" and last_epoch(run) == 0
+    monkeypatch.undo()
+    resumed = kaizen.resume(run)
+    assert resumed.summary["test"] == whole.summary["test"]
+    assert scores(resumed) == scores(whole)
+
+
+def scores(run: kaizen.Run) -> list[tuple]:
+    return [(row["epoch"], row["split"], row["loss"], row["acc"], row["lr"]) for row in run.metrics()]
+
+
+def test_a_run_interrupted_while_drawing_its_pictures_is_not_done(monkeypatch, tmp_path):
+    from kaizen.track import plots
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "plot_curves", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        kaizen.train(tiny_config(tmp_path / "runs", "log.plots=true"))
+    run = only_run(tmp_path / "runs")
+    record = meta(run)
+    assert record["status"] == "stopped" and "pictures" in record["error"]
+    assert not (run / "curves.png").exists()
+    monkeypatch.undo()
+
+    kaizen.resume(run)  # draws them
+
+    assert meta(run)["status"] == "done" and (run / "curves.png").is_file()
+    assert (run / "gradients.png").is_file() and (run / "activations.png").is_file()
