@@ -183,7 +183,8 @@ def test_diverging_run_exits_2_and_keeps_its_record(monkeypatch, capsys, tmp_pat
 
 @pytest.fixture
 def two_epoch_run(tmp_path) -> kaizen.Run:
-    return kaizen.train(tiny_config(tmp_path / "runs"))
+    # a constant rate: a resume may extend it (a cosine run's rates spread over train.epochs)
+    return kaizen.train(tiny_config(tmp_path / "runs", "schedule.name=constant"))
 
 
 def test_resume_without_last_checkpoint_names_it(monkeypatch, capsys, two_epoch_run):

@@ -48,8 +48,8 @@ def only_run(runs: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 2-epoch tiny run (read only by the tests that use it)."""
-    return kaizen.train(tiny_config(tmp_path_factory.mktemp("two") / "runs")).path
+    """A finished 2-epoch tiny run at a constant rate (read only by the tests that use it)."""
+    return kaizen.train(tiny_config(tmp_path_factory.mktemp("two") / "runs", "schedule.name=constant")).path
 
 
 def refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
@@ -256,3 +256,55 @@ def test_a_run_interrupted_while_drawing_its_pictures_is_not_done(monkeypatch, t
 
     assert meta(run)["status"] == "done" and (run / "curves.png").is_file()
     assert (run / "gradients.png").is_file() and (run / "activations.png").is_file()
+
+
+# --- what a resume may change -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def constant_run(tmp_path) -> Path:
+    return kaizen.train(tiny_config(tmp_path / "runs", "schedule.name=constant")).path
+
+
+def test_resume_refuses_a_key_the_checkpoint_trained_without(monkeypatch, capsys, constant_run):
+    config_before = (constant_run / "config.yaml").read_text()
+
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "train",
+        "--resume",
+        str(constant_run),
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "optim.lr=0.5",
+    )
+
+    one_error_line(code, err, "--resume cannot change optim.lr (0.001 -> 0.5)")
+    assert (constant_run / "config.yaml").read_text() == config_before
+    assert meta(constant_run)["status"] == "done"
+
+
+def test_extending_a_finished_cosine_run_is_refused_with_the_reason(monkeypatch, capsys, tmp_path):
+    run = kaizen.train(tiny_config(tmp_path / "runs", "schedule.name=cosine")).path
+
+    code, _, err = cli(monkeypatch, capsys, "train", "--resume", str(run), "--set", "train.epochs=4")
+
+    one_error_line(code, err, "train.epochs from 2 to 4", "schedule.name=cosine", "spreads over train.epochs")
+
+
+def test_resume_records_what_it_changed_and_its_timings_add_up_every_session(constant_run):
+    first = json.loads((constant_run / "summary.json").read_text())["timings"]["train_seconds"]
+
+    run = kaizen.resume(constant_run, ["train.epochs=4", "log.plots=true"])
+
+    (session,) = meta(run.path)["resumed"]
+    assert session["from_epoch"] == 2
+    assert session["changed"] == {"train.epochs": [2, 4], "log.plots": [False, True]}
+    assert run.config.train.epochs == 4 and run.config.log.plots
+    train_rows = [row["seconds"] for row in run.metrics() if row["split"] == "train"]
+    assert len(train_rows) == 4
+    timings = run.summary["timings"]
+    assert timings["train_seconds"] == pytest.approx(sum(train_rows), abs=1e-2)
+    assert timings["train_seconds"] > first

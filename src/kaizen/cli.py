@@ -64,8 +64,10 @@ def train(
     if resume is not None:
         if config is not None:
             raise KaizenError("--resume continues a run with its own config.yaml; drop --config")
+        from kaizen.training.resume import resume_config
+
         run = load_run(resume)
-        cfg = run.config.override(overrides) if overrides else run.config
+        cfg = resume_config(run.config, overrides)  # only keys that cannot change the steps already taken
     else:
         cfg = load_config(config, overrides)
     if devices is not None:

@@ -139,6 +139,18 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     raise KaizenError(f"too many runs named {safe_name} at {stamp} in {runs_dir}")
 
 
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """{dotted key: [old value, new value]} for every leaf of two config dicts that differs."""
+    changes: dict[str, list[Any]] = {}
+    for key in {**old, **new}:
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes.update(changed_keys(before, after, f"{prefix}{key}."))
+        elif before != after:
+            changes[f"{prefix}{key}"] = [before, after]
+    return changes
+
+
 def check_writable(folder: str | Path) -> None:
     """KaizenError unless `folder` exists and can be written, or can be created; nothing is created."""
     folder = Path(folder)

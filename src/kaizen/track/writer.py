@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
 from kaizen.errors import KaizenError
@@ -82,11 +83,20 @@ class RunWriter:
         rundir.write_json(self.path / "meta.json", self.meta)
 
     def resume(self, epoch: int, config_yaml: str) -> None:
-        """Continue a run: keep metric rows up to `epoch` (those after it are redone) and mark it running."""
+        """Continue a run: keep metric rows up to `epoch` (those after it are redone) and mark it running.
+
+        meta.json's `resumed` history records each session: when, from which epoch, and the config keys it
+        changed (`{key: [old, new]}`, in effect from that epoch on).
+        """
+        trained_with = yaml.safe_load((self.path / "config.yaml").read_text())
         rundir.atomic_write_text(self.path / "config.yaml", config_yaml)
         self.meta = rundir.read_json(self.path / "meta.json")
         self.rows = [row for row in rundir.read_metrics(self.path / "metrics.csv") if row["epoch"] <= epoch]
-        self.meta.setdefault("resumed", []).append({"at": now(), "from_epoch": epoch})
+        session = {"at": now(), "from_epoch": epoch}
+        changed = rundir.changed_keys(trained_with, yaml.safe_load(config_yaml))
+        if changed:
+            session["changed"] = changed
+        self.meta.setdefault("resumed", []).append(session)
         self.meta.update(status="running", end=None, error=None)
         rundir.write_json(self.path / "meta.json", self.meta)
         rundir.atomic_write_text(self.path / "metrics.csv", rundir.format_metrics(self.rows))

@@ -257,7 +257,8 @@ def _fit(
     # --- the loop -------------------------------------------------------------------------------------
     log_every = max(1, steps_per_epoch // 10)
     epoch = start_epoch
-    train_seconds = 0.0
+    # the timings add up every session of the run: those of the epochs kept before a resume, then this one's
+    train_seconds = sum(row["seconds"] for row in writer.rows if row["split"] == "train")
     reporter.start(cfg.train.epochs, steps_per_epoch, start_epoch)
     try:
         if not resume:  # an interrupt in the first epoch resumes from here, as if never stopped
@@ -413,8 +414,8 @@ def _fit(
         },
         "timings": {
             "train_seconds": round(train_seconds, 3),
-            "seconds_per_epoch": round(train_seconds / max(completed - start_epoch, 1), 3),
-            "images_per_second": round(n_train * (completed - start_epoch) / max(train_seconds, 1e-9), 1),
+            "seconds_per_epoch": round(train_seconds / max(completed, 1), 3),
+            "images_per_second": round(n_train * completed / max(train_seconds, 1e-9), 1),
         },
         "speed": fast.in_effect(model, train_cfg, forward, optimizer, device, bf16),
     }
