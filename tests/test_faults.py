@@ -308,3 +308,72 @@ def test_resume_records_what_it_changed_and_its_timings_add_up_every_session(con
     timings = run.summary["timings"]
     assert timings["train_seconds"] == pytest.approx(sum(train_rows), abs=1e-2)
     assert timings["train_seconds"] > first
+
+
+# --- a killed compare ---------------------------------------------------------------------------------
+
+PARENT = """
+import sys
+from pathlib import Path
+import kaizen
+from kaizen.study.backends import _run_in_pool
+out = Path(sys.argv[1])
+config = kaizen.Config().override([*sys.argv[2:], f"log.runs_dir={out}"]).to_dict()
+jobs = [{"variant": "v", "seed": seed, "path": str(out / f"seed{seed}"), "config": config} for seed in (0, 1)]
+for result in _run_in_pool(jobs, workers=2, threads=1):
+    print(result, flush=True)
+"""
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_killing_a_compare_ends_its_workers_and_their_runs_say_stopped(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "study"
+    for seed in (0, 1):
+        (out / f"seed{seed}" / "checkpoints").mkdir(parents=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(out), *TINY, "train.epochs=500", "log.progress=false"],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not all((out / f"seed{seed}" / "meta.json").is_file() for seed in (0, 1)):
+            assert parent.poll() is None and time.monotonic() < deadline, "the runs never started"
+            time.sleep(0.2)
+        workers = children(parent.pid)
+        assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert not [pid for pid in workers if alive(pid)], "a worker outlived its compare"
+    for seed in (0, 1):
+        record = meta(out / f"seed{seed}")
+        assert record["status"] == "stopped", record

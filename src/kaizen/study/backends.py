@@ -17,6 +17,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -197,6 +198,22 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, _on_interrupt)
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+# How often a worker looks for its parent, and how long it then has to record its run as stopped.
+PARENT_POLL_SECONDS = 0.5
+ORPHAN_GRACE_SECONDS = 10.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose study process died (kill -9 gives it no chance to end its pool) stops too: its run is
+    recorded as stopped, as on Ctrl-C, and the worker exits instead of training on with no one to report to."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)
 
 
 def _on_interrupt(signum: int, frame: object) -> None:

@@ -303,16 +303,22 @@ def _signal_name(number: int) -> str:
         return str(number)
 
 
+# How long a process other than rank 0 waits before reporting an error (the launcher ends it sooner when rank 0
+# failed too).
+ERROR_PAUSE_SECONDS = 10
+
+
 def error_prefix() -> str:
     """How a process starts its one-line error: "" on rank 0 (or alone), else "rank N: " after a pause.
 
     The pause lets an error that every process hits (a missing data file, say) be reported once: rank 0 exits
-    first and the launcher ends the others before they speak.
+    first and the launcher ends the others before they speak. On a loaded machine (load average 18 on 2 cores)
+    rank 0's exit took more than 3 s to reach the launcher and both ranks spoke, hence ERROR_PAUSE_SECONDS.
     """
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0 or not launched():
         return ""
-    time.sleep(3)
+    time.sleep(ERROR_PAUSE_SECONDS)
     return f"rank {rank}: "
 
 
