@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, cli, tiny_config
 
 import kaizen
@@ -377,3 +378,23 @@ def test_killing_a_compare_ends_its_workers_and_their_runs_say_stopped(tmp_path)
     for seed in (0, 1):
         record = meta(out / f"seed{seed}")
         assert record["status"] == "stopped", record
+
+
+# --- results independent of the layout ----------------------------------------------------------------
+
+
+def test_a_run_records_the_thread_count_it_trained_with(constant_run):
+    assert kaizen.load_run(constant_run).config.train.threads == torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("threads", [None, 2])
+def test_every_layout_of_a_study_trains_with_the_configured_threads(monkeypatch, threads):
+    from kaizen.study import backends
+
+    monkeypatch.setattr(backends, "usable_cores", lambda: 8)
+    config = kaizen.Config().override([*TINY, f"train.threads={threads or 'null'}"]).to_dict()
+    placements = [
+        backends.LocalBackend().place([config] * 8, workers, threads) for workers in (None, 1, 2, 8)
+    ]
+    assert {placement.threads for placement in placements} == {threads or 1}
+    assert placements[0].workers == 8 // (threads or 1)

@@ -196,8 +196,8 @@ WorkersOption = Annotated[
     typer.Option(
         "--workers",
         "-w",
-        help="Worker processes (default: one per core, or 4 per GPU when the runs train on CUDA); each trains "
-        "with cores // workers threads. With --backend ray: runs sharing one GPU.",
+        help="Worker processes (default: one per core, or 4 per GPU when the runs train on CUDA); each run "
+        "trains with train.threads threads (1 when unset). With --backend ray: runs sharing one GPU.",
     ),
 ]
 BackendOption = Annotated[

@@ -133,6 +133,8 @@ def _fit(
         torch.set_num_threads(cfg.train.threads)
     elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
         torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
+    # the thread count changes a run's numbers (float summation order), so config.yaml records it
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
     torch.manual_seed(cfg.train.seed)
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
