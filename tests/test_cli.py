@@ -56,6 +56,8 @@ BAD_OVERRIDES = {
     "negative lr": ("optim.lr=-0.1", ["optim.lr", "-0.1", "greater than 0"]),
     "dropout 1": ("model.dropout=1", ["model.dropout", "less than 1"]),
     "batch size 0": ("train.batch_size=0", ["train.batch_size", "greater than 0"]),
+    "batch size 1": ("train.batch_size=1", ["train.batch_size = 1", "at least 2 examples", "batch norm"]),
+    "val_split 1.5": ("data.val_split=1.5", ["data.val_split = 1.5", "fraction", "whole count"]),
     "preset": (
         "model.preset=mlpp",
         ["model.preset", "'mlpp'", "did you mean 'mlp'", "lenet5", "resnet_small"],

@@ -398,3 +398,43 @@ def test_every_layout_of_a_study_trains_with_the_configured_threads(monkeypatch,
     ]
     assert {placement.threads for placement in placements} == {threads or 1}
     assert placements[0].workers == 8 // (threads or 1)
+
+
+# --- batches too small to train on ----------------------------------------------------------------------
+
+
+def test_a_compare_with_a_batch_of_one_is_refused_before_any_run(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "study"
+
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "compare",
+        *TINY_SETS,
+        "--vary",
+        "train.batch_size=32,1",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    )
+
+    one_error_line(code, err, "train.batch_size = 1", "at least 2 examples", "batch norm")
+    assert not out.exists()
+
+
+def test_a_fraction_that_leaves_one_example_says_so(monkeypatch, capsys, tmp_path):
+    code, _, err = cli(
+        monkeypatch,
+        capsys,
+        "train",
+        *TINY_SETS,
+        "--set",
+        "data.fraction=0.001",
+        "--set",
+        f"log.runs_dir={tmp_path / 'runs'}",
+    )
+
+    one_error_line(
+        code, err, "the training split holds 1 example (data.fraction = 0.001)", "raise data.fraction"
+    )

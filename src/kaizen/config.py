@@ -66,7 +66,9 @@ class DataConfig(Section):
     @classmethod
     def _whole_count(cls, value: float) -> float:
         if value >= 1 and value != int(value):
-            raise ValueError("a count of validation examples must be a whole number")
+            raise ValueError(
+                "give a fraction of the training split (below 1, e.g. 0.15) or a whole count of examples (e.g. 150)"
+            )
         return value
 
 
@@ -334,6 +336,16 @@ class TrainConfig(Section):
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(2048, gt=0)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _two_per_batch(cls, value: int) -> int:
+        if value < 2:  # checked here so that a compare refuses such a variant before any run starts
+            raise ValueError(
+                "a training batch needs at least 2 examples: batch norm normalises over the batch, and a lone "
+                "example is left out of the epoch; use 2 or more"
+            )
+        return value
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool | Literal["auto"] = Field(

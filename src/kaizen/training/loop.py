@@ -156,6 +156,11 @@ def _fit(
     tasks = TaskObjective(model, cfg.model.tasks, data.class_names) if cfg.model.tasks else None
     n_train = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n_train)
+    if n_train < group.min_batch():
+        raise KaizenError(
+            f"the training split holds {n_train} example{'s' * (n_train != 1)} (data.fraction = "
+            f"{cfg.data.fraction:g}): a batch needs at least {group.min_batch()}; raise data.fraction"
+        )
     if batch_size < group.min_batch():
         raise KaizenError(
             f"train.batch_size {batch_size} is too small for {group.world_size} processes: each trains on its "
