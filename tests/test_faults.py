@@ -438,3 +438,50 @@ def test_a_fraction_that_leaves_one_example_says_so(monkeypatch, capsys, tmp_pat
     one_error_line(
         code, err, "the training split holds 1 example (data.fraction = 0.001)", "raise data.fraction"
     )
+
+
+# --- random input never gives a traceback -------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from kaizen.config import valid_keys  # noqa: E402
+
+KEYS = st.one_of(st.sampled_from(valid_keys()), st.text(min_size=1, max_size=20))
+YAML_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+)
+YAML_VALUES = st.recursive(
+    YAML_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(KEYS, st.one_of(st.text(max_size=20), YAML_VALUES.map(str))), max_size=4))
+def test_random_overrides_are_accepted_or_refused_in_one_line(assignments):
+    overrides = [f"{key}={value}" for key, value in assignments]
+    try:
+        kaizen.Config().override(overrides)
+    except kaizen.KaizenError as error:
+        assert "\n" not in str(error).strip()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(st.text(max_size=200), st.dictionaries(st.sampled_from(valid_keys()), YAML_VALUES, max_size=4))
+)
+def test_random_yaml_files_are_accepted_or_refused_in_one_line(monkeypatch, capsys, tmp_path, content):
+    import yaml
+
+    path = tmp_path / "random.yaml"
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+
+    code, _, err = cli(monkeypatch, capsys, "config", "show", "-c", str(path))
+
+    assert "Traceback" not in err
+    if code:
+        one_error_line(code, err)

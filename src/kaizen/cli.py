@@ -703,9 +703,12 @@ _python_warning = warnings.showwarning
 def _one_line(error: Exception) -> str:
     """A KaizenError's message; for an OSError the system's reason and the file it names."""
     if isinstance(error, KaizenError):
-        return str(error)
-    where = f"{error.filename}: " if error.filename else ""
-    return f"{where}{error.strerror or error}"
+        text = str(error)
+    else:
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror or error}"
+    # a culprit's own line breaks and control characters are shown escaped, so the error stays one line
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
 if __name__ == "__main__":

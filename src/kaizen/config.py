@@ -514,16 +514,17 @@ class Config(Section):
             raise KaizenError(f"{path} is not a YAML config: it is not text") from None
         except OSError as error:
             raise KaizenError(f"cannot read {path}: {error.strerror or error}") from None
-        loader = _StrictLoader(text)
-        loader.name = str(path)  # warnings and errors name the file
         try:
-            data = loader.get_single_data()
+            loader = _StrictLoader(text)
+            loader.name = str(path)  # warnings and errors name the file
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise KaizenError(f"{path}:{where} is not valid YAML") from None
-        finally:
-            loader.dispose()
         if data is None:
             warnings.warn(f"{path} is empty: it is the default config", KaizenWarning, stacklevel=2)
             data = {}
