@@ -485,3 +485,46 @@ def test_random_yaml_files_are_accepted_or_refused_in_one_line(monkeypatch, caps
     assert "Traceback" not in err
     if code:
         one_error_line(code, err)
+
+
+# --- offline, and what downloads leave -------------------------------------------------------------------
+
+
+def test_summary_of_an_mnist_config_downloads_nothing(monkeypatch, capsys, tmp_path):
+    from kaizen.data import download
+
+    monkeypatch.setattr(download, "download_file", lambda *args, **kwargs: pytest.fail("downloaded"))
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).parents[1] / "configs" / "kaggle_cnn.yaml"
+
+    code, out, err = cli(monkeypatch, capsys, "summary", "-c", str(config))
+
+    assert code == 0, err
+    assert "input 1×28×28 · 10 classes" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_download_leaves_no_empty_folders_and_a_good_one_umask_permissions(tmp_path):
+    import gzip
+    import hashlib
+
+    from kaizen.data import download
+
+    with pytest.raises(kaizen.KaizenError, match="could not download"):
+        download.download_dataset(
+            "mnist",
+            tmp_path / "data" / "mnist",
+            mirrors=[(tmp_path / "nowhere").as_uri()],
+            retries=1,
+            backoff=0,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+    served = tmp_path / "mirror"
+    served.mkdir()
+    (served / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"labels"))
+    digest = hashlib.md5((served / "t10k-labels-idx1-ubyte.gz").read_bytes()).hexdigest()
+    got = download.download_file("t10k-labels-idx1-ubyte.gz", tmp_path / "data", [served.as_uri()], digest)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert got.stat().st_mode & 0o777 == 0o666 & ~umask
