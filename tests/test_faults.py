@@ -528,3 +528,19 @@ def test_a_failed_download_leaves_no_empty_folders_and_a_good_one_umask_permissi
     umask = os.umask(0o022)
     os.umask(umask)
     assert got.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_run_whose_process_was_killed_reads_running_or_killed(constant_run):
+    import subprocess
+    import sys
+
+    record = meta(constant_run)
+    assert record["pid"] == os.getpid()
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (constant_run / "meta.json").write_text(
+        json.dumps({**record, "status": "running", "pid": int(gone.stdout)})
+    )
+
+    assert kaizen.load_run(constant_run).status == "running or killed: no live process"

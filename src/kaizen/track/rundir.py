@@ -161,6 +161,27 @@ def check_writable(folder: str | Path) -> None:
         raise KaizenError(f"cannot write under {folder}: {existing} is not writable")
 
 
+def process() -> dict[str, Any]:
+    """The writing process, for meta.json: its pid and host (to tell a running run from a killed one)."""
+    return {"pid": os.getpid(), "host": platform.node()}
+
+
+def status_of(meta: dict[str, Any]) -> str:
+    """meta.json's status; a "running" run whose process is gone (same host) reads "running or killed: no live
+    process", since a killed process records nothing."""
+    status = meta.get("status", "unknown")
+    pid = meta.get("pid")
+    if status != "running" or not isinstance(pid, int) or meta.get("host") != platform.node():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "running or killed: no live process"
+    except PermissionError:  # another user's live process
+        pass
+    return status
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and machine facts for meta.json."""
     from kaizen import __version__

@@ -79,7 +79,7 @@ class RunWriter:
         """Write the resolved config and meta.json with status `running`."""
         self._open_tensorboard()  # first: a missing tensorboard package stops the run before it has a record
         rundir.atomic_write_text(self.path / "config.yaml", config_yaml)
-        self.meta = {**meta, "status": "running", "start": now(), "end": None}
+        self.meta = {**meta, "status": "running", "start": now(), "end": None, **rundir.process()}
         rundir.write_json(self.path / "meta.json", self.meta)
 
     def resume(self, epoch: int, config_yaml: str) -> None:
@@ -97,7 +97,7 @@ class RunWriter:
         if changed:
             session["changed"] = changed
         self.meta.setdefault("resumed", []).append(session)
-        self.meta.update(status="running", end=None, error=None)
+        self.meta.update(status="running", end=None, error=None, **rundir.process())
         rundir.write_json(self.path / "meta.json", self.meta)
         rundir.atomic_write_text(self.path / "metrics.csv", rundir.format_metrics(self.rows))
         self.stat_records = [
