@@ -449,7 +449,11 @@ from kaizen.config import valid_keys  # noqa: E402
 
 KEYS = st.one_of(st.sampled_from(valid_keys()), st.text(min_size=1, max_size=20))
 YAML_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True), st.text(max_size=12)
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_subnormal=False),
+    st.text(max_size=12),
 )
 YAML_VALUES = st.recursive(
     YAML_SCALARS,
