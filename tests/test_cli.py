@@ -56,6 +56,8 @@ BAD_OVERRIDES = {
     "negative lr": ("optim.lr=-0.1", ["optim.lr", "-0.1", "greater than 0"]),
     "dropout 1": ("model.dropout=1", ["model.dropout", "less than 1"]),
     "batch size 0": ("train.batch_size=0", ["train.batch_size", "greater than 0"]),
+    "batch size 1": ("train.batch_size=1", ["train.batch_size = 1", "at least 2 examples", "batch norm"]),
+    "val_split 1.5": ("data.val_split=1.5", ["data.val_split = 1.5", "fraction", "whole count"]),
     "preset": (
         "model.preset=mlpp",
         ["model.preset", "'mlpp'", "did you mean 'mlp'", "lenet5", "resnet_small"],
@@ -183,7 +185,8 @@ def test_diverging_run_exits_2_and_keeps_its_record(monkeypatch, capsys, tmp_pat
 
 @pytest.fixture
 def two_epoch_run(tmp_path) -> kaizen.Run:
-    return kaizen.train(tiny_config(tmp_path / "runs"))
+    # a constant rate: a resume may extend it (a cosine run's rates spread over train.epochs)
+    return kaizen.train(tiny_config(tmp_path / "runs", "schedule.name=constant"))
 
 
 def test_resume_without_last_checkpoint_names_it(monkeypatch, capsys, two_epoch_run):

@@ -59,9 +59,10 @@ def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool 
     """Continue an interrupted run from its last checkpoint and return it."""
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
+    from kaizen.training.resume import resume_config
 
     run = load_run(run_dir)
-    cfg = run.config.override(overrides) if overrides else run.config
+    cfg = resume_config(run.config, overrides)  # only keys that cannot change the steps already taken
     return load_run(fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet)))
 
 

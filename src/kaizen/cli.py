@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 
 from kaizen.config import Config
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, KaizenWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -63,8 +64,10 @@ def train(
     if resume is not None:
         if config is not None:
             raise KaizenError("--resume continues a run with its own config.yaml; drop --config")
+        from kaizen.training.resume import resume_config
+
         run = load_run(resume)
-        cfg = run.config.override(overrides) if overrides else run.config
+        cfg = resume_config(run.config, overrides)  # only keys that cannot change the steps already taken
     else:
         cfg = load_config(config, overrides)
     if devices is not None:
@@ -73,12 +76,22 @@ def train(
 
         distributed.check_devices(devices, resolve_device(cfg.train.device), cfg.train.batch_size)
         if devices > 1:  # the same command in N processes, started by torch's elastic launcher
+            from kaizen.track import rundir
+
+            rundir.check_writable(run.path if resume is not None else cfg.log.runs_dir)  # before any starts
             distributed.launch(devices, distributed.worker_args(config, overrides, resume, quiet))
             return
-    if resume is not None:
-        run_dir = fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet, console=err))
-    else:
-        run_dir = fit(cfg, reporter=Reporter(enabled=cfg.log.progress and not quiet, console=err))
+    try:
+        if resume is not None:
+            run_dir = fit(
+                cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet, console=err)
+            )
+        else:
+            run_dir = fit(cfg, reporter=Reporter(enabled=cfg.log.progress and not quiet, console=err))
+    except KeyboardInterrupt as stop:  # what was kept, and how to continue
+        if os.environ.get("RANK", "0") == "0":
+            err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True)
+        raise
     if run_dir is None:  # a data-parallel process other than rank 0: rank 0 reports
         return
     if quiet:
@@ -209,8 +222,8 @@ WorkersOption = Annotated[
     typer.Option(
         "--workers",
         "-w",
-        help="Worker processes (default: one per core, or 4 per GPU when the runs train on CUDA); each trains "
-        "with cores // workers threads. With --backend ray: runs sharing one GPU.",
+        help="Worker processes (default: one per core, or 4 per GPU when the runs train on CUDA); each run "
+        "trains with train.threads threads (1 when unset). With --backend ray: runs sharing one GPU.",
     ),
 ]
 BackendOption = Annotated[
@@ -860,10 +873,11 @@ def export_(
 
 
 def main() -> None:
-    """Entry point: run the app, turning KaizenError into one line and exit code 2."""
+    """Entry point: run the app, turning KaizenError (and an OS refusal) into one line and exit code 2."""
+    warnings.showwarning = _show_warning
     try:
         app()
-    except KaizenError as error:
+    except (KaizenError, OSError) as error:
         prefix = ""
         if os.environ.get("RANK", "0") != "0":  # one of several data-parallel processes
             from kaizen.training.distributed import error_prefix
@@ -871,11 +885,41 @@ def main() -> None:
             prefix = error_prefix()
         from rich.markup import escape  # a message may hold brackets: pip install "kaizen[ray]"
 
-        err.print(f"[bold red]error:[/] {prefix}{escape(str(error))}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {prefix}{escape(_one_line(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception:
+        if os.environ.get("RANK", "0") != "0":  # a peer's failure (its line is printed) ends this one too
+            from kaizen.training.distributed import error_prefix
+
+            error_prefix()  # the launcher ends this process during the pause when rank 0 failed first
+        raise
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A KaizenWarning is one line, `warning: …`; other warnings as Python prints them."""
+    if issubclass(category, KaizenWarning):
+        from rich.markup import escape
+
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _python_warning(message, category, filename, lineno, file, line)
+
+
+_python_warning = warnings.showwarning
+
+
+def _one_line(error: Exception) -> str:
+    """A KaizenError's message; for an OSError the system's reason and the file it names."""
+    if isinstance(error, KaizenError):
+        text = str(error)
+    else:
+        where = f"{error.filename}: " if error.filename else ""
+        text = f"{where}{error.strerror or error}"
+    # a culprit's own line breaks and control characters are shown escaped, so the error stays one line
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ KaizenError naming the key, the bad value and, for unknown keys, the closest val
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kaizen import registry
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, KaizenWarning
 from kaizen.registry import did_you_mean
 
 MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
@@ -102,7 +103,9 @@ class DataConfig(Section):
     @classmethod
     def _whole_count(cls, value: float) -> float:
         if value >= 1 and value != int(value):
-            raise ValueError("a count of validation examples must be a whole number")
+            raise ValueError(
+                "give a fraction of the training split (below 1, e.g. 0.15) or a whole count of examples (e.g. 150)"
+            )
         return value
 
 
@@ -370,6 +373,16 @@ class TrainConfig(Section):
     epochs: int = Field(30, gt=0)
     batch_size: int = Field(32, gt=0)
     eval_batch_size: int = Field(2048, gt=0)
+
+    @field_validator("batch_size")
+    @classmethod
+    def _two_per_batch(cls, value: int) -> int:
+        if value < 2:  # checked here so that a compare refuses such a variant before any run starts
+            raise ValueError(
+                "a training batch needs at least 2 examples: batch norm normalises over the batch, and a lone "
+                "example is left out of the epoch; use 2 or more"
+            )
+        return value
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool | Literal["auto"] = Field(
@@ -528,14 +541,30 @@ class Config(Section):
     def load(cls, path: str | Path) -> Config:
         """Read a YAML config file."""
         path = Path(path)
+        if path.is_dir():
+            raise KaizenError(f"config path {path} is a folder; give a YAML file")
         if not path.is_file():
             raise KaizenError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise KaizenError(f"{path} is not a YAML config: it is not text") from None
+        except OSError as error:
+            raise KaizenError(f"cannot read {path}: {error.strerror or error}") from None
+        try:
+            loader = _StrictLoader(text)
+            loader.name = str(path)  # warnings and errors name the file
+            try:
+                data = loader.get_single_data()
+            finally:
+                loader.dispose()
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise KaizenError(f"{path}:{where} is not valid YAML") from None
+        if data is None:
+            warnings.warn(f"{path} is empty: it is the default config", KaizenWarning, stacklevel=2)
+            data = {}
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -563,6 +592,26 @@ class Config(Section):
     def run_name(self) -> str:
         """The name used for run directories."""
         return self.name or f"{self.data.name}-{self.model.preset or 'layers'}"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, warning when a mapping repeats a key (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                continue
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                warnings.warn(
+                    f"{key_node.start_mark.name}: line {line}: '{key}' is given twice; the last one counts",
+                    KaizenWarning,
+                    stacklevel=2,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse_value(text: str) -> Any:

@@ -103,6 +103,9 @@ def export_onnx(run: Run, out_path: str | Path, images: int = CHECK_IMAGES) -> E
         raise KaizenError(f"cannot write {out_path}: {error.strerror}") from None
     os.close(handle)
     tmp = Path(name)
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; an exported model is as readable as any file
     try:
         with warnings.catch_warnings():
             # torch >= 2.9 prefers its dynamo exporter, which needs onnxscript; the TorchScript exporter

@@ -25,8 +25,9 @@ class Run:
 
     @property
     def status(self) -> str:
-        """running | done | failed | stopped."""
-        return self.meta.get("status", "unknown")
+        """running | done | failed | stopped, or "running or killed: no live process" when the process that
+        wrote "running" is gone (kill -9 leaves no one to record the end)."""
+        return rundir.status_of(self.meta)
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ renamed into place, so an interrupted or corrupt download never leaves a file th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -133,19 +134,27 @@ def download_dataset(
     if dataset not in MIRRORS:
         raise KaizenError(f"no download source for dataset '{dataset}'; known: {', '.join(MIRRORS)}")
     checksums = CHECKSUMS.get(dataset, {})
+    dest_dir = Path(dest_dir)
+    created = [folder for folder in (dest_dir, *dest_dir.parents) if not folder.exists()]
     paths = []
-    for name in files:
-        target = Path(dest_dir) / name
-        if not target.is_file():
-            download_file(
-                name,
-                dest_dir,
-                mirrors or MIRRORS[dataset],
-                checksums.get(name),
-                retries=retries,
-                backoff=backoff,
-            )
-        paths.append(target)
+    try:
+        for name in files:
+            target = dest_dir / name
+            if not target.is_file():
+                download_file(
+                    name,
+                    dest_dir,
+                    mirrors or MIRRORS[dataset],
+                    checksums.get(name),
+                    retries=retries,
+                    backoff=backoff,
+                )
+            paths.append(target)
+    except BaseException:
+        for folder in created:  # a failed download leaves no empty folders behind (innermost first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     return paths
 
 
@@ -153,6 +162,9 @@ def _fetch(url: str, target: Path, md5: str | None, timeout: float) -> None:
     """Stream `url` into a temporary file beside `target`, check its MD5, then rename it into place."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     handle, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    os.chmod(temp_name, 0o666 & ~umask)  # mkstemp makes 0600 files; data is as readable as any download
     try:
         digest = hashlib.md5(usedforsecurity=False)
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:

@@ -4,8 +4,8 @@ A backend gets the study's pending runs as plain data (`job`: variant, seed, run
 and yields each run's result as it finishes; everything else (resume, lock, failure isolation, reporting,
 progress) is `run_plan`'s and the same for every backend.
 
-- `local` (the default): worker processes on this machine. On CPU, one per core by default, each with
-  cores // workers threads. When the runs train on CUDA, the default is WORKERS_PER_GPU processes per GPU
+- `local` (the default): worker processes on this machine. Every run trains with `train.threads` threads
+  (1 when unset), whatever the layout; on CPU the default is cores // threads workers. When the runs train on CUDA, the default is WORKERS_PER_GPU processes per GPU
   (capped at the cores): a small model leaves most of a GPU idle, so several runs share it; the runs are
   spread round-robin over the GPUs.
 - `ray` (`kaizen[ray]`): every run a Ray task with its resources (`kaizen.study.ray_backend`).
@@ -20,6 +20,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -85,10 +86,11 @@ class LocalBackend:
             _local_gpus() if any(config["train"]["device"] in ("auto", "cuda") for config in configs) else 0
         )
         cuda = gpus > 0 and any(uses_cuda(config, True) for config in configs)
-        default = min(cores, WORKERS_PER_GPU * gpus) if cuda else cores
+        # every run trains with the config's thread count (1 when unset) whatever the layout: the thread count
+        # changes a run's numbers, and a study must not depend on --workers or on how it was resumed
+        per_run = threads or 1
+        default = min(cores, WORKERS_PER_GPU * gpus) if cuda else max(1, cores // per_run)
         workers = max(1, min(workers or default, cores, len(configs) or 1))
-        per_run = max(1, cores // workers)
-        per_run = min(per_run, threads or per_run)  # a config may ask for fewer
         where = f"{workers} worker(s) × {per_run} thread(s)"
         if cuda:
             where += f" sharing {gpus} GPU(s)" if workers > gpus else f" on {gpus} GPU(s)"
@@ -190,6 +192,22 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, _on_interrupt)
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+# How often a worker looks for its parent, and how long it then has to record its run as stopped.
+PARENT_POLL_SECONDS = 0.5
+ORPHAN_GRACE_SECONDS = 10.0
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker whose study process died (kill -9 gives it no chance to end its pool) stops too: its run is
+    recorded as stopped, as on Ctrl-C, and the worker exits instead of training on with no one to report to."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    os._exit(1)
 
 
 def _on_interrupt(signum: int, frame: object) -> None:

@@ -413,8 +413,8 @@ def run_plan(
     """Run every unfinished (variant, seed) of `plan` under `out_dir` on `backend`.
 
     `local` runs them in `workers` processes on this machine (None: one per CPU core, or WORKERS_PER_GPU per
-    GPU when the runs train on CUDA), each with max(1, cores // workers) threads (one thread per worker is
-    also the fast choice for small models); `workers` 1 trains in this process. `ray` runs each as a Ray task
+    GPU when the runs train on CUDA), every run with the config's train.threads (1 when unset: the fast choice
+    for small models), whatever the layout; `workers` 1 trains in this process. `ray` runs each as a Ray task
     on the cluster at `address` (None: a local Ray instance), `workers` runs sharing each GPU. A failing run
     is recorded (its meta.json, or error.json when it failed before writing one) and never stops the others.
     `on_start(to_run, finished_earlier)` is called once the directory is locked and checked, and `on_event`

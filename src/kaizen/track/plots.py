@@ -7,6 +7,7 @@ destination folder, then `os.replace`, so a reader never sees half a picture.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -313,8 +314,10 @@ def _save_atomic(fig: Figure, out_png: Path) -> None:
             fig.savefig(stream, format="png")
         os.replace(temporary, out_png)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses the unlink too
+            temporary.unlink(missing_ok=True)
         raise KaizenError(f"cannot write {out_png}: {error.strerror or error}") from None
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
         raise

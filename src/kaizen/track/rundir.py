@@ -7,6 +7,7 @@ half-written record behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -30,17 +31,33 @@ os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a partial one."""
+    """Write `data` to `path` so that readers see the old file or the new one, never a partial one.
+
+    An unwritable place (read-only, full disk, no such folder) is a KaizenError naming `path`; the file that
+    was there is left as it was.
+    """
     path = Path(path)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a run's record is as readable as any file
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(tmp, path)
+    except OSError as error:
+        _remove(tmp)
+        raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise
+
+
+def _remove(path: str | Path) -> None:
+    """Delete a temporary file if it is there; a folder that refuses (read-only) keeps it."""
+    with contextlib.suppress(OSError):
+        Path(path).unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,6 +68,25 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically, indented for people."""
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_record(path: Path, data: Any) -> None:
+    """Write a small JSON record (meta.json) atomically, or, when the disk is full, over the old file in place.
+
+    The old file's own blocks hold the new text, so a run that fails for want of space still says why.
+    """
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        atomic_write_text(path, text)
+    except KaizenError:
+        if not Path(path).is_file():
+            raise
+        try:
+            with open(path, "r+b") as file:
+                file.write(text.encode("utf-8"))
+                file.truncate()
+        except OSError as error:
+            raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -103,6 +139,49 @@ def new_run_dir(runs_dir: str | Path, name: str) -> Path:
     except OSError as error:
         raise KaizenError(f"cannot write the run directory under {runs_dir}: {error.strerror}") from None
     raise KaizenError(f"too many runs named {safe_name} at {stamp} in {runs_dir}")
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, list[Any]]:
+    """{dotted key: [old value, new value]} for every leaf of two config dicts that differs."""
+    changes: dict[str, list[Any]] = {}
+    for key in {**old, **new}:
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes.update(changed_keys(before, after, f"{prefix}{key}."))
+        elif before != after:
+            changes[f"{prefix}{key}"] = [before, after]
+    return changes
+
+
+def check_writable(folder: str | Path) -> None:
+    """KaizenError unless `folder` exists and can be written, or can be created; nothing is created."""
+    folder = Path(folder)
+    existing = next(path for path in (folder, *folder.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        raise KaizenError(f"cannot write under {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise KaizenError(f"cannot write under {folder}: {existing} is not writable")
+
+
+def process() -> dict[str, Any]:
+    """The writing process, for meta.json: its pid and host (to tell a running run from a killed one)."""
+    return {"pid": os.getpid(), "host": platform.node()}
+
+
+def status_of(meta: dict[str, Any]) -> str:
+    """meta.json's status; a "running" run whose process is gone (same host) reads "running or killed: no live
+    process", since a killed process records nothing."""
+    status = meta.get("status", "unknown")
+    pid = meta.get("pid")
+    if status != "running" or not isinstance(pid, int) or meta.get("host") != platform.node():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "running or killed: no live process"
+    except PermissionError:  # another user's live process
+        pass
+    return status
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -8,14 +8,17 @@ training every process builds one, but only the main process gets a real `RunWri
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
+from kaizen.errors import KaizenError
 from kaizen.track import rundir
 from kaizen.track.tensorboard import TensorBoard
 
@@ -30,6 +33,10 @@ _TB_FIELDS = {
     },
     "model": {"grad_norm": "grad_norm"},
 }
+
+
+# meta.json's error of a run whose epochs and test score are written but whose pictures are not
+PICTURES_MISSING = "interrupted while drawing its pictures; kaizen train --resume draws them"
 
 
 def now() -> str:
@@ -71,16 +78,25 @@ class RunWriter:
         """Write the resolved config and meta.json with status `running`."""
         self._open_tensorboard()  # first: a missing tensorboard package stops the run before it has a record
         rundir.atomic_write_text(self.path / "config.yaml", config_yaml)
-        self.meta = {**meta, "status": "running", "start": now(), "end": None}
+        self.meta = {**meta, "status": "running", "start": now(), "end": None, **rundir.process()}
         rundir.write_json(self.path / "meta.json", self.meta)
 
     def resume(self, epoch: int, config_yaml: str) -> None:
-        """Continue a run: keep metric rows up to `epoch` (those after it are redone) and mark it running."""
+        """Continue a run: keep metric rows up to `epoch` (those after it are redone) and mark it running.
+
+        meta.json's `resumed` history records each session: when, from which epoch, and the config keys it
+        changed (`{key: [old, new]}`, in effect from that epoch on).
+        """
+        trained_with = yaml.safe_load((self.path / "config.yaml").read_text())
         rundir.atomic_write_text(self.path / "config.yaml", config_yaml)
         self.meta = rundir.read_json(self.path / "meta.json")
         self.rows = [row for row in rundir.read_metrics(self.path / "metrics.csv") if row["epoch"] <= epoch]
-        self.meta.setdefault("resumed", []).append({"at": now(), "from_epoch": epoch})
-        self.meta.update(status="running", end=None, error=None)
+        session = {"at": now(), "from_epoch": epoch}
+        changed = rundir.changed_keys(trained_with, yaml.safe_load(config_yaml))
+        if changed:
+            session["changed"] = changed
+        self.meta.setdefault("resumed", []).append(session)
+        self.meta.update(status="running", end=None, error=None, **rundir.process())
         rundir.write_json(self.path / "meta.json", self.meta)
         rundir.atomic_write_text(self.path / "metrics.csv", rundir.format_metrics(self.rows))
         self.stat_records = [
@@ -156,12 +172,31 @@ class RunWriter:
         rundir.save_checkpoint(self.path / "checkpoints" / f"{name}.pt", state)
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
-        """Write summary.json and meta.json (the status), then the pictures (curves, gradients, activations); close tb/."""
+        """Close the record: summary.json, the pictures (curves, gradients, activations), then meta.json's status.
+
+        A run is `done` only once its pictures are drawn: an interrupt while drawing records it `stopped`
+        (`kaizen train --resume` draws them). A run that fails or stops has its status written first, and its
+        pictures are then drawn if they can be (a full disk, say, must not hide why it failed).
+        """
         if summary is not None:
             rundir.write_json(self.path / "summary.json", summary)
-        # the status first: a second interruption while drawing (a launcher's SIGTERM) must not lose it
-        self.meta.update(status=status, end=now(), error=error)
-        rundir.write_json(self.path / "meta.json", self.meta)
+        if status != "done":
+            self._write_status(status, error)
+            with contextlib.suppress(KaizenError):
+                self.draw()
+            return
+        try:
+            self.draw()
+        except KeyboardInterrupt:
+            self._write_status("stopped", PICTURES_MISSING)
+            raise
+        self._write_status(status, error)
+
+    def draw(self) -> None:
+        """Draw the pictures (curves.png; gradients.png and activations.png with stats) and close tb/."""
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
         if self.plots and self.rows:
             from kaizen.track.plots import plot_curves
 
@@ -170,9 +205,10 @@ class RunWriter:
             from kaizen.track.stat_plots import plot_stats
 
             plot_stats(self.stat_records, self.path, title=self.path.name)
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
+
+    def _write_status(self, status: str, error: str | None) -> None:
+        self.meta.update(status=status, end=now(), error=error)
+        rundir.write_record(self.path / "meta.json", self.meta)
 
 
 class NullWriter(RunWriter):
@@ -211,6 +247,20 @@ class NullWriter(RunWriter):
 
     def finish(self, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
         pass
+
+
+def complete_pictures(path: Path) -> bool:
+    """Draw the pictures of a run interrupted while drawing them and mark it done; False for any other run."""
+    meta = rundir.read_json(Path(path) / "meta.json")
+    if meta.get("status") == "done" or meta.get("error") != PICTURES_MISSING:
+        return False
+    writer = RunWriter(path)
+    writer.meta = meta
+    writer.rows = rundir.read_metrics(writer.path / "metrics.csv")
+    writer.stat_records = rundir.read_stats(writer.path / rundir.STATS_FILE)
+    writer.draw()
+    writer._write_status("done", None)
+    return True
 
 
 def make_writer(

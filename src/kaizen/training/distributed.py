@@ -11,14 +11,16 @@ The loop talks to a `Group`: with one process every method is a no-op, so the si
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,8 @@ class Group:
     local_world_size: int = 1
     backend: str = ""
     owns_group: bool = False  # this module initialised the process group, so it also ends it
+    # the DDP wrapper of the step's forward: it holds the process group, so `close` lets go of it first
+    wrapped: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -102,7 +106,7 @@ class Group:
         """
         if not self.enabled:
             return lambda: forward
-        wrapped: dict[str, Any] = {}
+        wrapped = self.wrapped
 
         def current() -> Callable[[torch.Tensor], torch.Tensor]:
             trainable = tuple(parameter.requires_grad for parameter in forward.parameters())
@@ -167,7 +171,15 @@ class Group:
             dist.barrier()
 
     def close(self) -> None:
-        """Leave the process group (only if `setup` joined it)."""
+        """Leave the process group (only if `setup` joined it).
+
+        DDP's reducer holds the group: left to the interpreter's teardown at exit, the group's Gloo threads
+        could be destroyed after the interpreter, which aborts the process ("terminate called without an
+        active exception") and makes the launcher end the other processes. So the wrapper goes first, while
+        the interpreter is whole, and the group is then destroyed here.
+        """
+        self.wrapped.clear()
+        gc.collect()  # DDP's hooks form reference cycles: collect them now, not at exit
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
             self.owns_group = False
@@ -276,22 +288,37 @@ def launch(devices: int, args: list[str]) -> None:
         codes = {rank: failure.exitcode for rank, failure in failed.failures.items()}
         if 2 in codes.values():
             raise SystemExit(2) from None
-        rank, code = min(codes.items(), key=lambda item: (item[1] <= 0, item[0]))  # a crash before a kill
+        # the process that failed first: an exit code or a crash (SIGABRT, SIGSEGV) before the launcher's SIGTERM
+        rank, code = min(codes.items(), key=lambda item: (item[1] == -signal.SIGTERM, item[1] <= 0, item[0]))
+        how = f"exit code {code}" if code >= 0 else f"signal {_signal_name(-code)}"
         raise KaizenError(
-            f"training process {rank} of {devices} failed with exit code {code} (its output is above)"
+            f"training process {rank} of {devices} failed with {how} (its output is above)"
         ) from None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
+# How long a process other than rank 0 waits before reporting an error (the launcher ends it sooner when rank 0
+# failed too).
+ERROR_PAUSE_SECONDS = 10
 
 
 def error_prefix() -> str:
     """How a process starts its one-line error: "" on rank 0 (or alone), else "rank N: " after a pause.
 
     The pause lets an error that every process hits (a missing data file, say) be reported once: rank 0 exits
-    first and the launcher ends the others before they speak.
+    first and the launcher ends the others before they speak. On a loaded machine (load average 18 on 2 cores)
+    rank 0's exit took more than 3 s to reach the launcher and both ranks spoke, hence ERROR_PAUSE_SECONDS.
     """
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0 or not launched():
         return ""
-    time.sleep(3)
+    time.sleep(ERROR_PAUSE_SECONDS)
     return f"rank {rank}: "
 
 

@@ -33,7 +33,7 @@ from kaizen.run import load_model_state
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
-from kaizen.track.writer import RunWriter, make_writer
+from kaizen.track.writer import RunWriter, complete_pictures, make_writer
 from kaizen.training import distributed, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
@@ -108,6 +108,9 @@ def fit(
     Started by torchrun (or `kaizen train --devices N`), every process calls `fit`: they join the process group
     and train data-parallel (see kaizen.training.distributed); only rank 0 reports progress and writes.
     """
+    # a run that trained to the end but lost its pictures to an interrupt only draws them
+    if resume and run_dir is not None and complete_pictures(run_dir):
+        return run_dir
     device = resolve_device(cfg.train.device)
     group, device = distributed.setup(device)  # one process: Group() and the device unchanged
     try:
@@ -158,7 +161,8 @@ class _Training:
     # updated by each epoch
     epoch: int = 0
     metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's train_/val_ loss and acc
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # every session's: a resumed run adds to the time of the epochs it kept
+    kept: int = 0  # the epoch checkpoints/last.pt holds
 
     @property
     def is_main(self) -> bool:
@@ -202,6 +206,22 @@ class _Training:
             "std": data.std,
         }
 
+    def save_last(self, epoch: int) -> None:
+        """checkpoints/last.pt: everything `--resume` needs to continue after `epoch` as if never stopped."""
+        rng_ranks = self.group.rng_states()  # each data-parallel process's own (None with one process)
+        self.writer.checkpoint(
+            "last",
+            {
+                **self.checkpoint_state(epoch, self.model.state_dict()),
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(),
+                "monitor": self.monitor.state_dict(),
+                "rng": torch.get_rng_state(),
+                **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
+            },
+        )
+        self.kept = epoch
+
 
 def _prepare(
     cfg: Config, device: torch.device, group: distributed.Group, reporter: Reporter, resume: bool
@@ -212,6 +232,8 @@ def _prepare(
         torch.set_num_threads(cfg.train.threads)
     elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
         torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
+    # the thread count changes a run's numbers (float summation order), so config.yaml records it
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
     torch.manual_seed(cfg.train.seed)
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
@@ -236,6 +258,11 @@ def _prepare(
     # 6. batches and the schedule over them
     n_train = len(data.y_train)
     batch_size = min(cfg.train.batch_size, n_train)
+    if n_train < group.min_batch():
+        raise KaizenError(
+            f"the training split holds {n_train} example{'s' * (n_train != 1)} (data.fraction = "
+            f"{cfg.data.fraction:g}): a batch needs at least {group.min_batch()}; raise data.fraction"
+        )
     if batch_size < group.min_batch():
         raise KaizenError(
             f"train.batch_size {batch_size} is too small for {group.world_size} processes: each trains on its "
@@ -315,6 +342,8 @@ def _open_run(
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
     training.writer = writer
+    training.kept = training.start_epoch
+    training.train_seconds = sum(row["seconds"] for row in writer.rows if row["split"] == "train")
     custom_metrics = dict(metrics or {})
     if training.tasks is not None:  # each extra task's validation metric, every epoch
         custom_metrics.update(training.tasks.metrics(len(training.data.y_val) > 0, cfg.train.eval_batch_size))
@@ -343,7 +372,9 @@ def _restore(training: _Training, run_dir: Path) -> None:
     training.start_epoch = int(state["epoch"])
     training.group.restore_rng(state, cfg.train.seed, training.start_epoch)
     if training.start_epoch >= cfg.train.epochs or training.monitor.should_stop:
-        why = "it stopped early" if training.monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
+        why = (
+            "it stopped early" if training.monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
+        )
         raise KaizenError(f"nothing to resume in {run_dir}: {why}; to train longer add --set train.epochs=N")
     best_path = run_dir / "checkpoints" / "best.pt"
     if best_path.is_file():
@@ -356,6 +387,8 @@ def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None
     training.epoch = training.start_epoch
     reporter.start(cfg.train.epochs, training.steps_per_epoch, training.start_epoch)
     try:
+        if training.start_epoch == 0:  # so that an interrupt in the first epoch resumes as if never stopped
+            training.save_last(0)
         for epoch in range(training.start_epoch, cfg.train.epochs):
             training.epoch = epoch
             seconds, lr = _train_epoch(training, epoch)
@@ -379,10 +412,11 @@ def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None
     except KeyboardInterrupt:
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
-        raise
+        raise Interrupted(training.run_dir, training.kept) from None
     except BaseException as error:
         reporter.close()
-        writer.finish("failed", error=f"{type(error).__name__}: {error}")
+        reason = str(error) if isinstance(error, KaizenError) else f"{type(error).__name__}: {error}"
+        writer.finish("failed", error=reason)
         raise
     reporter.close()
     training.penalties.remove()
@@ -485,18 +519,7 @@ def _end_epoch(
     if cycle is not None:  # snapshot ensembles: the weights at the end of each cycle
         writer.checkpoint(f"snapshot-{cycle}", t.checkpoint_state(done, t.model.state_dict()))
     if done % cfg.checkpoint.every == 0 or done == cfg.train.epochs or t.monitor.should_stop:
-        rng_ranks = t.group.rng_states()  # each data-parallel process's own (None with one process)
-        writer.checkpoint(
-            "last",
-            {
-                **t.checkpoint_state(done, t.model.state_dict()),
-                "optimizer": t.optimizer.state_dict(),
-                "schedule": t.schedule.state_dict(),
-                "monitor": t.monitor.state_dict(),
-                "rng": torch.get_rng_state(),
-                **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
-            },
-        )
+        t.save_last(done)
     t.reporter.epoch_end(epoch, metrics)
     if on_epoch is not None:
         on_epoch(done, metrics)
@@ -537,8 +560,8 @@ def _finish(training: _Training) -> Path | None:
         },
         "timings": {
             "train_seconds": round(t.train_seconds, 3),
-            "seconds_per_epoch": round(t.train_seconds / max(completed - t.start_epoch, 1), 3),
-            "images_per_second": round(n_train * (completed - t.start_epoch) / max(t.train_seconds, 1e-9), 1),
+            "seconds_per_epoch": round(t.train_seconds / max(completed, 1), 3),
+            "images_per_second": round(n_train * completed / max(t.train_seconds, 1e-9), 1),
         },
         "speed": fast.in_effect(model, t.train_in_effect, t.forward, t.optimizer, t.device, t.bf16),
     }
@@ -550,6 +573,17 @@ def _finish(training: _Training) -> Path | None:
         summary["transfer"] = t.transferred.to_dict()
     t.writer.finish("done", summary)
     return t.run_dir if t.is_main else None
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped a run; its message says what was kept and how to continue."""
+
+    def __init__(self, run_dir: Path | None, epoch: int):
+        kept = f"epoch {epoch}" if epoch else "its initial state"
+        super().__init__(
+            f"interrupted: {run_dir} keeps {kept} in checkpoints/last.pt; continue with "
+            f"kaizen train --resume {run_dir}"
+        )
 
 
 class Pruned(Exception):
