@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from kaizen.config import Config
-from kaizen.errors import KaizenError, KaizenWarning
+from kaizen.errors import KaizenError, KaizenWarning, one_line
 
 app = typer.Typer(
     add_completion=False,
@@ -914,12 +914,9 @@ _python_warning = warnings.showwarning
 def _one_line(error: Exception) -> str:
     """A KaizenError's message; for an OSError the system's reason and the file it names."""
     if isinstance(error, KaizenError):
-        text = str(error)
-    else:
-        where = f"{error.filename}: " if error.filename else ""
-        text = f"{where}{error.strerror or error}"
-    # a culprit's own line breaks and control characters are shown escaped, so the error stays one line
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
+        return str(error)
+    where = f"{error.filename}: " if error.filename else ""
+    return one_line(f"{where}{error.strerror or error}")
 
 
 if __name__ == "__main__":
