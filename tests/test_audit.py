@@ -152,8 +152,12 @@ def bad_exclude(tmp_path: Path, rows: list[str], count: int | None = None) -> Pa
 )
 def test_an_exclude_file_for_other_data_is_refused(tmp_path, monkeypatch, capsys, rows, count, message):
     path = bad_exclude(tmp_path, rows, count)
-    code, _, err = cli(monkeypatch, capsys, "summary", "--set", f"data.exclude={path}")
+    runs = tmp_path / "runs"
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--set", f"data.exclude={path}", "--set", f"log.runs_dir={runs}"
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not runs.exists()  # refused before any run directory is made
 
 
 def test_an_exclude_path_must_be_the_file_at_that_index(tmp_path):
