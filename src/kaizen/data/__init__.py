@@ -22,7 +22,7 @@ import torch
 from kaizen import registry
 from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
-from kaizen.data.memory import HostImages, describe_bytes, memory_budget
+from kaizen.data.memory import CHUNK, HostImages, describe_bytes, memory_budget, take_rows
 from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
@@ -143,15 +143,15 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     else:
         mean, std = [0.0] * channels, [1.0] * channels
 
-    def images(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    def images(x: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(take_rows(x, rows)).to(device)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(device)
 
-    pixels = {"val": images(raw.train_x[val]), "test": images(raw.test_x)}
+    pixels = {"val": images(raw.train_x, val), "test": images(raw.test_x, np.arange(len(raw.test_x)))}
     if host_train is None:
-        pixels["train"] = images(raw.train_x[train])
+        pixels["train"] = images(raw.train_x, train)
     return Data(
         pixels=pixels,
         y_train=labels(raw.train_y[train]),
@@ -174,9 +174,6 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     )
 
 
-_CHUNK = 4096  # images at a time when counting uint8 pixel values
-
-
 def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of `x[rows]` as to_float scales it (a constant channel gets std 1).
 
@@ -186,8 +183,8 @@ def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[floa
     channels = x.shape[1]
     if x.dtype == np.uint8:
         counts = np.zeros((channels, 256), dtype=np.int64)
-        for start in range(0, len(rows), _CHUNK):
-            block = x[rows[start : start + _CHUNK]]
+        for start in range(0, len(rows), CHUNK):
+            block = take_rows(x, rows[start : start + CHUNK])
             for channel in range(channels):
                 counts[channel] += np.bincount(block[:, channel].ravel(), minlength=256)
         values = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float64)

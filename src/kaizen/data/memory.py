@@ -10,6 +10,7 @@ a thread, pinned for CUDA, and moves it to the device.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -72,6 +73,26 @@ def _host_available() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+CHUNK = 4096  # rows copied at a time from a memory-mapped array
+
+
+def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Return `array[rows]` as a new array in memory.
+
+    From a memory-mapped array (np.memmap), a chunk at a time, handing its pages back to the kernel after each
+    chunk (madvise DONTNEED: they stay in the page cache), so reading the file does not keep it resident in
+    this process on top of the copy.
+    """
+    mapping = getattr(array, "_mmap", None)  # np.memmap's mmap.mmap, shared by its slices
+    if mapping is None or not hasattr(mapping, "madvise"):
+        return array[rows]
+    taken = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    for start in range(0, len(rows), CHUNK):
+        taken[start : start + CHUNK] = array[rows[start : start + CHUNK]]
+        mapping.madvise(mmap.MADV_DONTNEED)
+    return taken
+
+
 @dataclass
 class HostImages:
     """Training images left on the host: `rows` of `array` (often a memory-mapped .npy), in training order."""
@@ -81,7 +102,7 @@ class HostImages:
 
     def gather(self, index: torch.Tensor) -> torch.Tensor:
         """Return the images at positions `index` of the training split, as a CPU tensor in that order."""
-        return torch.from_numpy(np.ascontiguousarray(self.array[self.rows[index.cpu().numpy()]]))
+        return torch.from_numpy(take_rows(self.array, self.rows[index.cpu().numpy()]))
 
     def take(self, index: torch.Tensor) -> HostImages:
         """The training examples at `index`, in that order (still on the host)."""
