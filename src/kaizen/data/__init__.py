@@ -22,7 +22,7 @@ import torch
 from kaizen import registry
 from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
-from kaizen.data.memory import CHUNK, HostImages, describe_bytes, memory_budget, take_rows
+from kaizen.data.memory import HostImages, chunk_rows, describe_bytes, memory_budget, take_rows
 from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
@@ -183,8 +183,9 @@ def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[floa
     channels = x.shape[1]
     if x.dtype == np.uint8:
         counts = np.zeros((channels, 256), dtype=np.int64)
-        for start in range(0, len(rows), CHUNK):
-            block = take_rows(x, rows[start : start + CHUNK])
+        step = chunk_rows(x)  # bincount counts in int64: 8 bytes per pixel of the chunk
+        for start in range(0, len(rows), step):
+            block = take_rows(x, rows[start : start + step])
             for channel in range(channels):
                 counts[channel] += np.bincount(block[:, channel].ravel(), minlength=256)
         values = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float64)

@@ -73,7 +73,12 @@ def _host_available() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-CHUNK = 4096  # rows copied at a time from a memory-mapped array
+CHUNK_BYTES = 4 * 2**20  # images copied (or counted) at a time: a few MiB, so the temporaries stay small
+
+
+def chunk_rows(array: np.ndarray) -> int:
+    """How many images of `array` make one chunk of about CHUNK_BYTES (at least one)."""
+    return max(1, CHUNK_BYTES // max(1, int(np.prod(array.shape[1:])) * array.itemsize))
 
 
 def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -87,8 +92,9 @@ def take_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if mapping is None or not hasattr(mapping, "madvise"):
         return array[rows]
     taken = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-    for start in range(0, len(rows), CHUNK):
-        taken[start : start + CHUNK] = array[rows[start : start + CHUNK]]
+    step = chunk_rows(array)
+    for start in range(0, len(rows), step):
+        taken[start : start + step] = array[rows[start : start + step]]
         mapping.madvise(mmap.MADV_DONTNEED)
     return taken
 
