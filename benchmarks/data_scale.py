@@ -1,13 +1,17 @@
-"""Image folders at CIFAR scale: decode time (first run) against the decoded cache (second run), and memory.
+"""Image folders at CIFAR scale: decode time, cache-load time, training in memory against streamed, memory.
 
-Generates a folder of N random 32x32 RGB PNGs in 10 classes (default 20,000), then in fresh processes:
+Generates a folder of N random 32x32 RGB PNGs in 10 classes (default 20,000; train/ and test/ folders, a
+sixth for test), then in fresh processes:
 1. loads it with an empty cache: scan, decode (process pool) and write the cache;
 2. loads it again: scan, check the manifest, read the cache;
+3. trains `--epochs` of a small CNN (simple_cnn) with the images in memory (uint8 on the device);
+4. trains the same with data.max_memory a quarter of the uint8 data, so the training images are streamed from
+   the memory-mapped cache;
 and reports each one's wall time and peak resident memory (also above the process's peak after importing
-torch and kaizen) against the uint8 size of the pixels. load_data still returns float32 tensors, so memory is
-several times the uint8 size.
+torch and kaizen) against the uint8 size of the pixels, and the training images/s streamed against in memory
+(target >= 0.9x; the same seed gives the same metrics, which is checked).
 
-    python benchmarks/data_scale.py [--images 20000] [--folder /tmp/kaizen-scale]
+    python benchmarks/data_scale.py [--images 20000] [--folder /tmp/kaizen-scale] [--epochs 1]
 """
 
 from __future__ import annotations
@@ -41,43 +45,88 @@ print(json.dumps({"seconds": seconds, "peak": peak, "before": before, "images": 
 """
 
 
+TRAIN = """
+import csv, json, resource, sys
+import kaizen
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+root, cache, runs, epochs, *extra = sys.argv[1:]
+cfg = kaizen.Config().override([
+    "data.name=folder", f"data.path={root}", f"data.cache={cache}", "model.preset=simple_cnn",
+    f"train.epochs={epochs}", "log.plots=false", "log.progress=false", f"log.runs_dir={runs}", *extra,
+])
+run = kaizen.train(cfg)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with (run.path / "metrics.csv").open() as stream:
+    rows = [row for row in csv.DictReader(stream)]
+train = [row for row in rows if row["split"] == "train"]
+seconds = sum(float(row["seconds"]) for row in train)
+metrics = [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+print(json.dumps({"images_per_s": run.summary["data"]["train"] * len(train) / seconds, "peak": peak,
+                  "before": before, "metrics": metrics, "source": run.summary["data"]["source"]}))
+"""
+
+
 def make_folder(root: Path, images: int) -> None:
     rng = np.random.default_rng(0)
     for index in range(images):
-        folder = root / f"class{index % CLASSES}"
+        folder = root / ("test" if index % 6 == 5 else "train") / f"class{index % CLASSES}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:06d}.png")
 
 
-def load(root: Path, cache: Path) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD, str(root), str(cache)], capture_output=True, text=True, check=True
-    )
+def child(script: str, *args: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    if result.returncode:
+        sys.exit(result.stderr)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:,.0f} MiB"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument(
         "--folder", type=Path, default=None, help="where to generate (default: a temp folder)"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         root = args.folder or Path(work) / "folder"
-        if not (root / "class0").is_dir():
+        if not (root / "train" / "class0").is_dir():
             start = time.perf_counter()
             make_folder(root, args.images)
             print(f"generated {args.images:,} PNGs of 32x32x3 in {time.perf_counter() - start:.1f} s")
         cache = Path(work) / "cache"
-        uint8_mib = args.images * 3 * 32 * 32 / 2**20
+        uint8 = args.images * 3 * 32 * 32
         for name in ("first run (decode + write cache)", "second run (from cache)"):
-            result = load(root, cache)
+            result = child(LOAD, str(root), str(cache))
             print(
-                f"{name}: {result['seconds']:.1f} s, peak RSS {result['peak'] / 2**20:,.0f} MiB, "
-                f"{(result['peak'] - result['before']) / 2**20:,.0f} MiB above the imports "
-                f"({result['images']:,} images, uint8 pixels {uint8_mib:,.0f} MiB)"
+                f"{name}: {result['seconds']:.1f} s, peak RSS {mib(result['peak'])}, "
+                f"{mib(result['peak'] - result['before'])} above the imports "
+                f"({result['images']:,} images, uint8 pixels {mib(uint8)})"
             )
+        budget = uint8 // 4  # a quarter of the data: the training images (3/4 of it) do not fit
+        modes = {"in memory": [], "streamed": [f"data.max_memory={budget}"]}
+        results = {}
+        for name, extra in modes.items():
+            runs = Path(work) / "runs" / name.replace(" ", "-")
+            results[name] = result = child(TRAIN, str(root), str(cache), str(runs), str(args.epochs), *extra)
+            print(
+                f"training {name}: {result['images_per_s']:,.0f} images/s, peak RSS {mib(result['peak'])}, "
+                f"{mib(result['peak'] - result['before'])} above the imports "
+                f"({(result['peak'] - result['before']) / uint8:.2f}x the uint8 pixels {mib(uint8)}"
+                f"{'; budget ' + mib(budget) if extra else ''})"
+            )
+        memory, streamed = results["in memory"], results["streamed"]
+        assert "streamed from the host" in streamed["source"], streamed["source"]
+        same = memory["metrics"] == streamed["metrics"]
+        print(
+            f"streamed / in memory: {streamed['images_per_s'] / memory['images_per_s']:.2f}x images/s "
+            f"(target >= 0.9x); same metrics: {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ class DataConfig(Section):
     cache: str | None = Field(
         None, description="folder: directory of the decoded-image cache (default: the user's cache dir)"
     )
+    max_memory: int | str | None = Field(
+        None,
+        description="bytes (or 2GB, 512MiB) the training images may take on the device; beyond it they are "
+        "streamed from the host (default: half the device's free memory)",
+    )
     download: bool = Field(True, description="download missing IDX files (official URLs, checksums)")
     test_split: float = Field(
         0.2, gt=0, lt=1, description="test fraction held out when a set has no test split"
@@ -98,6 +103,15 @@ class DataConfig(Section):
         if self.exclude is not None and self.keep is not None:
             raise ValueError("give data.exclude or data.keep, not both")
         return self
+
+    @field_validator("max_memory")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        from kaizen.data.memory import parse_bytes
+
+        if value is not None:
+            parse_bytes(value)  # raises ValueError naming the bad size
+        return value
 
     @field_validator("val_split")
     @classmethod

@@ -1,14 +1,18 @@
-"""Data: every dataset becomes device-resident, normalised tensors with train / validation / test splits.
+"""Data: every dataset becomes device-resident images (as stored: uint8 or float32) with train / validation /
+test splits, normalised on the device when read.
 
 `load_data(cfg)` builds the dataset named in the config (see `kaizen.data.datasets`), splits a stratified
 validation set off the training data, keeps a stratified `fraction` of the rest, and standardises every split
-with the per-channel mean and std of the training split. `to_float` and `normalize` let prediction prepare new
+with the per-channel mean and std of the training split; training images over `data.max_memory` stay on the
+host and are streamed (`kaizen.data.memory`). `to_float` and `normalize` let prediction prepare new
 inputs (`read_inputs`) exactly like the training data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +22,7 @@ import torch
 from kaizen import registry
 from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
+from kaizen.data.memory import HostImages, chunk_rows, describe_bytes, memory_budget, take_rows
 from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
@@ -27,19 +32,26 @@ if TYPE_CHECKING:  # config imports this package (through the registry) while it
 
 __all__ = ["Data", "RawData", "data_shape", "load_data", "normalize", "read_inputs", "to_float"]
 
+log = logging.getLogger(__name__)
+
 # distinct streams from one split seed, so the validation split does not mirror the test hold-out
 _VAL_STREAM, _FRACTION_STREAM = 1, 2
 
 
 @dataclass
 class Data:
-    """Train / validation / test tensors on one device (x float32 N x C x H x W normalised, y int64)."""
+    """Train / validation / test images and labels (y int64) on one device.
 
-    x_train: torch.Tensor
+    The images are kept as stored (`pixels`: uint8 0..255 for integer sources, 4x smaller than float32, or
+    float32 already scaled) and normalised on the device when read: `x_train` / `x_val` / `x_test` give a
+    whole split as float32 N x C x H x W normalised (computed on each access), `train_batches` the training
+    batches of an epoch. When the training images do not fit `data.max_memory`, `host_train` keeps them on
+    the host (the memory-mapped cache) and `pixels` has no "train".
+    """
+
+    pixels: dict[str, torch.Tensor]  # split -> images as stored, on the device
     y_train: torch.Tensor
-    x_val: torch.Tensor
     y_val: torch.Tensor
-    x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
     input_shape: tuple[int, int, int]
@@ -48,10 +60,59 @@ class Data:
     std: list[float]
     source: str
     paths: dict[str, list[str]] | None = None  # split -> the source file of each example, for file formats
+    host_train: HostImages | None = None  # the training images, when they stay on the host
+
+    @property
+    def x_train(self) -> torch.Tensor:
+        if self.host_train is not None:
+            return self.prepare(
+                self.host_train.gather(torch.arange(len(self.y_train))).to(self.y_train.device)
+            )
+        return self.prepare(self.pixels["train"])
+
+    @property
+    def x_val(self) -> torch.Tensor:
+        return self.prepare(self.pixels["val"])
+
+    @property
+    def x_test(self) -> torch.Tensor:
+        return self.prepare(self.pixels["test"])
+
+    def prepare(self, stored: torch.Tensor) -> torch.Tensor:
+        """Return stored images (uint8 or float32, on the device) as float32 normalised, as a new tensor."""
+        floats = stored.float() / 255 if stored.dtype == torch.uint8 else stored.clone()
+        return normalize(floats, self.mean, self.std, in_place=True)
+
+    def train_batch(self, index: torch.Tensor) -> torch.Tensor:
+        """Return the training images at `index`, normalised on the device."""
+        if self.host_train is not None:
+            return self.prepare(self.host_train.gather(index).to(self.y_train.device))
+        return self.prepare(self.pixels["train"][index])
+
+    def train_batches(self, indices: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Yield the training images of each index batch in turn, normalised on the device.
+
+        Streamed from the host, each batch is gathered there while the one before trains.
+        """
+        if self.host_train is None:
+            for index in indices:
+                yield self.prepare(self.pixels["train"][index])
+            return
+        for batch in self.host_train.stream(indices, self.y_train.device):
+            yield self.prepare(batch)
+
+    def take_train(self, index: torch.Tensor) -> Data:
+        """Return this data with the training examples at `index` (in that order) as its training split."""
+        if self.host_train is not None:
+            return dataclasses.replace(
+                self, host_train=self.host_train.take(index), y_train=self.y_train[index]
+            )
+        pixels = {**self.pixels, "train": self.pixels["train"][index]}
+        return dataclasses.replace(self, pixels=pixels, y_train=self.y_train[index])
 
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
-    """Return the dataset `cfg.name` split, normalised and moved to `device`."""
+    """Return the dataset `cfg.name` split and moved to `device` (or its training images streamed from the host)."""
     raw: RawData = select_training(registry.DATASETS.create(cfg.name, cfg), cfg)  # data.exclude / keep
     if raw.val_rows is not None:  # the data set comes with its validation split
         val = raw.val_rows
@@ -63,39 +124,41 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     if cfg.fraction < 1:
         train = train[stratified_subset(raw.train_y[train], cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
         note += f"; training on fraction {cfg.fraction:g} ({len(train):,} examples)"
-    x_train = to_float(raw.train_x[train])
-    channels = x_train.shape[1]
+    if raw.test_x.shape[1:] != raw.train_x.shape[1:]:
+        raise KaizenError(
+            f"dataset {cfg.name}: test images {raw.test_x.shape[1:]} differ from {raw.train_x.shape[1:]}"
+        )
+    device = torch.device(device)
+    train_bytes = len(train) * int(np.prod(raw.train_x.shape[1:])) * raw.train_x.itemsize
+    budget = memory_budget(cfg.max_memory, device)
+    host_train = None
+    if train_bytes > budget:
+        host_train = HostImages(raw.train_x, train)
+        why = f"the training images ({describe_bytes(train_bytes)}) exceed data.max_memory ({describe_bytes(budget)})"
+        note += f"; training images streamed from the host: {why}"
+        log.warning("%s: streaming them from the host", why)
+    channels = raw.train_x.shape[1]
     if cfg.normalize:
-        mean = x_train.mean(axis=(0, 2, 3), dtype=np.float64).tolist()
-        # a constant channel carries no information; dividing by 1 keeps it finite
-        # one channel at a time: std's float64 temporary is then a third of the data (3 channels), not all of it
-        deviations = [float(x_train[:, channel].std(dtype=np.float64)) for channel in range(channels)]
-        std = [value if value > 1e-8 else 1.0 for value in deviations]
+        mean, std = _statistics(raw.train_x, train)
     else:
         mean, std = [0.0] * channels, [1.0] * channels
-    device = torch.device(device)
 
-    def images(x: np.ndarray) -> torch.Tensor:
-        floats = to_float(x)
-        floats = floats.copy() if floats is x else floats  # never overwrite the data set's own arrays
-        return normalize(torch.from_numpy(floats).to(device), mean, std, in_place=True)
+    def images(x: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(take_rows(x, rows)).to(device)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(device)
 
-    if raw.test_x.shape[1:] != x_train.shape[1:]:
-        raise KaizenError(
-            f"dataset {cfg.name}: test images {raw.test_x.shape[1:]} differ from {x_train.shape[1:]}"
-        )
+    pixels = {"val": images(raw.train_x, val), "test": images(raw.test_x, np.arange(len(raw.test_x)))}
+    if host_train is None:
+        pixels["train"] = images(raw.train_x, train)
     return Data(
-        x_train=normalize(torch.from_numpy(x_train).to(device), mean, std, in_place=True),
+        pixels=pixels,
         y_train=labels(raw.train_y[train]),
-        x_val=images(raw.train_x[val]),
         y_val=labels(raw.train_y[val]),
-        x_test=images(raw.test_x),
         y_test=labels(raw.test_y),
         num_classes=len(raw.class_names),
-        input_shape=tuple(int(size) for size in x_train.shape[1:]),
+        input_shape=tuple(int(size) for size in raw.train_x.shape[1:]),
         class_names=list(raw.class_names),
         mean=mean,
         std=std,
@@ -107,7 +170,36 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
             "val": [raw.train_paths[i] for i in val],
             "test": list(raw.test_paths),
         },
+        host_train=host_train,
     )
+
+
+def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of `x[rows]` as to_float scales it (a constant channel gets std 1).
+
+    uint8 images: from the count of each of the 256 values per channel, gathered a chunk at a time, so no
+    float copy of the data is made. float32 images: numpy's mean and std of the rows.
+    """
+    channels = x.shape[1]
+    if x.dtype == np.uint8:
+        counts = np.zeros((channels, 256), dtype=np.int64)
+        step = chunk_rows(x)  # bincount counts in int64: 8 bytes per pixel of the chunk
+        for start in range(0, len(rows), step):
+            block = take_rows(x, rows[start : start + step])
+            for channel in range(channels):
+                counts[channel] += np.bincount(block[:, channel].ravel(), minlength=256)
+        values = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float64)
+        total = counts.sum(axis=1)
+        mean = counts @ values / total
+        deviations = np.sqrt((counts * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / total)
+        means, stds = mean.tolist(), deviations.tolist()
+    else:
+        floats = x[rows]
+        means = floats.mean(axis=(0, 2, 3), dtype=np.float64).tolist()
+        # one channel at a time: std's float64 temporary is then a third of the data (3 channels), not all of it
+        stds = [float(floats[:, channel].std(dtype=np.float64)) for channel in range(channels)]
+    # a constant channel carries no information; dividing by 1 keeps it finite
+    return means, [value if value > 1e-8 else 1.0 for value in stds]
 
 
 def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:

@@ -84,7 +84,7 @@ def range_test(cfg: Config) -> RangeTest:
         for group in optimizer.param_groups:
             group["lr"] = lr
         index = order[step * batch : (step + 1) * batch]
-        loss = nn.functional.cross_entropy(model(data.x_train[index]), data.y_train[index])
+        loss = nn.functional.cross_entropy(model(data.train_batch(index)), data.y_train[index])
         value = loss.item()
         if not math.isfinite(value):
             if step == 0:

@@ -7,7 +7,6 @@ of the config alone, so a member of an ensemble is an ordinary run that can be r
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +80,7 @@ def select_examples(data: Data, cfg: TrainConfig, split_seed: int) -> tuple[Data
         keep = keep[drawn]
         weights = None if weights is None else weights[drawn]
     index = torch.from_numpy(keep).to(data.y_train.device)
-    data = dataclasses.replace(data, x_train=data.x_train[index], y_train=data.y_train[index])
+    data = data.take_train(index)
     if weights is None:
         return data, None
     if weights.sum() <= 0:

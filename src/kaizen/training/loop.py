@@ -356,7 +356,9 @@ def _open_run(
         training.steps_per_epoch,
         writer,
         custom_metrics,
-        example=training.data.x_train[:2],
+        example=training.data.train_batch(
+            torch.arange(min(2, len(training.data.y_train)), device=training.device)
+        ),
     )
 
 
@@ -440,11 +442,12 @@ def _train_epoch(training: _Training, epoch: int) -> tuple[dict[str, float], flo
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for step in range(steps_per_epoch):
-        index = order[step * batch_size : (step + 1) * batch_size]  # fetch
-        global_batch = len(index)
-        index = group.shard(index)  # data-parallel: this process's slice of the global batch
-        batch = t.augment(data.x_train[index], data.y_train[index])  # augment
+    batches = [order[step * batch_size : (step + 1) * batch_size] for step in range(steps_per_epoch)]
+    indices = [group.shard(index) for index in batches]  # data-parallel: this process's slice of each batch
+    images = data.train_batches(indices)  # fetch: normalised on the device (streamed: one batch ahead)
+    for step, (index, x) in enumerate(zip(indices, images)):
+        global_batch = len(batches[step])
+        batch = t.augment(x, data.y_train[index])  # augment
         recorder.before_forward(step)
         with t.autocast:
             logits = step_forward(batch.x).float()  # forward
