@@ -44,7 +44,7 @@ def test_a_learning_rate_far_too_high_fails_the_one_batch_check():
 def test_test_images_copied_into_training_are_found(tmp_path):
     data = load_data(kaizen.Config().data)
     assert train_test_overlap(data).passed
-    data.x_test[:20] = data.x_train[:20]
+    data.pixels["test"][:20] = data.pixels["train"][:20]  # the stored images, before normalisation
     leaked = train_test_overlap(data)
     assert not leaked.passed and leaked.evidence.startswith("20 of")
 

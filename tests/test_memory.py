@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import cli
+from test_folder import make_classes
 
 import kaizen
 from kaizen.data import load_data, normalize, to_float
 from kaizen.data.memory import parse_bytes
-from tests.conftest import cli
-from tests.test_folder import make_classes
 
 
 @pytest.fixture(autouse=True)

@@ -403,7 +403,7 @@ def _stacking(configs: list[Config], k: int, out_dir: Path, progress: Progress) 
             run = _train_member(cfg, out_dir, name, [f"train.folds={k}", f"train.fold={fold}"], progress)
             held_out = folds == fold
             out_of_fold[held_out, columns] = evaluator.probs(
-                run, x=data.x_train[torch.from_numpy(held_out)]
+                run, x=data.train_batch(torch.from_numpy(np.flatnonzero(held_out)))
             ).numpy()
             probs = evaluator.probs(run)
             test_features[:, columns] += probs.numpy() / k

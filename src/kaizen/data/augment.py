@@ -237,7 +237,7 @@ def preview(cfg: Config, images: int = 8, copies: int = 6) -> Preview:
         raise KaizenError("this config has no augmentation to preview; try --set augment=kaggle")
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
-    x = data.x_train[:images]
+    x = data.train_batch(torch.arange(min(images, len(data.y_train))))
     y = data.y_train[:images]
     augmented = torch.stack([augment(x, y).x for _ in range(copies)], 1)
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)

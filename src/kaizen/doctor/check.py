@@ -140,11 +140,16 @@ def train_test_overlap(data) -> Check:
     return Check("train/test overlap", passed, evidence, "" if passed else advice)
 
 
+def _first(data, count: int) -> torch.Tensor:
+    """The first `count` training images, normalised (without normalising the whole split)."""
+    return data.train_batch(torch.arange(min(count, len(data.y_train))))
+
+
 def initial_loss(cfg: Config, data) -> Check:
     """The loss of the untrained model against ln(classes)."""
     model = _model(cfg, data).eval()
     with torch.no_grad():
-        loss = nn.functional.cross_entropy(model(data.x_train[:INIT_EXAMPLES]), data.y_train[:INIT_EXAMPLES])
+        loss = nn.functional.cross_entropy(model(_first(data, INIT_EXAMPLES)), data.y_train[:INIT_EXAMPLES])
     chance = math.log(data.num_classes)
     ratio = loss.item() / chance
     low, high = INIT_LOSS_RANGE
@@ -171,7 +176,7 @@ def one_batch(cfg: Config, data) -> Check:
     """Memorise one batch of 32 training images: a model and optimiser that cannot are broken."""
     model = _model(cfg, data)
     optimizer = _optimizer(cfg, model)
-    x, y = data.x_train[:ONE_BATCH], data.y_train[:ONE_BATCH]
+    x, y = _first(data, ONE_BATCH), data.y_train[:ONE_BATCH]
     accuracy, steps = 0.0, 0
     for steps in range(1, ONE_BATCH_STEPS + 1):
         model.train()

@@ -128,4 +128,8 @@ def inspect_config(cfg: Config, batch_size: int | None = None, train_mode: bool 
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
-    return inspect_batch(model, data.x_train[: batch_size or cfg.train.batch_size], train_mode)
+    return inspect_batch(
+        model,
+        data.train_batch(torch.arange(min(batch_size or cfg.train.batch_size, len(data.y_train)))),
+        train_mode,
+    )
