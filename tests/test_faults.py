@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, cli, tiny_config
@@ -438,6 +439,18 @@ def test_a_fraction_that_leaves_one_example_says_so(monkeypatch, capsys, tmp_pat
     one_error_line(
         code, err, "the training split holds 1 example (data.fraction = 0.001)", "raise data.fraction"
     )
+
+
+def test_a_data_set_of_one_class_is_refused_before_any_run(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "one.npz"
+    np.savez(path, x=np.zeros((40, 8, 8), dtype=np.uint8), y=np.full(40, 3))
+    runs = tmp_path / "runs"
+    code, _, err = cli(
+        monkeypatch, capsys, "train", *TINY_SETS, "--set", "data.name=npz", "--set", f"data.path={path}",
+        "--set", f"log.runs_dir={runs}",
+    )  # fmt: skip
+    one_error_line(code, err, "every training example is of class '3'", "at least two classes")
+    assert not runs.exists()
 
 
 # --- random input never gives a traceback -------------------------------------------------------------

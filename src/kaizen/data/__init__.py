@@ -114,6 +114,12 @@ class Data:
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Return the dataset `cfg.name` split and moved to `device` (or its training images streamed from the host)."""
     raw: RawData = select_training(registry.DATASETS.create(cfg.name, cfg), cfg)  # data.exclude / keep
+    present = np.unique(raw.train_y)
+    if len(present) == 1:  # it would "learn" 100% accuracy and say nothing
+        raise KaizenError(
+            f"dataset {cfg.name}: every training example is of class '{raw.class_names[present[0]]}'; "
+            "a classifier needs at least two classes"
+        )
     if raw.val_rows is not None:  # the data set comes with its validation split
         val = raw.val_rows
         train = np.setdiff1d(np.arange(len(raw.train_y)), val)
