@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, cli, tiny_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import kaizen
+from kaizen.config import valid_keys
 from kaizen.track import rundir
 from kaizen.training import distributed, loop
 
@@ -455,10 +458,7 @@ def test_a_data_set_of_one_class_is_refused_before_any_run(monkeypatch, capsys, 
 
 # --- random input never gives a traceback -------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
-from kaizen.config import valid_keys  # noqa: E402
 
 KEYS = st.one_of(st.sampled_from(valid_keys()), st.text(min_size=1, max_size=20))
 YAML_SCALARS = st.one_of(
