@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaizen.doctor import diagnose
 from kaizen.study.results import Results
 
 
-def doctor_findings(results: Results) -> tuple[dict[str, list[dict[str, Any]]] | None, str]:
-    """Each variant's doctor findings, grouped over seeds: ({variant: [finding]}, note), or (None, why not).
+def doctor_findings(results: Results) -> tuple[dict[str, list[dict[str, Any]]], str]:
+    """Each variant's doctor findings, grouped over seeds: ({variant: [finding]}, a note on runs it could not
+    diagnose).
 
     A finding is {severity, title, evidence (of the first seed showing it), seeds (how many showed it)}.
     """
-    try:
-        from kaizen.doctor import diagnose
-    except Exception:  # not built yet, or broken: the report goes on without it
-        return None, "doctor not available"
     grouped: dict[str, list[dict[str, Any]]] = {}
     problems = []
     for variant in results.variants:

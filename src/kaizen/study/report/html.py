@@ -62,7 +62,7 @@ def html_report(
     results: Results,
     curve: Curve | None,
     images: dict[str, bytes],
-    findings: dict[str, list[dict[str, Any]]] | None,
+    findings: dict[str, list[dict[str, Any]]],
     doctor_note: str,
 ) -> str:
     """report.html: one self-contained page (inline CSS, figures as base64 data URIs, no links to files)."""
@@ -84,6 +84,28 @@ def html_report(
     out += [f"<p>{_e(line)}</p>" for line in headline(results)]
     out.append("</div>")
 
+    out += _results_section(results)
+    out += _figures_section(images)
+    for section, lines in sections(results):
+        out.append(f"<h2>{_e(section)}</h2>")
+        out.append("<ul>" + "".join(f'<li class="note">{_e(line)}</li>' for line in lines) + "</ul>")
+
+    out += _config_diff_section(results)
+    out += _doctor_section(results, findings, doctor_note)
+    out += _failures_section(results)
+    out.append("<h2>Method</h2>")
+    out += [f'<p class="note">{_e(paragraph)}</p>' for paragraph in method_note(results)]
+    out.append(
+        f'<p class="note">Study directory: <code>{_e(results.path)}</code> · run directories under '
+        "<code>runs/&lt;variant&gt;/seed&lt;k&gt;/</code> · made by kaizen.</p>"
+    )
+    out.append("</main></body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _results_section(results: Results) -> list[str]:
+    """The results table, one row per variant, with the verdicts and a note on the columns."""
+    out: list[str] = []
     out.append("<h2>Results</h2>")
     rows = table_rows(results)
     numeric = {
@@ -126,7 +148,12 @@ def html_report(
         f"against the baseline; p: two-sided t-test; p adj: {_e(correction_text(results))}; P(beats): share of "
         "seed pairs the variant wins; g: Hedges' g. See Method below.</p>"
     )
+    return out
 
+
+def _figures_section(images: dict[str, bytes]) -> list[str]:
+    """The figures, inline as base64 PNGs, each with its caption."""
+    out: list[str] = []
     out.append("<h2>Figures</h2>")
     captions = {
         "datacurve.png": "The metric and the train/validation gap against training-set size.",
@@ -138,11 +165,12 @@ def html_report(
         encoded = base64.b64encode(data).decode("ascii")
         out.append(f'<figure><img alt="{_e(name)}" src="data:image/png;base64,{encoded}">')
         out.append(f'<figcaption class="note">{_e(captions.get(name, name))}</figcaption></figure>')
+    return out
 
-    for section, lines in sections(results):
-        out.append(f"<h2>{_e(section)}</h2>")
-        out.append("<ul>" + "".join(f'<li class="note">{_e(line)}</li>' for line in lines) + "</ul>")
 
+def _config_diff_section(results: Results) -> list[str]:
+    """What each variant changes against the baseline, key by key."""
+    out: list[str] = []
     out.append("<h2>Config difference from the baseline</h2>")
     diff_rows = []
     for variant in results.variants:
@@ -162,43 +190,47 @@ def html_report(
                 ]
             )
     out.append(_html_table(["variant", "key", f"baseline ({results.baseline.id})", "variant"], diff_rows))
+    return out
 
+
+def _doctor_section(
+    results: Results, findings: dict[str, list[dict[str, Any]]], doctor_note: str
+) -> list[str]:
+    """Each variant's doctor findings."""
+    out: list[str] = []
     out.append("<h2>Doctor findings</h2>")
-    if findings is None:
-        out.append(
-            f'<p class="note">{_e(doctor_note)}: this kaizen has no <code>kaizen.doctor</code>; once it has, '
-            "each variant's diagnosis appears here.</p>"
-        )
-    else:
-        if doctor_note:
-            out.append(f'<p class="note">{_e(doctor_note)}</p>')
-        doctor_rows = []
-        for variant in results.variants:
-            entries = findings.get(variant.id, [])
-            if not entries:
-                doctor_rows.append(
-                    [
-                        f"<td>{_e(variant.id)}</td>",
-                        "<td></td>",
-                        "<td>no findings</td>",
-                        "<td></td>",
-                        "<td></td>",
-                    ]
-                )
-            for index, entry in enumerate(entries):
-                doctor_rows.append(
-                    [
-                        f"<td>{_e(variant.id) if index == 0 else ''}</td>",
-                        f"<td>{_e(entry['severity'])}</td>",
-                        f"<td>{_e(entry['title'])}</td>",
-                        f'<td class="num">{entry["seeds"]}/{len(variant.runs)}</td>',
-                        f"<td>{_e(entry['evidence'])}</td>",
-                    ]
-                )
-        out.append(
-            _html_table(["variant", "severity", "finding", "seeds", "evidence (first seed)"], doctor_rows)
-        )
+    if doctor_note:
+        out.append(f'<p class="note">{_e(doctor_note)}</p>')
+    doctor_rows = []
+    for variant in results.variants:
+        entries = findings.get(variant.id, [])
+        if not entries:
+            doctor_rows.append(
+                [
+                    f"<td>{_e(variant.id)}</td>",
+                    "<td></td>",
+                    "<td>no findings</td>",
+                    "<td></td>",
+                    "<td></td>",
+                ]
+            )
+        for index, entry in enumerate(entries):
+            doctor_rows.append(
+                [
+                    f"<td>{_e(variant.id) if index == 0 else ''}</td>",
+                    f"<td>{_e(entry['severity'])}</td>",
+                    f"<td>{_e(entry['title'])}</td>",
+                    f'<td class="num">{entry["seeds"]}/{len(variant.runs)}</td>',
+                    f"<td>{_e(entry['evidence'])}</td>",
+                ]
+            )
+    out.append(_html_table(["variant", "severity", "finding", "seeds", "evidence (first seed)"], doctor_rows))
+    return out
 
+
+def _failures_section(results: Results) -> list[str]:
+    """Runs that failed, with their first error (nothing when none did)."""
+    out: list[str] = []
     failed = failures(results)
     if failed:
         out.append("<h2>Failures</h2>")
@@ -216,11 +248,4 @@ def html_report(
                 ],
             )
         )
-    out.append("<h2>Method</h2>")
-    out += [f'<p class="note">{_e(paragraph)}</p>' for paragraph in method_note(results)]
-    out.append(
-        f'<p class="note">Study directory: <code>{_e(results.path)}</code> · run directories under '
-        "<code>runs/&lt;variant&gt;/seed&lt;k&gt;/</code> · made by kaizen.</p>"
-    )
-    out.append("</main></body></html>")
-    return "\n".join(out) + "\n"
+    return out

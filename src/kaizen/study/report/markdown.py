@@ -30,7 +30,7 @@ def markdown(
     results: Results,
     curve: Curve | None,
     images: list[str],
-    findings: dict[str, list[dict[str, Any]]] | None,
+    findings: dict[str, list[dict[str, Any]]],
     doctor_note: str,
 ) -> str:
     """report.md: the same content as the HTML, with the figures as links to the PNG files beside it."""
@@ -64,19 +64,16 @@ def markdown(
         ]
         parts += [""]
     parts += ["## Doctor", ""]
-    if findings is None:
+    if doctor_note:
         parts += [f"_{doctor_note}_", ""]
-    else:
-        if doctor_note:
-            parts += [f"_{doctor_note}_", ""]
-        for variant in results.variants:
-            entries = findings.get(variant.id, [])
-            parts += [f"**{variant.id}**:" + ("" if entries else " no findings")]
-            parts += [
-                f"- {e['severity']}: {e['title']} ({e['seeds']}/{len(variant.runs)} seeds) — {e['evidence']}"
-                for e in entries
-            ]
-            parts += [""]
+    for variant in results.variants:
+        entries = findings.get(variant.id, [])
+        parts += [f"**{variant.id}**:" + ("" if entries else " no findings")]
+        parts += [
+            f"- {e['severity']}: {e['title']} ({e['seeds']}/{len(variant.runs)} seeds) — {e['evidence']}"
+            for e in entries
+        ]
+        parts += [""]
     failed = failures(results)
     if failed:
         parts += ["## Failures", "", _md_table(["variant", "run", "status", "error"], failed), ""]
