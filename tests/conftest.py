@@ -53,3 +53,14 @@ def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = exited.code or 0
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def one_line_error(code: int, err: str, *culprits: str) -> str:
+    """Assert exit code 2 and a single `error:` line (no traceback) holding every culprit; return the line."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for culprit in culprits:
+        assert culprit in lines[0], lines[0]
+    return lines[0]

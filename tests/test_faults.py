@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, cli, tiny_config
+from conftest import TINY, cli, one_line_error, tiny_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,17 +25,6 @@ from kaizen.track import rundir
 from kaizen.training import distributed, loop
 
 TINY_SETS = [option for item in [*TINY, "log.progress=false"] for option in ("--set", item)]
-
-
-def one_error_line(code: int, err: str, *culprits: str) -> str:
-    """Exit code 2 and a single `error:` line holding every culprit; return the line."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], lines[0]
-    return lines[0]
 
 
 def meta(run: Path) -> dict:
@@ -95,7 +84,7 @@ def test_eval_of_a_run_on_a_read_only_filesystem_is_one_line(monkeypatch, capsys
 
     code, _, err = cli(monkeypatch, capsys, "eval", str(two_epochs))
 
-    one_error_line(code, err, "cannot write", str(two_epochs), "Read-only file system")
+    one_line_error(code, err, "cannot write", str(two_epochs), "Read-only file system")
     assert {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()} == before
 
 
@@ -105,7 +94,7 @@ def test_resume_of_a_run_on_a_read_only_filesystem_is_one_line(monkeypatch, caps
 
     code, _, err = cli(monkeypatch, capsys, "train", "--resume", str(two_epochs), "--set", "train.epochs=3")
 
-    one_error_line(code, err, "cannot write", str(two_epochs), "Read-only file system")
+    one_line_error(code, err, "cannot write", str(two_epochs), "Read-only file system")
     assert {path: path.read_bytes() for path in two_epochs.rglob("*") if path.is_file()} == before
 
 
@@ -127,7 +116,7 @@ def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_the_last_checkpoint
         monkeypatch, capsys, "train", *TINY_SETS, "--set", "train.epochs=3", "--set", f"log.runs_dir={runs}"
     )
 
-    one_error_line(code, err, "No space left on device")
+    one_line_error(code, err, "No space left on device")
     run = only_run(runs)
     record = meta(run)
     assert record["status"] == "failed" and "No space left on device" in record["error"]
@@ -145,7 +134,7 @@ def test_augment_preview_into_a_file_as_folder_is_one_line(monkeypatch, capsys, 
         monkeypatch, capsys, "augment-preview", "--set", "augment=kaggle", "--out", str(blocker / "x.png")
     )
 
-    one_error_line(code, err, str(blocker / "x.png"))
+    one_line_error(code, err, str(blocker / "x.png"))
     assert blocker.read_text() == "a file, not a folder"
 
 
@@ -161,7 +150,7 @@ def test_data_parallel_training_into_an_unwritable_place_is_refused_before_launc
         monkeypatch, capsys, "train", "--devices", "2", *TINY_SETS, "--set", f"log.runs_dir={blocker / 'x'}"
     )
 
-    one_error_line(code, err, str(blocker), "not a folder")
+    one_line_error(code, err, str(blocker), "not a folder")
 
 
 # --- bad config files -------------------------------------------------------------------------------
@@ -173,12 +162,12 @@ def test_a_picture_given_as_config_is_one_line(monkeypatch, capsys, tmp_path):
 
     code, _, err = cli(monkeypatch, capsys, "train", "-c", str(picture))
 
-    one_error_line(code, err, str(picture), "not a YAML config")
+    one_line_error(code, err, str(picture), "not a YAML config")
 
 
 def test_a_folder_given_as_config_says_so(monkeypatch, capsys, tmp_path):
     code, _, err = cli(monkeypatch, capsys, "train", "-c", str(tmp_path))
-    one_error_line(code, err, str(tmp_path), "is a folder")
+    one_line_error(code, err, str(tmp_path), "is a folder")
 
 
 def test_an_empty_config_and_a_repeated_key_are_warned_about(monkeypatch, capsys, tmp_path):
@@ -286,7 +275,7 @@ def test_resume_refuses_a_key_the_checkpoint_trained_without(monkeypatch, capsys
         "optim.lr=0.5",
     )
 
-    one_error_line(code, err, "--resume cannot change optim.lr (0.001 -> 0.5)")
+    one_line_error(code, err, "--resume cannot change optim.lr (0.001 -> 0.5)")
     assert (constant_run / "config.yaml").read_text() == config_before
     assert meta(constant_run)["status"] == "done"
 
@@ -296,7 +285,7 @@ def test_extending_a_finished_cosine_run_is_refused_with_the_reason(monkeypatch,
 
     code, _, err = cli(monkeypatch, capsys, "train", "--resume", str(run), "--set", "train.epochs=4")
 
-    one_error_line(code, err, "train.epochs from 2 to 4", "schedule.name=cosine", "spreads over train.epochs")
+    one_line_error(code, err, "train.epochs from 2 to 4", "schedule.name=cosine", "spreads over train.epochs")
 
 
 def test_resume_records_what_it_changed_and_its_timings_add_up_every_session(constant_run):
@@ -423,7 +412,7 @@ def test_a_compare_with_a_batch_of_one_is_refused_before_any_run(monkeypatch, ca
         str(out),
     )
 
-    one_error_line(code, err, "train.batch_size = 1", "at least 2 examples", "batch norm")
+    one_line_error(code, err, "train.batch_size = 1", "at least 2 examples", "batch norm")
     assert not out.exists()
 
 
@@ -439,7 +428,7 @@ def test_a_fraction_that_leaves_one_example_says_so(monkeypatch, capsys, tmp_pat
         f"log.runs_dir={tmp_path / 'runs'}",
     )
 
-    one_error_line(
+    one_line_error(
         code, err, "the training split holds 1 example (data.fraction = 0.001)", "raise data.fraction"
     )
 
@@ -452,12 +441,11 @@ def test_a_data_set_of_one_class_is_refused_before_any_run(monkeypatch, capsys, 
         monkeypatch, capsys, "train", *TINY_SETS, "--set", "data.name=npz", "--set", f"data.path={path}",
         "--set", f"log.runs_dir={runs}",
     )  # fmt: skip
-    one_error_line(code, err, "every training example is of class '3'", "at least two classes")
+    one_line_error(code, err, "every training example is of class '3'", "at least two classes")
     assert not runs.exists()
 
 
 # --- random input never gives a traceback -------------------------------------------------------------
-
 
 
 KEYS = st.one_of(st.sampled_from(valid_keys()), st.text(min_size=1, max_size=20))
@@ -501,7 +489,7 @@ def test_random_yaml_files_are_accepted_or_refused_in_one_line(monkeypatch, caps
 
     assert "Traceback" not in err
     if code:
-        one_error_line(code, err)
+        one_line_error(code, err)
 
 
 # --- offline, and what downloads leave -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli
+from conftest import cli, one_line_error
 from scipy import stats as scipy_stats
 
 import kaizen
@@ -52,15 +52,6 @@ TINY_SETS = [option for item in TINY for option in ("--set", item)] + ["--worker
 
 def tiny() -> kaizen.Config:
     return kaizen.Config().override(TINY)
-
-
-def one_line_error(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], lines[0]
 
 
 def starts(study_dir: Path) -> dict[str, str]:
