@@ -106,6 +106,8 @@ def test_streamed_data_reads_whole_splits_and_batches_like_in_memory(tmp_path):
         kaizen.Config().override([*TINY_FOLDER, f"data.path={root}", "data.max_memory=1"]).data
     )
     assert streamed.host_train is not None and "train" not in streamed.pixels
+    # the held-out test split does not copy the training images: they are streamed from the cache file itself
+    assert isinstance(streamed.host_train.array, np.memmap)
     assert (memory.mean, memory.std) == (streamed.mean, streamed.std)
     assert torch.equal(memory.x_train, streamed.x_train)
     indices = [torch.tensor([3, 1]), torch.tensor([0]), torch.tensor([7, 2, 5])]
@@ -113,3 +115,16 @@ def test_streamed_data_reads_whole_splits_and_batches_like_in_memory(tmp_path):
         assert torch.equal(ours, theirs)
     subset = torch.tensor([4, 4, 0])
     assert torch.equal(memory.take_train(subset).x_train, streamed.take_train(subset).x_train)
+
+
+def test_a_kept_subset_streams_from_the_cache_file_and_matches_memory(tmp_path):
+    root = folder(tmp_path)
+    keep = tmp_path / "keep.txt"
+    keep.write_text("\n".join(str(index) for index in range(0, 33, 2)))  # 17 of the 33 training examples
+    settings = [*TINY_FOLDER, f"data.path={root}", f"data.keep={keep}", "data.val_split=3"]
+    memory = load_data(kaizen.Config().override(settings).data)
+    streamed = load_data(kaizen.Config().override([*settings, "data.max_memory=1"]).data)
+    assert len(memory.y_train) + len(memory.y_val) == 17
+    assert isinstance(streamed.host_train.array, np.memmap)
+    assert torch.equal(memory.x_train, streamed.x_train) and torch.equal(memory.x_val, streamed.x_val)
+    assert torch.equal(memory.y_train, streamed.y_train) and memory.paths == streamed.paths

@@ -70,7 +70,7 @@ def run_audit(
     outcome = train_folds(audited, folds, out_dir, workers, on_event, on_start)
     outputs = fold_outputs(audited, folds, out_dir)
     labels = outputs.data.y_train.numpy()
-    x_train, x_test = to_float(raw.train_x), to_float(raw.test_x)  # decoded pixels, as in the files
+    x_train, x_test = to_float(raw.images("train")), to_float(raw.images("test"))  # decoded, as in the files
     issues = (
         findings.label_issues(labels, outputs.probs)
         + findings.copies(x_train, x_test, labels)

@@ -110,8 +110,7 @@ def _path(raw: RawData, split: str, index: int) -> str:
 
 
 def _image(raw: RawData, split: str, index: int) -> np.ndarray:
-    x = raw.train_x if split == "train" else raw.test_x
-    image = np.clip(to_float(x[index : index + 1])[0], 0, 1)
+    image = np.clip(to_float(raw.images(split, np.array([index])))[0], 0, 1)
     return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)[..., :3]
 
 

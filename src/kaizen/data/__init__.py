@@ -139,26 +139,26 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     budget = memory_budget(cfg.max_memory, device)
     host_train = None
     if train_bytes > budget:
-        host_train = HostImages(raw.train_x, train)
+        host_train = HostImages(raw.train_x, raw.rows("train", train))
         why = f"the training images ({describe_bytes(train_bytes)}) exceed data.max_memory ({describe_bytes(budget)})"
         note += f"; training images streamed from the host: {why}"
         log.warning("%s: streaming them from the host", why)
     # the training images in memory first, so their statistics come from that copy, not a second pass over
     # the (memory-mapped) source
     in_memory = host_train is None
-    train_x, train_rows = (take_rows(raw.train_x, train), None) if in_memory else (raw.train_x, train)
+    train_x = raw.images("train", train) if in_memory else None
     if cfg.normalize:
-        mean, std = _statistics(train_x, train_rows)
+        mean, std = _statistics(train_x, None) if in_memory else _statistics(raw.train_x, host_train.rows)
     else:
         mean, std = [0.0] * raw.train_x.shape[1], [1.0] * raw.train_x.shape[1]
 
-    def images(x: np.ndarray, rows: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(take_rows(x, rows)).to(device)
+    def images(split: str, index: np.ndarray | None) -> torch.Tensor:
+        return torch.from_numpy(raw.images(split, index)).to(device)
 
     def labels(y: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)).to(device)
 
-    pixels = {"val": images(raw.train_x, val), "test": images(raw.test_x, np.arange(len(raw.test_x)))}
+    pixels = {"val": images("train", val), "test": images("test", None)}
     if host_train is None:
         pixels["train"] = torch.from_numpy(train_x).to(device)
         del train_x  # on a GPU, the host copy goes now

@@ -1,7 +1,9 @@
 """Dataset builders, registered by name in `registry.DATASETS`: each takes a DataConfig, returns RawData.
 
 RawData is the dataset as stored: a train and a test split (x N x C x H x W, uint8 0..255 or float32 already
-scaled; y int64), class names and a human description of where it came from. Validation split, subset and
+scaled; y int64), class names and a human description of where it came from. A split may be some rows of its
+array (`train_rows`, `test_rows`), so splits of one memory-mapped cache are never copied before a run takes
+what it keeps in memory. Validation split, subset and
 normalisation happen later, in `kaizen.data.load_data`, the same way for every dataset.
 """
 
@@ -21,6 +23,7 @@ from kaizen.data import download
 from kaizen.data.arrays import encode_labels
 from kaizen.data.csvfile import read_pixel_csv
 from kaizen.data.idx import IMAGES_NDIM, LABELS_NDIM, read_idx
+from kaizen.data.memory import take_rows
 from kaizen.data.npzfile import read_npz
 from kaizen.data.splits import stratified_split
 from kaizen.errors import KaizenError
@@ -60,7 +63,26 @@ class RawData:
     source: str
     train_paths: list[str] | None = None  # the source file of each row (file-based formats), else None
     test_paths: list[str] | None = None
-    val_rows: np.ndarray | None = None  # rows of train that are a given validation split (a val/ folder)
+    val_rows: np.ndarray | None = None  # examples of train that are a given validation split (a val/ folder)
+    train_rows: np.ndarray | None = (
+        None  # the rows of train_x that are the training examples, in order (None: all)
+    )
+    test_rows: np.ndarray | None = None  # likewise for test_x
+
+    def rows(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
+        """Return the rows of `split`'s array ('train' or 'test') that hold its examples `index` (all: None)."""
+        base = self.train_rows if split == "train" else self.test_rows
+        if index is None:
+            return (
+                base
+                if base is not None
+                else np.arange(len(self.train_y if split == "train" else self.test_y))
+            )
+        return np.asarray(index) if base is None else base[index]
+
+    def images(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
+        """Return the images of `split`'s examples `index` (all: None), as stored, copied into memory."""
+        return take_rows(self.train_x if split == "train" else self.test_x, self.rows(split, index))
 
 
 # ------------------------------------------------------------------------------------------- digits

@@ -410,37 +410,40 @@ def folder_dataset(cfg: DataConfig) -> RawData:
     decoded = load_or_decode(cfg, scan)
     for path, reason in decoded.problems.items():
         log.warning("skipped %s: %s", path, reason)
+    # every split is rows of the one (memory-mapped) images array: nothing is copied here
     offsets = np.cumsum([0] + [len(decoded.kept[split]) for split in SPLITS])
-    x = {split: decoded.images[offsets[i] : offsets[i + 1]] for i, split in enumerate(SPLITS)}
+    rows = {split: np.arange(offsets[i], offsets[i + 1]) for i, split in enumerate(SPLITS)}
     y = {split: scan.labels[split][decoded.kept[split]] for split in SPLITS}
     paths = {split: [scan.files[split][i] for i in decoded.kept[split]] for split in SPLITS}
     for split in SPLITS:
         if scan.files[split] and not len(y[split]):
             raise KaizenError(f"{cfg.path}: no {split} image could be decoded")
-    train_x, train_y, train_paths = x["train"], y["train"], paths["train"]
+    train_rows, train_y, train_paths = rows["train"], y["train"], paths["train"]
     setting = describe_settings(decoded.images.shape[1], decoded.images.shape[2:], cfg.resize)
     source = f"{scan.source}; {setting}{decoded.note}"
     if scan.held_out:
         rest, test = stratified_split(train_y, cfg.test_split, cfg.split_seed, what="data.test_split")
-        test_x, test_y, test_paths = train_x[test], train_y[test], [train_paths[i] for i in test]
-        train_x, train_y, train_paths = train_x[rest], train_y[rest], [train_paths[i] for i in rest]
+        test_rows, test_y, test_paths = train_rows[test], train_y[test], [train_paths[i] for i in test]
+        train_rows, train_y, train_paths = train_rows[rest], train_y[rest], [train_paths[i] for i in rest]
         source += f"; {len(test):,} held out for test (split seed {cfg.split_seed})"
     else:
-        test_x, test_y, test_paths = x["test"], y["test"], paths["test"]
+        test_rows, test_y, test_paths = rows["test"], y["test"], paths["test"]
     val_rows = None
     if len(y["val"]):  # a val/ folder: its images are the validation split
         val_rows = np.arange(len(train_y), len(train_y) + len(y["val"]))
-        train_x = np.concatenate([train_x, x["val"]])
+        train_rows = np.concatenate([train_rows, rows["val"]])
         train_y = np.concatenate([train_y, y["val"]])
         train_paths = train_paths + paths["val"]
     return RawData(
-        train_x,
+        decoded.images,
         train_y,
-        test_x,
+        decoded.images,
         test_y,
         scan.class_names,
         source,
         train_paths=train_paths,
         test_paths=test_paths,
         val_rows=val_rows,
+        train_rows=train_rows,
+        test_rows=test_rows,
     )

@@ -48,7 +48,7 @@ def select_training(raw: RawData, cfg: DataConfig) -> RawData:
     if len(keep) == 0:
         raise KaizenError(f"{key}: {path} leaves no training example")
     changes = {
-        "train_x": raw.train_x[keep],
+        "train_rows": raw.rows("train", keep),  # the pixels stay where they are until a run takes them
         "train_y": raw.train_y[keep],
         "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {count:,} examples",
     }
