@@ -200,7 +200,9 @@ def test_cache_reused_then_rebuilt_for_changes_settings_and_versions(tmp_path, m
 
 def grey_levels_match_labels(data) -> bool:
     """make_classes gives class k the grey levels 40 + 80 k ... 44 + 80 k: every image must carry its own."""
-    levels = (data.x_train * torch.tensor(data.std).view(1, -1, 1, 1)) + torch.tensor(data.mean).view(1, -1, 1, 1)
+    levels = (data.x_train * torch.tensor(data.std).view(1, -1, 1, 1)) + torch.tensor(data.mean).view(
+        1, -1, 1, 1
+    )
     levels = (levels.mean(dim=(1, 2, 3)) * 255).round()
     return bool(((levels - 40 - 80 * data.y_train).abs() <= 4.5).all())
 
@@ -437,3 +439,30 @@ def test_real_photos_train_the_default_model(tmp_path):
     overrides = ["data.image_size=16", "train.epochs=15", "train.device=cpu", "log.plots=false"]
     run = kaizen.train(folder_config(root, *overrides, f"log.runs_dir={tmp_path / 'runs'}"))
     assert run.summary["test"]["acc"] >= 0.75  # 4 classes: chance is 0.25
+
+
+def test_kaizen_data_counts_a_kept_subset_and_says_where_the_training_images_go(
+    tmp_path, monkeypatch, capsys
+):
+    root = make_classes(tmp_path / "ds", {"a": 10, "b": 10})
+    args = ["data", "--set", "data.name=folder", "--set", f"data.path={root}", "--set", "data.image_size=8"]
+    code, out, _ = cli(monkeypatch, capsys, *args, "--set", "data.val_split=0")
+    assert code == 0 and "training images 1.0 KiB: in memory" in out  # 16 examples x 1 x 8 x 8 uint8
+    keep = tmp_path / "keep.txt"
+    keep.write_text("0\n1\n14\n15\n")  # two of each class among the 16 left after the test split
+    code, out, _ = cli(
+        monkeypatch,
+        capsys,
+        *args,
+        "--set",
+        "data.val_split=0",
+        "--set",
+        f"data.keep={keep}",
+        "--set",
+        "data.max_memory=100",
+    )
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert code == 0 and total.split()[1] == "4", out
+    assert "training images 256 bytes: streamed from the host" in out and "data.max_memory" in out
+    data = load(root, "data.image_size=8", "data.val_split=0", f"data.keep={keep}")
+    assert len(data.y_train) == 4  # what kaizen data counted is what a run trains on

@@ -138,9 +138,10 @@ def data_(
 ) -> None:
     """Show what a run would see of its data, without training: classes, counts, sizes, cache, skipped files."""
     from kaizen.data.report import describe, draw_grid, render
+    from kaizen.training.loop import resolve_device
 
     cfg = load_config(config, overrides)
-    for line in render(describe(cfg.data)):
+    for line in render(describe(cfg.data, resolve_device(cfg.train.device).type)):
         print(line)
     if output is not None:
         draw_grid(cfg.data, output)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kaizen.data.selection import kept_examples
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
 
@@ -35,6 +36,8 @@ class DataReport:
     cache: str | None  # the cache folder and its state, for folders
     skipped: list[tuple[str, str]] = field(default_factory=list)
     pending: bool = False  # counts are before decoding (a file may still fail to decode)
+    itemsize: int = 1  # bytes per stored pixel value (uint8 1, float32 4)
+    budget: str = ""  # where the training images would be: "in memory (...)" or "streamed ... (...)"
 
     @property
     def uint8_bytes(self) -> int:
@@ -42,19 +45,36 @@ class DataReport:
         return int(sum(counts.sum() for counts in self.counts.values())) * int(np.prod(self.input_shape))
 
 
-def describe(cfg: DataConfig) -> DataReport:
-    """Return the report of `cfg`'s data set."""
+def describe(cfg: DataConfig, device: str = "cpu") -> DataReport:
+    """Return the report of `cfg`'s data set, with where its training images would be on `device`."""
     if cfg.name == "folder":
-        return _describe_folder(cfg)
-    from kaizen.data import load_data
+        report = _describe_folder(cfg)
+    else:
+        from kaizen.data import load_data
 
-    data = load_data(cfg, "cpu")
-    classes = len(data.class_names)
-    counts = {
-        split: np.bincount(getattr(data, f"y_{split}").numpy(), minlength=classes)
-        for split in ("train", "val", "test")
-    }
-    return DataReport(data.source, data.class_names, counts, data.input_shape, None, None, None)
+        data = load_data(cfg, "cpu")
+        classes = len(data.class_names)
+        counts = {
+            split: np.bincount(getattr(data, f"y_{split}").numpy(), minlength=classes)
+            for split in ("train", "val", "test")
+        }
+        report = DataReport(data.source, data.class_names, counts, data.input_shape, None, None, None)
+        report.itemsize = data.pixels["val"].element_size()
+    report.budget = _placement(cfg, report, device)
+    return report
+
+
+def _placement(cfg: DataConfig, report: DataReport, device: str) -> str:
+    """Say whether the training images fit data.max_memory (as load_data decides) or would be streamed."""
+    import torch
+
+    from kaizen.data.memory import describe_bytes, memory_budget
+
+    train = int(report.counts["train"].sum()) * int(np.prod(report.input_shape)) * report.itemsize
+    budget = memory_budget(cfg.max_memory, torch.device(device))
+    limit = "data.max_memory" if cfg.max_memory is not None else f"half the free memory of {device}"
+    where = "in memory" if train <= budget else "streamed from the host, one batch ahead"
+    return f"training images {describe_bytes(train)}: {where} (budget {describe_bytes(budget)}, {limit})"
 
 
 def _describe_folder(cfg: DataConfig) -> DataReport:
@@ -83,12 +103,15 @@ def _describe_folder(cfg: DataConfig) -> DataReport:
     skipped = [(str(path), reason) for path, reason in scan.skipped] + problems
     labels = {split: scan.labels[split][kept[split]] for split in SPLITS}
     train, test = labels["train"], labels["test"]
+    files = [scan.files["train"][i] for i in kept["train"]]
     if scan.held_out:
         rest, held = stratified_split(train, cfg.test_split, cfg.split_seed, what="data.test_split")
-        train, test = train[rest], train[held]
-    if len(labels["val"]):
-        val = labels["val"]
-    else:
+        train, test, files = train[rest], train[held], [files[i] for i in rest]
+    val = labels["val"]
+    chosen = kept_examples(cfg, len(train) + len(val), files + [scan.files["val"][i] for i in kept["val"]])
+    if chosen is not None:  # data.exclude / data.keep, over training then val/ examples as load_data counts
+        train, val = train[chosen[chosen < len(train)]], val[chosen[chosen >= len(train)] - len(train)]
+    if not len(labels["val"]):  # no val/ folder: split off as load_data does
         train_rows, val_rows = stratified_split(
             train, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split"
         )
@@ -136,6 +159,8 @@ def render(report: DataReport) -> list[str]:
     lines.append(f"input: channels x height x width = {shape}{resize}")
     mb = report.uint8_bytes / 2**20
     lines.append(f"memory: {mb:,.1f} MiB as uint8, {4 * mb:,.1f} MiB as float32")
+    if report.budget:
+        lines.append(report.budget)
     if report.cache is not None:
         lines.append(f"cache: {report.cache}")
     lines.append(f"skipped files: {len(report.skipped)}")

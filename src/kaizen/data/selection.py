@@ -30,34 +30,40 @@ AUDIT_FILE = "audit.json"
 
 def select_training(raw: RawData, cfg: DataConfig) -> RawData:
     """Return `raw` with only the training examples `cfg.exclude` / `cfg.keep` leave (unchanged when unset)."""
-    if cfg.exclude is None and cfg.keep is None:
+    keep = kept_examples(cfg, len(raw.train_y), raw.train_paths)
+    if keep is None:
         return raw
-    key, path = (
-        ("data.exclude", Path(cfg.exclude)) if cfg.exclude is not None else ("data.keep", Path(cfg.keep))
-    )
-    count = len(raw.train_y)
-    if not path.is_file():
-        raise KaizenError(f"{key}: file not found: {path}")
-    _check_audited_count(key, path, count)
-    paths = raw.train_paths
-    if cfg.exclude is not None:
-        dropped = _read_exclude(key, path, count, paths)
-        keep = np.setdiff1d(np.arange(count), dropped)
-    else:
-        keep = _read_keep(key, path, count)
-    if len(keep) == 0:
-        raise KaizenError(f"{key}: {path} leaves no training example")
+    key, path = ("data.exclude", cfg.exclude) if cfg.exclude is not None else ("data.keep", cfg.keep)
     changes = {
         "train_rows": raw.rows("train", keep),  # the pixels stay where they are until a run takes them
         "train_y": raw.train_y[keep],
-        "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {count:,} examples",
+        "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {len(raw.train_y):,} examples",
     }
     if raw.train_paths is not None:
         changes["train_paths"] = [raw.train_paths[index] for index in keep]
     if raw.val_rows is not None:  # a given validation split keeps its examples that survive, renumbered
         changes["val_rows"] = np.flatnonzero(np.isin(keep, raw.val_rows))
-    selected = dataclasses.replace(raw, **changes)
-    return selected
+    return dataclasses.replace(raw, **changes)
+
+
+def kept_examples(cfg: DataConfig, count: int, paths: list[str] | None) -> np.ndarray | None:
+    """Return the training examples (of `count`, with their files `paths`) that data.exclude / data.keep
+    leave, sorted; None when neither is set. A file that does not match the data fails with one line."""
+    if cfg.exclude is None and cfg.keep is None:
+        return None
+    key, path = (
+        ("data.exclude", Path(cfg.exclude)) if cfg.exclude is not None else ("data.keep", Path(cfg.keep))
+    )
+    if not path.is_file():
+        raise KaizenError(f"{key}: file not found: {path}")
+    _check_audited_count(key, path, count)
+    if cfg.exclude is not None:
+        keep = np.setdiff1d(np.arange(count), _read_exclude(key, path, count, paths))
+    else:
+        keep = _read_keep(key, path, count)
+    if len(keep) == 0:
+        raise KaizenError(f"{key}: {path} leaves no training example")
+    return keep
 
 
 def _check_audited_count(key: str, path: Path, count: int) -> None:
