@@ -93,7 +93,9 @@ ACTIVATIONS = Registry("activation", "kaizen.nn.layers", required=("family", "sa
 NORMS = Registry("norm", "kaizen.nn.layers")
 INITS = Registry("initialisation", "kaizen.nn.init")
 PRESETS = Registry("preset", "kaizen.nn.presets")
-DATASETS = Registry("dataset", "kaizen.data.datasets")
+# shape: a function of the DataConfig giving (input shape C x H x W, number of classes) without loading the
+# pixels, or None when only loading the data tells (arrays in a file).
+DATASETS = Registry("dataset", "kaizen.data.datasets", required=("shape",))
 # family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to train
 # from scratch, the most a diverging run is advised to use.
 OPTIMIZERS = Registry("optimiser", "kaizen.training.optim", required=("family", "usual_lr"))

@@ -218,24 +218,12 @@ def _statistics(x: np.ndarray, rows: np.ndarray | None) -> tuple[list[float], li
 def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
     """Return (input shape C x H x W, number of classes) that `load_data(cfg)` would give, without decoding.
 
-    Known data sets answer from their format; an image folder from its file headers (or its cache); only
-    npz and csv files are read whole.
+    Each data set's `shape` trait answers from its format (an image folder from its file headers); data sets
+    without one (arrays in npz and csv files) are loaded.
     """
-    from kaizen.data.cifar import LAYOUTS
-    from kaizen.data.datasets import IDX_CLASS_NAMES
-
-    if cfg.name == "digits":
-        return (1, 8, 8), 10
-    if cfg.name in IDX_CLASS_NAMES:
-        return (1, 28, 28), len(IDX_CLASS_NAMES[cfg.name])
-    if cfg.name in LAYOUTS:
-        return (3, 32, 32), LAYOUTS[cfg.name].classes
-    if cfg.name == "folder":
-        from kaizen.data.folder import resolve_settings, scan_folder
-
-        scan = scan_folder(cfg)
-        channels, size, _ = resolve_settings(cfg, scan)
-        return (channels, *size), len(scan.class_names)
+    shape = registry.DATASETS.traits(cfg.name)["shape"]
+    if shape is not None:
+        return shape(cfg)
     data = load_data(cfg, "cpu")
     return data.input_shape, data.num_classes
 

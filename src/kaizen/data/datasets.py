@@ -88,7 +88,7 @@ class RawData:
 # ------------------------------------------------------------------------------------------- digits
 
 
-@registry.DATASETS.register("digits")
+@registry.DATASETS.register("digits", shape=lambda cfg: ((1, 8, 8), 10))
 def digits_dataset(cfg: DataConfig) -> RawData:
     """scikit-learn's bundled 1,797 8x8 digits, scaled to [0, 1], with a stratified test hold-out."""
     x, y = _digits_arrays()
@@ -144,7 +144,8 @@ def _idx_builder(name: str) -> Callable[[DataConfig], RawData]:
 
 
 for _name in IDX_CLASS_NAMES:
-    registry.DATASETS.register(_name)(_idx_builder(_name))
+    _classes = len(IDX_CLASS_NAMES[_name])
+    registry.DATASETS.register(_name, shape=lambda cfg, n=_classes: ((1, 28, 28), n))(_idx_builder(_name))
 
 
 def load_idx_dataset(name: str, cfg: DataConfig) -> RawData:
@@ -205,13 +206,13 @@ def _read_pair(images_path: Path, labels_path: Path, num_classes: int) -> tuple[
 # ---------------------------------------------------------------------------------------- npz, csv
 
 
-@registry.DATASETS.register("npz")
+@registry.DATASETS.register("npz", shape=None)
 def npz_dataset(cfg: DataConfig) -> RawData:
     """Arrays `x` (images) and `y` (labels) from data.path; test from data.test_path or a hold-out."""
     return _from_files(cfg, "npz", lambda path: read_npz(path, require_labels=True))
 
 
-@registry.DATASETS.register("csv")
+@registry.DATASETS.register("csv", shape=None)
 def csv_dataset(cfg: DataConfig) -> RawData:
     """Kaggle digit-recogniser CSV (label,pixel0..) from data.path; test from data.test_path or a hold-out."""
     return _from_files(cfg, "csv", lambda path: read_pixel_csv(path, require_label=True))

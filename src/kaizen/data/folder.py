@@ -396,7 +396,14 @@ def describe_settings(channels: int, size: tuple[int, int], resize: str) -> str:
 # --------------------------------------------------------------------------------------------- build
 
 
-@registry.DATASETS.register("folder")
+def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
+    """(C, H, W) and the number of classes of an image folder, from its file headers: nothing is decoded."""
+    scan = scan_folder(cfg)
+    channels, size, _ = resolve_settings(cfg, scan)
+    return (channels, *size), len(scan.class_names)
+
+
+@registry.DATASETS.register("folder", shape=folder_shape)
 def folder_dataset(cfg: DataConfig) -> RawData:
     """Images in <class>/ folders under data.path (or train/ test/ [val/]), decoded with Pillow and cached."""
     from kaizen.data.datasets import RawData
