@@ -7,6 +7,7 @@ present it; `plot_evaluation` is the one place that writes pictures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,18 @@ from rich.table import Table
 LOG_CLAMP = 1e-12  # a probability of exactly 0 on the true class would make the loss infinite
 
 
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def predict_proba(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    batch_size: int = 2048,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Return softmax class probabilities (N×K, float32) of `model` on `x`, computed in batches.
 
     Runs in eval mode under `torch.inference_mode()` and restores the model's previous train/eval mode.
-    Each batch is moved to the model's device; the result lives there too.
+    Each batch is moved to the model's device, then given to `prepare` if set (e.g. `Data.prepare`: stored
+    uint8 pixels to normalised floats, a batch at a time instead of a float copy of the whole split); the
+    result lives on the model's device too.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -32,7 +40,14 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 204
     try:
         with torch.inference_mode():
             starts = range(0, len(x), batch_size) if len(x) else [0]  # an empty input still yields N×K
-            batches = [model(x[start : start + batch_size].to(device)) for start in starts]
+            batches = [
+                model(
+                    x[start : start + batch_size].to(device)
+                    if prepare is None
+                    else prepare(x[start : start + batch_size].to(device))
+                )
+                for start in starts
+            ]
             return torch.softmax(torch.cat(batches).float(), dim=1)
     finally:
         model.train(was_training)

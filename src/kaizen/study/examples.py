@@ -26,7 +26,7 @@ def write_test_correct(run_dir: Path | str) -> Path:
     run = load_run(run_dir)
     model, _ = run.model()
     data = load_data(run.config.data, "cpu")
-    probabilities = predict_proba(model, data.x_test, run.config.train.eval_batch_size)
+    probabilities = predict_proba(model, data.pixels["test"], run.config.train.eval_batch_size, data.prepare)
     correct = (probabilities.argmax(1) == data.y_test).numpy()
     path = Path(run_dir) / CORRECT_FILE
     temporary = path.with_suffix(".tmp.npy")

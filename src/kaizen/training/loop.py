@@ -66,10 +66,14 @@ def epoch_permutation(n: int, seed: int, epoch: int, device: torch.device) -> to
 
 
 def evaluate_split(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """Return (mean cross-entropy, accuracy) of `model` on (x, y), in inference mode."""
-    probs = predict_proba(model, x, batch_size)
+    """Return (mean cross-entropy, accuracy) of `model` on (x, y), in inference mode (see predict_proba)."""
+    probs = predict_proba(model, x, batch_size, prepare)
     picked = probs.gather(1, y[:, None]).squeeze(1).clamp_min(1e-12)
     loss = -picked.log().mean().item()
     acc = (probs.argmax(1) == y).float().mean().item()
@@ -77,14 +81,16 @@ def evaluate_split(
 
 
 def evaluate_shared(
-    group: distributed.Group, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+    group: distributed.Group, model: nn.Module, data: Data, split: str, batch_size: int
 ) -> tuple[float, float]:
-    """`evaluate_split` over all data-parallel processes: each scores its share, the sums are all-reduced."""
+    """`evaluate_split` of a split's stored images, normalised a batch at a time, over all data-parallel
+    processes: each scores its share, the sums are all-reduced."""
+    x, y = data.pixels[split], getattr(data, f"y_{split}")
     if not group.enabled:
-        return evaluate_split(model, x, y, batch_size)
+        return evaluate_split(model, x, y, batch_size, data.prepare)
     part = group.part(len(y))
     count = part.stop - part.start
-    loss, acc = evaluate_split(model, x[part], y[part], batch_size) if count else (0.0, 0.0)
+    loss, acc = evaluate_split(model, x[part], y[part], batch_size, data.prepare) if count else (0.0, 0.0)
     loss_sum, correct = group.sum([loss * count, acc * count], x.device)
     return loss_sum / len(y), correct / len(y)
 
@@ -495,7 +501,7 @@ def _end_epoch(
     if len(data.y_val):
         began = time.perf_counter()
         metrics["val_loss"], metrics["val_acc"] = evaluate_shared(
-            t.group, t.model, data.x_val, data.y_val, cfg.train.eval_batch_size
+            t.group, t.model, data, "val", cfg.train.eval_batch_size
         )
         seconds["val"] = time.perf_counter() - began
         if not math.isfinite(metrics["val_loss"]):  # the epoch's last steps broke the weights
@@ -536,7 +542,7 @@ def _finish(training: _Training) -> Path | None:
     if cfg.early_stop.restore_best and t.best_state is not None:
         model.load_state_dict(t.best_state)
         ended_with = "best.pt"
-    test_loss, test_acc = evaluate_shared(t.group, model, data.x_test, data.y_test, cfg.train.eval_batch_size)
+    test_loss, test_acc = evaluate_shared(t.group, model, data, "test", cfg.train.eval_batch_size)
     completed = t.epoch + 1
     n_train = len(data.y_train)
     summary = {
