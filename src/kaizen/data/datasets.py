@@ -3,8 +3,8 @@
 RawData is the dataset as stored: a train and a test split (x N x C x H x W, uint8 0..255 or float32 already
 scaled; y int64), class names and a human description of where it came from. A split may be some rows of its
 array (`train_rows`, `test_rows`), so splits of one memory-mapped cache are never copied before a run takes
-what it keeps in memory. Validation split, subset and
-normalisation happen later, in `kaizen.data.load_data`, the same way for every dataset.
+what it keeps in memory. Validation split, subset and normalisation happen later, in `kaizen.data.load_data`,
+the same way for every dataset.
 """
 
 from __future__ import annotations
@@ -64,21 +64,17 @@ class RawData:
     train_paths: list[str] | None = None  # the source file of each row (file-based formats), else None
     test_paths: list[str] | None = None
     val_rows: np.ndarray | None = None  # examples of train that are a given validation split (a val/ folder)
-    train_rows: np.ndarray | None = (
-        None  # the rows of train_x that are the training examples, in order (None: all)
-    )
-    test_rows: np.ndarray | None = None  # likewise for test_x
+    # the rows of train_x (test_x) that are the training (test) examples, in order; None: all of them
+    train_rows: np.ndarray | None = None
+    test_rows: np.ndarray | None = None
 
     def rows(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
         """Return the rows of `split`'s array ('train' or 'test') that hold its examples `index` (all: None)."""
         base = self.train_rows if split == "train" else self.test_rows
-        if index is None:
-            return (
-                base
-                if base is not None
-                else np.arange(len(self.train_y if split == "train" else self.test_y))
-            )
-        return np.asarray(index) if base is None else base[index]
+        if base is None:
+            count = len(self.train_y if split == "train" else self.test_y)
+            return np.arange(count) if index is None else np.asarray(index)
+        return base if index is None else base[index]
 
     def images(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
         """Return the images of `split`'s examples `index` (all: None), as stored, copied into memory."""

@@ -4,8 +4,8 @@ The manifest holds what the pixels depend on: kaizen's version, the cache format
 (data.channels, data.image_size, data.resize) and a digest of every file's path, size and modification time
 (the list itself is written beside it, `files.tsv`, for people: a manifest that held it took 1 KiB of memory
 per file to check). A cache is used only when all of them match the folder as it is now; otherwise it is
-decoded again and rewritten, and the reason is logged. One cache per data folder (the key is the folders' resolved paths), under `data.cache` or
-the user's cache directory.
+decoded again and rewritten, and the reason is logged. One cache per data folder (the key is the folders'
+resolved paths), under `data.cache` or the user's cache directory.
 """
 
 from __future__ import annotations
@@ -128,9 +128,8 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     else:
         if state != "none yet":
             log.warning("image cache %s: %s; decoding again", folder, state)
-        digest = _files_digest(
-            scan
-        )  # before decoding: a file changed meanwhile makes the next run decode again
+        # the digest is taken before decoding: a file changed meanwhile makes the next run decode again
+        digest = _files_digest(scan)
         result = _decode(cfg, scan, folder, {"settings": _settings(cfg), "files_sha256": digest})
     if cfg.strict and result.problems:
         path, reason = next(iter(result.problems.items()))
@@ -201,7 +200,7 @@ class _Rows:
     in the page cache, not in this process) or, when it cannot be written, an array in memory."""
 
     def __init__(self, folder: Path, shape: tuple[int, ...]) -> None:
-        self.folder, self.shape, self.count = folder, shape, 0
+        self.folder, self.shape, self.count, self.header = folder, shape, 0, 0
         self.memory: np.ndarray | None = None
         self.temp: Path | None = None
         try:
@@ -235,9 +234,10 @@ class _Rows:
         self.memory = np.empty(self.shape, dtype=np.uint8)
         if self.temp is not None:
             self.stream.close()
-            size = self.count * int(np.prod(self.shape[1:]))
-            written = np.fromfile(self.temp, np.uint8, size, offset=self.header)
-            self.memory[: self.count] = written.reshape(self.count, *self.shape[1:])
+            if self.count:
+                size = self.count * int(np.prod(self.shape[1:]))
+                written = np.fromfile(self.temp, np.uint8, size, offset=self.header)
+                self.memory[: self.count] = written.reshape(self.count, *self.shape[1:])
             self._discard()
 
     def finish(self, scan: FolderScan, manifest: dict[str, Any]) -> np.ndarray:
