@@ -45,6 +45,11 @@ def tiny() -> kaizen.Config:
     return kaizen.Config().override(TINY)
 
 
+def metrics_without_seconds(run: Path) -> list[list[str]]:
+    rows = (run / "metrics.csv").read_text().splitlines()
+    return [row.split(",")[:-1] for row in rows]  # the last column is the epoch's seconds
+
+
 # --- the statistics on numbers --------------------------------------------------------------------------------
 
 
@@ -302,7 +307,8 @@ def test_split_seeds_vary_the_split_and_separate_the_variance(tmp_path):
 
 def test_tuning_per_variant_picks_each_variants_own_value_and_the_report_shows_it(tmp_path):
     out = tmp_path / "tuned"
-    plan = compare_plan(tiny(), ["optim.name=sgd,adam"], seeds=1)
+    # train.threads unset, as users leave it: the study runs with 1 thread, and so must the tuning
+    plan = compare_plan(tiny().override(["train.threads=null"]), ["optim.name=sgd,adam"], seeds=1)
     tuned = tune_variants(plan, out, TuneSpec(("optim.lr=log(1e-3,1)",), 2))
     chosen = tuned.extra["tuned"]["chosen"]
     assert set(chosen) == {"optim.name=sgd", "optim.name=adam"}
@@ -312,6 +318,59 @@ def test_tuning_per_variant_picks_each_variants_own_value_and_the_report_shows_i
         assert (out / "tune" / variant.id / "trials.csv").is_file()
     _, report = execute(tuned, out, workers=1)
     assert "Tuned per variant on the validation split (2 trials" in (out / "report.md").read_text()
+    assert "re-run on 2 more seeds" in (out / "report.md").read_text()
+    # a trial trains as the study's run of that seed does (same threads): the chosen trial is that run
+    for variant in tuned.variants:
+        run = next((out / "runs" / variant.id).iterdir())
+        lr = kaizen.Config.load(run / "config.yaml").optim.lr
+        trial = next(
+            path
+            for path in (out / "tune" / variant.id / "runs").iterdir()
+            if kaizen.Config.load(path / "config.yaml").optim.lr == lr
+        )
+        assert metrics_without_seconds(trial) == metrics_without_seconds(run)
+
+
+def test_tuning_confirms_its_best_trials_on_more_seeds_and_keeps_the_best_mean(tmp_path):
+    from kaizen.study.session import CONFIRM_DIR, CONFIRM_SEEDS, CONFIRM_TRIALS
+    from kaizen.study.tune import tune as search
+
+    out = tmp_path / "confirm"
+    plan = compare_plan(tiny(), ["optim.name=sgd"], seeds=1)
+    lines = []
+    tuned = tune_variants(
+        plan, out, TuneSpec(("optim.lr=log(1e-3,1)",), 4), on_variant=lambda v, line: lines.append(line)
+    )
+    folder = out / "tune" / "optim.name=sgd"
+    runs = sorted((folder / CONFIRM_DIR).iterdir())
+    assert len(runs) == CONFIRM_TRIALS * CONFIRM_SEEDS
+    assert all((run / "summary.json").is_file() for run in runs)
+    # the choice is the finalist with the best mean of its own value and its confirming runs' values
+    result = search(plan.config(plan.variants[0], 0, None), ["optim.lr=log(1e-3,1)"], 4, folder)
+    study = result.study
+    finals = sorted((t for t in study.trials if t.value is not None), key=lambda t: (-t.value, t.number))[
+        :CONFIRM_TRIALS
+    ]
+
+    def mean(trial) -> float:
+        values = [trial.value]
+        for seed in (1, 2):
+            summary = json.loads(
+                (folder / CONFIRM_DIR / f"trial-{trial.number:04d}-seed{seed}" / "summary.json").read_text()
+            )
+            ended = summary["best"] if summary.get("checkpoint") == "best.pt" else summary["final"]
+            values.append(ended["val_acc"])
+        return sum(values) / len(values)
+
+    best = max(finals, key=lambda t: (mean(t), -t.number))
+    lr = kaizen.Config().override(list(tuned.variants[0].overrides)).optim.lr
+    assert lr == pytest.approx(best.params["optim.lr"]) and "mean over seeds 0, 1, 2" in lines[0]
+    # run again: the confirming runs are read, not trained again
+    stamps = [(run / "summary.json").stat().st_mtime_ns for run in runs]
+    tune_variants(plan, out, TuneSpec(("optim.lr=log(1e-3,1)",), 4))
+    assert stamps == [
+        (run / "summary.json").stat().st_mtime_ns for run in sorted((folder / CONFIRM_DIR).iterdir())
+    ]
 
 
 def test_seeds_auto_adds_rounds_until_the_variants_separate_or_the_maximum(tmp_path):

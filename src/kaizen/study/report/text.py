@@ -215,9 +215,16 @@ def tuned_lines(results: Results) -> list[str]:
         f"{variant}: " + ", ".join(f"{key}={value}" for key, value in values.items())
         for variant, values in tuned["chosen"].items()
     )
+    confirmed = tuned.get("confirmed")  # studies written before the confirmation step have none
+    how = (
+        f"; the best {confirmed['trials']} trials of each re-run on {confirmed['more_seeds']} more seeds, the best "
+        "mean chosen"
+        if confirmed
+        else ""
+    )
     return [
         f"Tuned per variant on the validation split ({tuned['trials']} trials of {', '.join(tuned['space'])} "
-        f"each): {chosen}."
+        f"each{how}): {chosen}."
     ]
 
 
