@@ -2,8 +2,8 @@
 
 The manifest holds what the pixels depend on: kaizen's version, the cache format, the image settings
 (data.channels, data.image_size, data.resize) and a digest of every file's path, size and modification time
-(the list itself is written beside it, `files.tsv`, for people: a manifest that held it took 1 KiB of memory
-per file to check). A cache is used only when all of them match the folder as it is now; otherwise it is
+(the list itself is written beside it, `files.tsv`, for people: checking a manifest that held it took 15 MiB
+of memory at its peak for 20,000 files). A cache is used only when all of them match the folder as it is now; otherwise it is
 decoded again and rewritten, and the reason is logged. One cache per data folder (the key is the folders'
 resolved paths), under `data.cache` or the user's cache directory.
 """
@@ -85,8 +85,11 @@ def _files_digest(scan: FolderScan) -> str:
     return digest.hexdigest()
 
 
-def cache_state(cfg: DataConfig, scan: FolderScan) -> tuple[str, dict[str, Any] | None]:
-    """Return (state, manifest): state 'up to date', 'none yet' or why the cache cannot be used."""
+def cache_state(
+    cfg: DataConfig, scan: FolderScan, digest: str | None = None
+) -> tuple[str, dict[str, Any] | None]:
+    """Return (state, manifest): state 'up to date', 'none yet' or why the cache cannot be used. `digest` is
+    the file list's (`_files_digest`) when the caller has taken it already."""
     folder = cache_dir(cfg, scan)
     try:
         manifest = json.loads((folder / MANIFEST_FILE).read_text())
@@ -100,7 +103,7 @@ def cache_state(cfg: DataConfig, scan: FolderScan) -> tuple[str, dict[str, Any] 
         return f"written by kaizen {manifest.get('kaizen')} (format {manifest.get('format')})", None
     if manifest.get("settings") != _settings(cfg):
         return f"made for other settings {manifest.get('settings')}", None
-    if manifest.get("files_sha256") != _files_digest(scan):
+    if manifest.get("files_sha256") != (digest or _files_digest(scan)):
         return "files added, removed or changed since", None
     return "up to date", manifest
 
@@ -112,7 +115,10 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     image that cannot be decoded.
     """
     folder = cache_dir(cfg, scan)
-    state, manifest = cache_state(cfg, scan)
+    # one pass over the files' sizes and times, before any decoding: a file changed while it is decoded makes
+    # the next run decode again
+    digest = _files_digest(scan)
+    state, manifest = cache_state(cfg, scan, digest)
     images = None
     if manifest is not None:
         images = _open_images(folder, manifest)
@@ -128,8 +134,6 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     else:
         if state != "none yet":
             log.warning("image cache %s: %s; decoding again", folder, state)
-        # the digest is taken before decoding: a file changed meanwhile makes the next run decode again
-        digest = _files_digest(scan)
         result = _decode(cfg, scan, folder, {"settings": _settings(cfg), "files_sha256": digest})
     if cfg.strict and result.problems:
         path, reason = next(iter(result.problems.items()))

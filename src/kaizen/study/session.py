@@ -191,6 +191,7 @@ def _ended_with(cfg: Config, folder: Path, metric: str) -> float:
     model it ended with, NaN when the run failed."""
     import shutil
 
+    from kaizen.study.tune import ended_metric
     from kaizen.track import rundir
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
@@ -203,9 +204,7 @@ def _ended_with(cfg: Config, folder: Path, metric: str) -> float:
             fit(cfg, run_dir=folder, reporter=Reporter(enabled=False))
         except KaizenError:
             return math.nan
-    summary = rundir.read_json(summary_path)
-    ended = summary["best"] if summary.get("checkpoint") == "best.pt" else summary["final"]
-    return float(ended.get(metric, math.nan))
+    return ended_metric(rundir.read_json(summary_path), metric)
 
 
 def _made(out_dir: Path) -> Path:

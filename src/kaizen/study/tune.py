@@ -582,9 +582,14 @@ def _objective(trial: optuna.Trial, base: Config, params: list[Param], metric: s
     except Exception as error:  # one broken trial must not stop the search; its error is recorded
         trial.set_user_attr("error", f"{type(error).__name__}: {error}")
         raise
-    summary = rundir.read_json(path / "summary.json")
-    ended_with = summary["best"] if summary.get("checkpoint") == "best.pt" else summary["final"]
-    return float(ended_with[metric])
+    return ended_metric(rundir.read_json(path / "summary.json"), metric)
+
+
+def ended_metric(summary: dict[str, Any], metric: str) -> float:
+    """The metric (val_acc, val_loss) of the model a run ended with: its best checkpoint's when it restored
+    that, else its last epoch's; NaN when the run has none."""
+    ended = summary["best"] if summary.get("checkpoint") == "best.pt" else summary["final"]
+    return float(ended.get(metric, math.nan))
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
