@@ -98,7 +98,7 @@ def test_a_resumed_two_process_run_continues_as_if_never_stopped(tmp_path, two_p
     assert launch(runs, *sets).returncode == 0
     short = only_run(runs)
     # each process's random state (dropout, augmentation) is kept: rank 1 draws its own numbers
-    states = rundir.load_checkpoint(short / "checkpoints" / "last.pt", torch.device("cpu"))["rng_ranks"]
+    states = rundir.load_checkpoint(short / "checkpoints" / "last.pt", torch.device("cpu"))["rng"]["ranks"]
     assert len(states) == 2 and not torch.equal(states[0], states[1])
 
     resumed = launch(runs, "--resume", str(short), "--set", "train.epochs=3", "--quiet")

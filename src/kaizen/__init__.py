@@ -16,11 +16,10 @@ if TYPE_CHECKING:
     from kaizen.doctor.findings import Finding
     from kaizen.study.tune import TuneResult
 
-__version__ = "0.1.0"
-
 from kaizen.config import Config  # noqa: E402
 from kaizen.errors import KaizenError  # noqa: E402
 from kaizen.run import Run, load_run  # noqa: E402
+from kaizen.version import __version__  # noqa: E402
 
 
 def train(

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import kaizen
 from kaizen.data.folder import SPLITS, FolderScan, iter_decoded, resolve_settings
 from kaizen.errors import KaizenError
+from kaizen.version import __version__
 
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
@@ -99,7 +99,7 @@ def cache_state(
         return "unreadable manifest", None
     if not isinstance(manifest, dict):
         return "unreadable manifest", None
-    if manifest.get("format") != CACHE_FORMAT or manifest.get("kaizen") != kaizen.__version__:
+    if manifest.get("format") != CACHE_FORMAT or manifest.get("kaizen") != __version__:
         return f"written by kaizen {manifest.get('kaizen')} (format {manifest.get('format')})", None
     if manifest.get("settings") != _settings(cfg):
         return f"made for other settings {manifest.get('settings')}", None
@@ -187,7 +187,7 @@ def _decode(cfg: DataConfig, scan: FolderScan, folder: Path, described: dict[str
             offset += len(scan.files[split])
         manifest = {
             "format": CACHE_FORMAT,
-            "kaizen": kaizen.__version__,
+            "kaizen": __version__,
             **described,
             "shape": list(shape),
             "rows": rows.count,

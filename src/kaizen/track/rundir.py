@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from kaizen.errors import KaizenError
+from kaizen.version import __version__
 
 METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
 STATS_FILE = "stats.jsonl"  # per-layer statistics, one JSON record a line (kaizen.track.stats)
@@ -186,7 +187,6 @@ def status_of(meta: dict[str, Any]) -> str:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions and machine facts for meta.json."""
-    from kaizen import __version__
 
     return {
         "kaizen": __version__,

@@ -157,9 +157,10 @@ class Group:
             torch.manual_seed(int(np.random.SeedSequence([seed, self.rank, *stream]).generate_state(1)[0]))
 
     def restore_rng(self, state: dict[str, Any], seed: int, epoch: int) -> None:
-        """Set this process's random state from a checkpoint (its own when saved by as many processes)."""
-        torch.set_rng_state(state["rng"].cpu())
-        states = state.get("rng_ranks")
+        """Set this process's random state from a checkpoint's `{"cpu": state, "ranks": [state, ...]}` (its own
+        when saved by as many processes)."""
+        torch.set_rng_state(state["cpu"].cpu())
+        states = state.get("ranks")
         if states is not None and len(states) == self.world_size:
             torch.set_rng_state(states[self.rank].cpu())
         else:

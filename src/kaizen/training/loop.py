@@ -7,7 +7,12 @@ the loss is assembled: mixup, example weights, tasks, penalties, data-parallel s
 schedule, record. Metrics accumulate on the device and are read only at logging points, so the step never waits
 on the host. `_end_epoch` runs the epoch hooks (validation, metrics.csv, statistics, best/snapshot/last
 checkpoints, early stopping, the caller's `on_epoch`, which may prune); `_finish` writes the summary. Features
-hook in per epoch, never per batch.
+hook in per epoch; the only per-step calls are the statistics recorder's three (before the forward, after the
+backward, after the step), which do work only on the few steps it samples.
+
+What a run trains with (`_Training`, fixed once prepared) is kept apart from how far it has come
+(`_Progress`). Every stateful part a checkpoint holds besides the weights (optimiser, schedule, early stopping's
+monitor, the random streams) is one `Stateful` in `_Training.resumable()`: saving and restoring is one loop.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -131,9 +136,50 @@ def fit(
         group.close()
 
 
+class Stateful(Protocol):
+    """A part of the run whose state `checkpoints/last.pt` holds, under its key in `_Training.resumable()`."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+class _RandomStreams:
+    """Every process's CPU random state (dropout, augmentation) as one stateful part.
+
+    Restored by as many processes as saved it, each takes its own; by another number of processes, ranks other
+    than 0 are given fresh streams seeded by the epoch the run resumes at.
+    """
+
+    def __init__(self, group: distributed.Group, seed: int):
+        self.group, self.seed, self.epoch = group, seed, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        ranks = self.group.rng_states()  # each data-parallel process's own (None with one process)
+        return {"cpu": torch.get_rng_state(), **({} if ranks is None else {"ranks": ranks})}
+
+    def load_state_dict(self, state: dict[str, Any] | torch.Tensor) -> None:
+        if isinstance(state, torch.Tensor):  # a checkpoint of kaizen before this layout: one process's state
+            state = {"cpu": state}
+        self.group.restore_rng(state, self.seed, self.epoch)
+
+
+@dataclass
+class _Progress:
+    """How far a run has come: set by `_open_run` (from the checkpoint when resuming), then by each epoch."""
+
+    start_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's train_/val_ loss and acc
+    train_seconds: float = 0.0  # every session's: a resumed run adds to the time of the epochs it kept
+    kept: int = 0  # the epoch checkpoints/last.pt holds
+
+
 @dataclass
 class _Training:
-    """Everything one run trains with, prepared once (`_prepare`, `_open_run`), then updated epoch by epoch."""
+    """Everything one run trains with, prepared once (`_prepare`, then `_open_run` for the run directory);
+    what changes as it trains is `progress`."""
 
     cfg: Config
     device: torch.device
@@ -158,17 +204,21 @@ class _Training:
     forward: Callable[[torch.Tensor], torch.Tensor]  # channels-last, torch.compile / CUDA graphs
     parallel_forward: Callable[[], Callable[[torch.Tensor], torch.Tensor]]  # DDP around `forward`, per epoch
     augment: Augment
+    random_streams: _RandomStreams
     # set by _open_run
     run_dir: Path | None = None
     writer: RunWriter | None = None
     recorder: StatsRecorder | None = None
-    start_epoch: int = 0
-    best_state: dict[str, torch.Tensor] | None = None
-    # updated by each epoch
-    epoch: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)  # the last epoch's train_/val_ loss and acc
-    train_seconds: float = 0.0  # every session's: a resumed run adds to the time of the epochs it kept
-    kept: int = 0  # the epoch checkpoints/last.pt holds
+    progress: _Progress = field(default_factory=_Progress)
+
+    def resumable(self) -> dict[str, Stateful]:
+        """The stateful parts `last.pt` holds besides the weights, by their key in it."""
+        return {
+            "optimizer": self.optimizer,
+            "schedule": self.schedule,
+            "monitor": self.monitor,
+            "rng": self.random_streams,
+        }
 
     @property
     def is_main(self) -> bool:
@@ -214,19 +264,9 @@ class _Training:
 
     def save_last(self, epoch: int) -> None:
         """checkpoints/last.pt: everything `--resume` needs to continue after `epoch` as if never stopped."""
-        rng_ranks = self.group.rng_states()  # each data-parallel process's own (None with one process)
-        self.writer.checkpoint(
-            "last",
-            {
-                **self.checkpoint_state(epoch, self.model.state_dict()),
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": self.schedule.state_dict(),
-                "monitor": self.monitor.state_dict(),
-                "rng": torch.get_rng_state(),
-                **({} if rng_ranks is None else {"rng_ranks": rng_ranks}),
-            },
-        )
-        self.kept = epoch
+        parts = {key: part.state_dict() for key, part in self.resumable().items()}
+        self.writer.checkpoint("last", {**self.checkpoint_state(epoch, self.model.state_dict()), **parts})
+        self.progress.kept = epoch
 
 
 def _prepare(
@@ -319,6 +359,7 @@ def _prepare(
         forward=forward,
         parallel_forward=parallel_forward,
         augment=augment,
+        random_streams=_RandomStreams(group, cfg.train.seed),
     )
 
 
@@ -341,15 +382,16 @@ def _open_run(
         histograms=cfg.log.histograms,
     )
     if resume:
-        writer.resume(training.start_epoch, cfg.to_yaml())
+        writer.resume(training.progress.start_epoch, cfg.to_yaml())
     else:
         meta = {**rundir.environment(training.device), "seed": cfg.train.seed}
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
     training.writer = writer
-    training.kept = training.start_epoch
-    training.train_seconds = sum(row["seconds"] for row in writer.rows if row["split"] == "train")
+    progress = training.progress
+    progress.kept = progress.start_epoch
+    progress.train_seconds = sum(row["seconds"] for row in writer.rows if row["split"] == "train")
     custom_metrics = dict(metrics or {})
     if training.tasks is not None:  # each extra task's validation metric, every epoch
         custom_metrics.update(training.tasks.metrics(len(training.data.y_val) > 0, cfg.train.eval_batch_size))
@@ -369,36 +411,35 @@ def _open_run(
 
 
 def _restore(training: _Training, run_dir: Path) -> None:
-    """Load the model, optimiser, schedule, monitor and random state of `run_dir`'s last checkpoint."""
-    cfg = training.cfg
+    """Load the weights and every stateful part (`_Training.resumable`) of `run_dir`'s last checkpoint."""
+    cfg, progress = training.cfg, training.progress
     last = run_dir / "checkpoints" / "last.pt"
     state = rundir.load_checkpoint(last, training.device)
     load_model_state(training.model, state, last)
-    training.optimizer.load_state_dict(state["optimizer"])
-    training.schedule.load_state_dict(state["schedule"])
-    training.monitor.load_state_dict(state["monitor"])
-    training.start_epoch = int(state["epoch"])
-    training.group.restore_rng(state, cfg.train.seed, training.start_epoch)
-    if training.start_epoch >= cfg.train.epochs or training.monitor.should_stop:
+    progress.start_epoch = training.random_streams.epoch = int(state["epoch"])
+    for key, part in training.resumable().items():
+        part.load_state_dict(state[key])
+    if progress.start_epoch >= cfg.train.epochs or training.monitor.should_stop:
         why = (
             "it stopped early" if training.monitor.should_stop else f"all {cfg.train.epochs} epochs are done"
         )
         raise KaizenError(f"nothing to resume in {run_dir}: {why}; to train longer add --set train.epochs=N")
     best_path = run_dir / "checkpoints" / "best.pt"
     if best_path.is_file():
-        training.best_state = rundir.load_checkpoint(best_path, training.device)["model"]
+        progress.best_state = rundir.load_checkpoint(best_path, training.device)["model"]
 
 
 def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None] | None) -> None:
     """The epochs, each its steps then its hooks; a failure or interruption is recorded in meta.json."""
     cfg, reporter, writer, recorder = training.cfg, training.reporter, training.writer, training.recorder
-    training.epoch = training.start_epoch
-    reporter.start(cfg.train.epochs, training.steps_per_epoch, training.start_epoch)
+    progress = training.progress
+    progress.epoch = progress.start_epoch
+    reporter.start(cfg.train.epochs, training.steps_per_epoch, progress.start_epoch)
     try:
-        if training.start_epoch == 0:  # so that an interrupt in the first epoch resumes as if never stopped
+        if progress.start_epoch == 0:  # so that an interrupt in the first epoch resumes as if never stopped
             training.save_last(0)
-        for epoch in range(training.start_epoch, cfg.train.epochs):
-            training.epoch = epoch
+        for epoch in range(progress.start_epoch, cfg.train.epochs):
+            progress.epoch = epoch
             seconds, lr = _train_epoch(training, epoch)
             _end_epoch(training, epoch, seconds, lr, on_epoch)
             if training.monitor.should_stop:
@@ -414,13 +455,13 @@ def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None
         raise KaizenError(message) from None
     except Pruned as pruned:
         reporter.close()
-        recorder.abort(training.epoch + 1)
-        writer.finish("pruned", error=str(pruned) or f"pruned after epoch {training.epoch + 1}")
+        recorder.abort(progress.epoch + 1)
+        writer.finish("pruned", error=str(pruned) or f"pruned after epoch {progress.epoch + 1}")
         raise
     except KeyboardInterrupt:
         reporter.close()
         writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
-        raise Interrupted(training.run_dir, training.kept) from None
+        raise Interrupted(training.run_dir, progress.kept) from None
     except BaseException as error:
         reporter.close()
         reason = str(error) if isinstance(error, KaizenError) else f"{type(error).__name__}: {error}"
@@ -433,7 +474,7 @@ def _train(training: _Training, on_epoch: Callable[[int, dict[str, float]], None
 def _train_epoch(training: _Training, epoch: int) -> tuple[dict[str, float], float]:
     """Train one epoch, the step inline; return (seconds by split, the learning rate of the last step).
 
-    Sets `training.metrics` to the epoch's train_loss and train_acc.
+    Sets `training.progress.metrics` to the epoch's train_loss and train_acc.
     """
     t = training
     cfg, data, group, device, recorder = t.cfg, t.data, t.group, t.device, t.recorder
@@ -479,10 +520,10 @@ def _train_epoch(training: _Training, epoch: int) -> tuple[dict[str, float], flo
             if not math.isfinite(mean_loss):
                 raise _Diverged(epoch + 1, step + 1, mean_loss)
             t.reporter.step(epoch, step + 1, mean_loss, total_correct / total_seen, schedule.current_lr())
-    t.metrics = {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
+    t.progress.metrics = {"train_loss": total_loss / total_seen, "train_acc": total_correct / total_seen}
     group.sync_buffers(model)  # batch-norm statistics: the average over processes
     seconds = {"train": time.perf_counter() - began}
-    t.train_seconds += seconds["train"]
+    t.progress.train_seconds += seconds["train"]
     return seconds, lr
 
 
@@ -496,7 +537,7 @@ def _end_epoch(
     """The epoch hooks, in order: validation, schedule, metrics.csv, statistics, early stopping and the best
     checkpoint, snapshot and last checkpoints, progress, the caller's `on_epoch`."""
     t = training
-    cfg, data, writer, metrics = t.cfg, t.data, t.writer, t.metrics
+    cfg, data, writer, metrics = t.cfg, t.data, t.writer, t.progress.metrics
     done = epoch + 1  # epochs completed, 1-based as the run directory counts them
     if len(data.y_val):
         began = time.perf_counter()
@@ -522,8 +563,8 @@ def _end_epoch(
     )
     t.recorder.end_epoch(done, data)
     if t.monitor.update(done, metrics):
-        t.best_state = copy.deepcopy(t.model.state_dict())
-        writer.checkpoint("best", t.checkpoint_state(done, t.best_state))
+        t.progress.best_state = copy.deepcopy(t.model.state_dict())
+        writer.checkpoint("best", t.checkpoint_state(done, t.progress.best_state))
     cycle = t.schedule.cycle_ended(done)
     if cycle is not None:  # snapshot ensembles: the weights at the end of each cycle
         writer.checkpoint(f"snapshot-{cycle}", t.checkpoint_state(done, t.model.state_dict()))
@@ -537,13 +578,13 @@ def _end_epoch(
 def _finish(training: _Training) -> Path | None:
     """Restore the best weights if asked, score the test split and write summary.json; return the run dir."""
     t = training
-    cfg, data, model, monitor = t.cfg, t.data, t.model, t.monitor
+    cfg, data, model, monitor, progress = t.cfg, t.data, t.model, t.monitor, t.progress
     ended_with = "last.pt"
-    if cfg.early_stop.restore_best and t.best_state is not None:
-        model.load_state_dict(t.best_state)
+    if cfg.early_stop.restore_best and progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
         ended_with = "best.pt"
     test_loss, test_acc = evaluate_shared(t.group, model, data, "test", cfg.train.eval_batch_size)
-    completed = t.epoch + 1
+    completed = progress.epoch + 1
     n_train = len(data.y_train)
     summary = {
         "status": "done",
@@ -553,7 +594,7 @@ def _finish(training: _Training) -> Path | None:
         "monitor": monitor.name,
         "best_epoch": monitor.best_epoch,
         "best": monitor.best_metrics,
-        "final": {key: round(value, 6) for key, value in t.metrics.items()},
+        "final": {key: round(value, 6) for key, value in progress.metrics.items()},
         "test": {"loss": round(test_loss, 6), "acc": round(test_acc, 6), "n": len(data.y_test)},
         "data": {
             "source": data.source,
@@ -568,9 +609,9 @@ def _finish(training: _Training) -> Path | None:
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         },
         "timings": {
-            "train_seconds": round(t.train_seconds, 3),
-            "seconds_per_epoch": round(t.train_seconds / max(completed, 1), 3),
-            "images_per_second": round(n_train * completed / max(t.train_seconds, 1e-9), 1),
+            "train_seconds": round(progress.train_seconds, 3),
+            "seconds_per_epoch": round(progress.train_seconds / max(completed, 1), 3),
+            "images_per_second": round(n_train * completed / max(progress.train_seconds, 1e-9), 1),
         },
         "speed": fast.in_effect(model, t.train_in_effect, t.forward, t.optimizer, t.device, t.bf16),
     }
