@@ -165,3 +165,14 @@ def test_shares_of_a_batch_cover_it_once_and_weigh_to_its_mean():
     group = distributed.Group(world_size=2)
     # DDP averages the two scaled means: (6/13·2·m0 + 7/13·2·m1) / 2 is the mean over all 13
     assert sum(group.loss_scale(len(share), 13) for share in shares) / 2 == pytest.approx(1.0)
+
+
+@needs_cores
+def test_the_python_api_launches_the_same_session_as_the_command(tmp_path):
+    cfg = tiny_config(tmp_path / "runs", *EXACT, "train.epochs=1")
+
+    run = kaizen.train(cfg, devices=2)
+
+    assert run is not None and run.path == only_run(tmp_path / "runs")  # the run it made, known to the caller
+    assert run.summary["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert run.summary["epochs_completed"] == 1

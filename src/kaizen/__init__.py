@@ -27,23 +27,28 @@ def train(
     overrides: list[str] | None = None,
     quiet: bool = True,
     metrics: dict[str, Callable[[Any, Any], float]] | None = None,
+    devices: int | None = None,
 ) -> Run | None:
     """Train a config (a Config, a YAML path, or None for the default job) and return its Run.
 
     `metrics` are custom metrics, `{name: fn(model, data) -> float}`, evaluated in inference mode at the end
     of every epoch and logged to TensorBoard (`custom/<name>`) and stats.jsonl (records of kind `custom`).
+    `devices` N > 1 trains data-parallel in N processes on this machine (as `kaizen train --devices N`).
     Under torchrun every process calls it; rank 0 gets the Run, the others None.
     """
     from kaizen.track.progress import Reporter
-    from kaizen.training.loop import fit
+    from kaizen.training.session import run_session
 
-    if cfg is None:
-        cfg = Config()
-    elif not isinstance(cfg, Config):
+    if cfg is not None and not isinstance(cfg, Config):
         cfg = Config.load(cfg)
-    if overrides:
-        cfg = cfg.override(overrides)
-    run_dir = fit(cfg, reporter=Reporter(enabled=not quiet), metrics=metrics)
+    run_dir = run_session(
+        cfg,
+        overrides=overrides,
+        devices=devices,
+        reporter=Reporter(enabled=not quiet),
+        metrics=metrics,
+        quiet=quiet,
+    )
     return load_run(run_dir) if run_dir is not None else None
 
 
@@ -54,15 +59,22 @@ def diagnose(run_dir: str | Path) -> list[Finding]:
     return run_doctor(run_dir)
 
 
-def resume(run_dir: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Run:
-    """Continue an interrupted run from its last checkpoint and return it."""
+def resume(
+    run_dir: str | Path, overrides: list[str] | None = None, quiet: bool = True, devices: int | None = None
+) -> Run | None:
+    """Continue an interrupted run from its last checkpoint (in `devices` processes if N > 1) and return it;
+    under torchrun, rank 0 gets the Run, the others None."""
     from kaizen.track.progress import Reporter
-    from kaizen.training.loop import fit
-    from kaizen.training.resume import resume_config
+    from kaizen.training.session import run_session
 
-    run = load_run(run_dir)
-    cfg = resume_config(run.config, overrides)  # only keys that cannot change the steps already taken
-    return load_run(fit(cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet)))
+    path = run_session(
+        resume=Path(run_dir),
+        overrides=overrides,
+        devices=devices,
+        reporter=Reporter(enabled=not quiet),
+        quiet=quiet,
+    )
+    return load_run(path) if path is not None else None
 
 
 def tune(

@@ -55,44 +55,31 @@ def train(
         int | None,
         typer.Option(help="Data-parallel: train on N GPUs (or N CPU processes), one process each."),
     ] = None,
+    into: Annotated[Path | None, typer.Option(hidden=True, help="The run directory (set by --devices).")] = None,
 ) -> None:
     """Train a model and write a run directory."""
-    from kaizen import load_run
+    from kaizen.run import load_run
     from kaizen.track.progress import Reporter
-    from kaizen.training.loop import fit
+    from kaizen.training.session import run_session
 
-    if resume is not None:
-        if config is not None:
-            raise KaizenError("--resume continues a run with its own config.yaml; drop --config")
-        from kaizen.training.resume import resume_config
-
-        run = load_run(resume)
-        cfg = resume_config(run.config, overrides)  # only keys that cannot change the steps already taken
-    else:
-        cfg = load_config(config, overrides)
-    if devices is not None:
-        from kaizen.training import distributed
-        from kaizen.training.loop import resolve_device
-
-        distributed.check_devices(devices, resolve_device(cfg.train.device), cfg.train.batch_size)
-        if devices > 1:  # the same command in N processes, started by torch's elastic launcher
-            from kaizen.track import rundir
-
-            rundir.check_writable(run.path if resume is not None else cfg.log.runs_dir)  # before any starts
-            distributed.launch(devices, distributed.worker_args(config, overrides, resume, quiet))
-            return
+    resuming = resume is not None and config is None  # a resume with --config is refused by run_session
+    cfg = None if resuming else load_config(config, None if resume is not None else overrides)
+    show = not quiet and (cfg is None or cfg.log.progress)
     try:
-        if resume is not None:
-            run_dir = fit(
-                cfg, run_dir=run.path, resume=True, reporter=Reporter(enabled=not quiet, console=err)
-            )
-        else:
-            run_dir = fit(cfg, reporter=Reporter(enabled=cfg.log.progress and not quiet, console=err))
+        run_dir = run_session(
+            cfg,
+            resume=resume,
+            overrides=overrides if resume is not None else None,
+            devices=devices,
+            reporter=Reporter(enabled=show, console=err),
+            run_dir=into,
+            quiet=quiet,
+        )
     except KeyboardInterrupt as stop:  # what was kept, and how to continue
         if os.environ.get("RANK", "0") == "0":
             err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True)
         raise
-    if run_dir is None:  # a data-parallel process other than rank 0: rank 0 reports
+    if run_dir is None or (devices or 1) > 1:  # data-parallel: the processes' rank 0 has reported
         return
     if quiet:
         print(run_dir)

@@ -324,9 +324,10 @@ def error_prefix() -> str:
 
 
 def worker_args(
-    config: Path | None, overrides: list[str] | None, resume: Path | None, quiet: bool
+    config: Path | None, overrides: list[str] | None, resume: Path | None, into: Path | None, quiet: bool
 ) -> list[str]:
-    """The `kaizen train` arguments each launched process gets (the same command, without --devices)."""
+    """The `kaizen train` arguments each launched process gets (the same session, without --devices): a config
+    file and the run directory made for it (`into`), or the run to resume, with its overrides."""
     args = ["train"]
     if config is not None:
         args += ["--config", str(config)]
@@ -334,6 +335,8 @@ def worker_args(
         args += ["--set", override]
     if resume is not None:
         args += ["--resume", str(resume)]
+    if into is not None:
+        args += ["--into", str(into)]
     if quiet:
         args.append("--quiet")
     return args
