@@ -801,36 +801,23 @@ def ensemble(
     split: Annotated[str, typer.Option(help="Split to evaluate finished runs on: test or val.")] = "test",
 ) -> None:
     """Combine finished runs, or train an ensemble's members; report each member beside the ensemble."""
-    from kaizen.ensemble import ensemble_runs, render_table, train_ensemble
-    from kaizen.track import rundir
+    from kaizen.ensemble import build_ensemble, render_table
 
-    if runs and config:
-        raise KaizenError("give finished runs to combine, or -c to train members, not both")
-    if runs:
-        if overrides:
-            raise KaizenError("--set applies to training members (-c); finished runs keep their configs")
-        result = ensemble_runs(runs, method or "average", split)
-    else:
-        if out_dir is None:
-            raise KaizenError("training an ensemble needs --out DIR for its members' runs")
-        configs = [load_config(path, overrides) for path in config or [None]]
-        result = train_ensemble(
-            configs,
-            method or "seeds",
-            members,
-            out_dir,
-            progress=lambda line: err.print(line, highlight=False),
-        )
+    if runs and overrides:
+        raise KaizenError("--set applies to training members (-c); finished runs keep their configs")
+    result = build_ensemble(
+        runs,
+        [load_config(path, overrides) for path in config or [None]] if config or not runs else None,
+        method,
+        members,
+        out_dir,
+        split,
+        progress=lambda line: err.print(line, highlight=False),
+    )
     out.print(render_table(result))
     for note in result.notes:
         out.print(note, highlight=False, soft_wrap=True)
     out.print(f"[bold]{result.headline()}[/]", highlight=False, soft_wrap=True)
-    if runs and out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
-        rundir.write_json(out_dir / "ensemble.json", result.to_dict())
     if out_dir is not None:
         out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True)
 

@@ -31,11 +31,10 @@ from rich.table import Table
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError
-from kaizen.registry import Registry
+from kaizen.registry import ENSEMBLES
 from kaizen.run import Run, load_run
 from kaizen.track import rundir
 
-METHODS = Registry("ensemble method", "kaizen.ensemble")
 COMBINE = ("average", "vote")
 # Data keys that leave a split's examples as they are (fraction subsets the training split only).
 _SAME_SPLIT = {"test": {"download", "fraction", "val_split"}, "val": {"download", "fraction"}}
@@ -257,12 +256,41 @@ def ensemble_runs(paths: list[str | Path], rule: str = "average", split: str = "
 # ---------------------------------------------------------------------------------- training members
 
 
+def build_ensemble(
+    runs: list[str | Path] | None = None,
+    configs: list[Config] | None = None,
+    method: str | None = None,
+    k: int = 5,
+    out_dir: str | Path | None = None,
+    split: str = "test",
+    progress: Progress | None = None,
+) -> EnsembleResult:
+    """Combine finished `runs` (rule `method`: average or vote, on `split`), or train the members of `configs`
+    (`method`: seeds, bagging, boosting, stacking or snapshot; `k` members, folds or cycles) under `out_dir`.
+    Either way `out_dir`, when given, receives ensemble.json. What `kaizen ensemble` does."""
+    if runs and configs:
+        raise KaizenError("give finished runs to combine, or -c to train members, not both")
+    if runs:
+        result = ensemble_runs(runs, method or "average", split)
+        if out_dir is not None:
+            out_dir = Path(out_dir)
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
+            rundir.write_json(out_dir / "ensemble.json", result.to_dict())
+        return result
+    if out_dir is None:
+        raise KaizenError("training an ensemble needs --out DIR for its members' runs")
+    return train_ensemble(configs or [Config()], method or "seeds", k, out_dir, progress)
+
+
 def train_ensemble(
     configs: list[Config], method: str, k: int, out_dir: str | Path, progress: Progress | None = None
 ) -> EnsembleResult:
     """Train the members of `method` under `out_dir`, evaluate them and the ensemble on the test split, and
     write `out_dir/ensemble.json`. Stacking takes several configs (base learners); the others one."""
-    METHODS.check(method)
+    ENSEMBLES.check(method)
     if not configs:
         raise KaizenError("give a config to train the members from (-c FILE)")
     if method != "stacking" and len(configs) > 1:
@@ -280,7 +308,7 @@ def train_ensemble(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
-    result = METHODS.create(method, configs, k, out_dir, progress or (lambda line: None))
+    result = ENSEMBLES.create(method, configs, k, out_dir, progress or (lambda line: None))
     rundir.write_json(out_dir / "ensemble.json", result.to_dict())
     return result
 
@@ -311,17 +339,17 @@ def _independent(
     return evaluator.result(method, members, probs)
 
 
-@METHODS.register("seeds")
+@ENSEMBLES.register("seeds")
 def _seeds(configs: list[Config], k: int, out_dir: Path, progress: Progress) -> EnsembleResult:
     return _independent("seeds", configs, k, out_dir, progress, [])
 
 
-@METHODS.register("bagging")
+@ENSEMBLES.register("bagging")
 def _bagging(configs: list[Config], k: int, out_dir: Path, progress: Progress) -> EnsembleResult:
     return _independent("bagging", configs, k, out_dir, progress, ["train.bootstrap=true"])
 
 
-@METHODS.register("snapshot")
+@ENSEMBLES.register("snapshot")
 def _snapshot(configs: list[Config], k: int, out_dir: Path, progress: Progress) -> EnsembleResult:
     cfg = configs[0]
     evaluator = Evaluator(cfg)
@@ -336,7 +364,7 @@ def _snapshot(configs: list[Config], k: int, out_dir: Path, progress: Progress) 
     return evaluator.result("snapshot", members, probs, notes=notes)
 
 
-@METHODS.register("boosting")
+@ENSEMBLES.register("boosting")
 def _boosting(configs: list[Config], k: int, out_dir: Path, progress: Progress) -> EnsembleResult:
     cfg = configs[0]
     evaluator = Evaluator(cfg)
@@ -380,7 +408,7 @@ def _boosting(configs: list[Config], k: int, out_dir: Path, progress: Progress) 
     return evaluator.result("boosting", members, probs, "samme", {"samme": samme}, notes)
 
 
-@METHODS.register("stacking")
+@ENSEMBLES.register("stacking")
 def _stacking(configs: list[Config], k: int, out_dir: Path, progress: Progress) -> EnsembleResult:
     from sklearn.linear_model import LogisticRegression
 

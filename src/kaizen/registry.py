@@ -111,3 +111,5 @@ TASKS = Registry("task", "kaizen.training.multitask")
 AUGMENTATIONS = Registry(
     "augmentation", "kaizen.data.augment", required=("fields", "settings", "stage", "test_time")
 )
+# How an ensemble's members are made from a config and combined (see kaizen.ensemble); the builder trains them.
+ENSEMBLES = Registry("ensemble method", "kaizen.ensemble")
