@@ -31,10 +31,10 @@ class Registry:
     `required` names the traits every entry must give (their meaning is documented where the table is made).
     """
 
-    def __init__(self, family: str, filled_by: str, required: tuple[str, ...] = ()):
+    def __init__(self, family: str, filled_by: str | tuple[str, ...], required: tuple[str, ...] = ()):
         self.family = family
         self.required = required
-        self._filled_by = filled_by
+        self._filled_by = (filled_by,) if isinstance(filled_by, str) else filled_by
         self._builders: dict[str, Callable[..., Any]] = {}
         self._traits: dict[str, dict[str, Any]] = {}
 
@@ -53,7 +53,8 @@ class Registry:
 
     def names(self) -> list[str]:
         """Return the valid names, in registration order."""
-        importlib.import_module(self._filled_by)
+        for module in self._filled_by:  # the modules whose entries register themselves as they are imported
+            importlib.import_module(module)
         return list(self._builders)
 
     def names_where(self, **traits: Any) -> list[str]:
@@ -95,7 +96,9 @@ INITS = Registry("initialisation", "kaizen.nn.init")
 PRESETS = Registry("preset", "kaizen.nn.presets")
 # shape: a function of the DataConfig giving (input shape C x H x W, number of classes) without loading the
 # pixels, or None when only loading the data tells (arrays in a file).
-DATASETS = Registry("dataset", "kaizen.data.datasets", required=("shape",))
+DATASETS = Registry(
+    "dataset", ("kaizen.data.datasets", "kaizen.data.cifar", "kaizen.data.folder"), required=("shape",)
+)
 # family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to train
 # from scratch, the most a diverging run is advised to use.
 OPTIMIZERS = Registry("optimiser", "kaizen.training.optim", required=("family", "usual_lr"))

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from kaizen import registry
-from kaizen.data.datasets import RawData
 from kaizen.data.inputs import read_inputs
 from kaizen.data.memory import HostImages, describe_bytes, memory_budget, take_rows
+from kaizen.data.raw import RawData
 from kaizen.data.selection import select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError

@@ -16,11 +16,11 @@ import numpy as np
 
 from kaizen import registry
 from kaizen.data import download
+from kaizen.data.raw import RawData
 from kaizen.errors import KaizenError
 
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
-    from kaizen.data.datasets import RawData
 
 PIXELS = 3 * 32 * 32
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -120,7 +120,6 @@ def _class_names(folder: Path, layout: CifarLayout, name: str) -> list[str]:
 
 def _builder(name: str):
     def build(cfg: DataConfig) -> RawData:
-        from kaizen.data.datasets import RawData
 
         layout = LAYOUTS[name]
         root = Path(cfg.root)

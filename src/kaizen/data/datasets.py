@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,8 +22,8 @@ from kaizen.data import download
 from kaizen.data.arrays import encode_labels
 from kaizen.data.csvfile import read_pixel_csv
 from kaizen.data.idx import IMAGES_NDIM, LABELS_NDIM, read_idx
-from kaizen.data.memory import take_rows
 from kaizen.data.npzfile import read_npz
+from kaizen.data.raw import RawData
 from kaizen.data.splits import stratified_split
 from kaizen.errors import KaizenError
 
@@ -49,36 +48,6 @@ IDX_CLASS_NAMES = {
     "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
 }
 MNIST_10K_TRAIN = 0.8  # of the t10k files: the first 8,000 train, the last 2,000 test
-
-
-@dataclass
-class RawData:
-    """A dataset as stored: train and test split, before validation split, subset and normalisation."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    class_names: list[str]
-    source: str
-    train_paths: list[str] | None = None  # the source file of each row (file-based formats), else None
-    test_paths: list[str] | None = None
-    val_rows: np.ndarray | None = None  # examples of train that are a given validation split (a val/ folder)
-    # the rows of train_x (test_x) that are the training (test) examples, in order; None: all of them
-    train_rows: np.ndarray | None = None
-    test_rows: np.ndarray | None = None
-
-    def rows(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
-        """Return the rows of `split`'s array ('train' or 'test') that hold its examples `index` (all: None)."""
-        base = self.train_rows if split == "train" else self.test_rows
-        if base is None:
-            count = len(self.train_y if split == "train" else self.test_y)
-            return np.arange(count) if index is None else np.asarray(index)
-        return base if index is None else base[index]
-
-    def images(self, split: str, index: np.ndarray | None = None) -> np.ndarray:
-        """Return the images of `split`'s examples `index` (all: None), as stored, copied into memory."""
-        return take_rows(self.train_x if split == "train" else self.test_x, self.rows(split, index))
 
 
 # ------------------------------------------------------------------------------------------- digits
@@ -237,7 +206,3 @@ def _from_files(cfg: DataConfig, kind: str, read: Callable[[str], tuple[np.ndarr
 def _shape(x: np.ndarray) -> str:
     return " x ".join(str(size) for size in x.shape[1:])
 
-
-# the other dataset modules register themselves on import
-import kaizen.data.cifar  # noqa: E402, F401
-import kaizen.data.folder  # noqa: E402, F401

@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kaizen import registry
+from kaizen.data.raw import RawData
 from kaizen.data.splits import stratified_split
 from kaizen.errors import KaizenError
 
 if TYPE_CHECKING:  # config imports this module (through the registry) while it is being built
     from kaizen.config import DataConfig
-    from kaizen.data.datasets import RawData
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,6 @@ def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
 @registry.DATASETS.register("folder", shape=folder_shape)
 def folder_dataset(cfg: DataConfig) -> RawData:
     """Images in <class>/ folders under data.path (or train/ test/ [val/]), decoded with Pillow and cached."""
-    from kaizen.data.datasets import RawData
     from kaizen.data.imagecache import load_or_decode
 
     scan = scan_folder(cfg)

@@ -22,7 +22,7 @@ from kaizen.errors import KaizenError
 
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
-    from kaizen.data.datasets import RawData
+    from kaizen.data.raw import RawData
 
 FIXABLE = ("label", "duplicate", "leak")
 AUDIT_FILE = "audit.json"
