@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from kaizen.track.plots import CURVES_DPI, _save_atomic
 
 MAX_HISTOGRAM_PANELS = 12
-BOUNDED_RANGES = {"Sigmoid": (-0.03, 1.03), "Tanh": (-1.06, 1.06)}
+RANGE_MARGIN = 0.04  # of the saturation bounds' width, on each side: the bounded outputs just past them show
 
 
 def plot_stats(records: list[dict[str, Any]], out_dir: Path, title: str = "") -> list[Path]:
@@ -199,8 +199,11 @@ def _draw_distribution(ax: Axes, name: str, rows: list[dict[str, Any]]) -> None:
         )
     final = rows[-1]
     ax.set_title(f"{name} ({final.get('type', '?')})", fontsize=9)
-    if final.get("type") in BOUNDED_RANGES:  # the whole range, so bunching in the middle or at a bound shows
-        ax.set_xlim(*BOUNDED_RANGES[final["type"]])
+    bounds = final.get("saturation")
+    if bounds:  # a squashing unit's whole range, so bunching in the middle or at a bound shows
+        low, high = bounds
+        margin = RANGE_MARGIN * (high - low)
+        ax.set_xlim(low - margin, high + margin)
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1, decimals=0))
     ax.tick_params(labelsize=7)
     ax.set_xlabel("output value", fontsize=8)

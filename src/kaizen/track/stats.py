@@ -264,6 +264,7 @@ class StatsRecorder:
                 "max": _clean(np.max(values[:, 4])),
                 "dead": None,
                 "saturated": _mean(values[:, 5]) if size > 5 else None,
+                "saturation": self.activation_traits[name]["saturation"],  # the registry's bounds, or None
             }
             if name in self.ever_active:
                 record["dead"] = 1.0 - self.ever_active[name].float().mean().item()
