@@ -204,21 +204,35 @@ def test_size_lines(results: Results) -> list[str]:
 
 
 def tuned_lines(results: Results) -> list[str]:
-    """The nuisance values chosen per variant by --tune."""
+    """The nuisance values chosen per variant by --tune, and what each search did: its trials by state
+    (complete, pruned, failed), the finalists confirmed on more seeds and why the chosen one won."""
     tuned = results.study.get("tuned")
     if not tuned:
         return []
-    chosen = "; ".join(
-        f"{variant}: " + ", ".join(f"{key}={value}" for key, value in values.items())
-        for variant, values in tuned["chosen"].items()
-    )
+    searches = tuned.get("searches") or {}  # studies written before this record have none
+
+    def chosen_text(variant: str, values: dict) -> str:
+        text = f"{variant}: " + ", ".join(f"{key}={value}" for key, value in values.items())
+        search = searches.get(variant)
+        if search:
+            states = ", ".join(f"{number} {state}" for state, number in search["trials"].items())
+            text += f" ({sum(search['trials'].values())} trials: {states}; chosen: {search['why']})"
+        return text
+
+    chosen = "; ".join(chosen_text(variant, values) for variant, values in tuned["chosen"].items())
     confirmed = tuned.get("confirmed")  # studies written before the confirmation step have none
-    how = (
-        f"; the best {confirmed['trials']} trials of each re-run on {confirmed['more_seeds']} more seeds, the best "
-        "mean chosen"
-        if confirmed
-        else ""
-    )
+    if confirmed and confirmed.get("rule") == "stable":
+        how = (
+            f"; the best {confirmed['trials']} complete trials of each re-run on {confirmed['more_seeds']} more "
+            "seeds, a finalist with a collapsed seed rejected and the best mean − std chosen"
+        )
+    elif confirmed:
+        how = (
+            f"; the best {confirmed['trials']} trials of each re-run on {confirmed['more_seeds']} more seeds, the "
+            "best mean chosen"
+        )
+    else:
+        how = ""
     return [
         f"Tuned per variant on the validation split ({tuned['trials']} trials of {', '.join(tuned['space'])} "
         f"each{how}): {chosen}."
