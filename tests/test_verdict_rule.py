@@ -189,3 +189,36 @@ def test_p_values_are_never_rounded_across_the_significance_level():
     assert rule.fmt_p(0.0496) == "0.049" and rule.fmt_p(0.05) == "0.050" and rule.fmt_p(0.0004) == "<0.001"
     assert rule.fmt_signed(0.00001, 100, 2) == "+0.001"
     assert rule.fmt_signed(-0.00004, 100, 2) == "-0.004" and rule.fmt_signed(0.0123, 100, 2) == "+1.23"
+
+
+def race_of(seeds: int, run: list[float], fix: list[float], other: list[float]):
+    from kaizen.doctor.verify import BASELINE_LABEL, Entry, Race
+
+    entries = [
+        Entry(BASELINE_LABEL, [], None, run, []),
+        Entry("optim.lr=0.01", ["optim.lr=0.01"], "diverging", fix, []),
+        Entry("model.norm=batch", ["model.norm=batch"], "diverging", other, []),
+    ]
+    return Race(Path("run"), 3, seeds, 300, sorted(entries, key=lambda entry: -entry.mean))
+
+
+def test_doctor_verify_advises_a_fix_only_by_the_same_rule():
+    """doctor --verify used to advise the highest mean whatever the seeds said: one seed, or a lead within
+    the noise, now gets no 'advice: --set', and a clearly better fix gets its adjusted p and interval."""
+    from kaizen.doctor.report import race_advice
+
+    one = race_of(1, [0.80], [0.83], [0.79])
+    assert race_advice(one).startswith(
+        "no verdict: --set optim.lr=0.01 measured highest (83.0% vs the run's 80.0%)"
+    )
+    clear = race_of(3, [0.80, 0.82, 0.81], [0.90, 0.915, 0.905], [0.81, 0.80, 0.82])
+    advice = race_advice(clear)
+    assert advice.startswith(
+        "advice: --set optim.lr=0.01  (better than the run as it is: +9.67 pts, adjusted p"
+    )
+    low = float(INTERVAL.search(advice).group(1))
+    assert low > 0 and clear.verdicts()["optim.lr=0.01"].label == rule.BETTER
+    noisy = race_of(3, [0.80, 0.86, 0.74], [0.84, 0.80, 0.83], [0.79, 0.81, 0.78])
+    text = race_advice(noisy)
+    assert text.startswith("no candidate is clearly better than the run as it is: --set optim.lr=0.01")
+    assert noisy.verdicts()["optim.lr=0.01"].label == rule.UNCLEAR
