@@ -103,8 +103,12 @@ def check_consistent(results: Results) -> None:
 
 samples = st.integers(3, 6).flatmap(
     lambda n: st.tuples(
-        st.lists(st.floats(0.5, 0.99), min_size=n, max_size=n),
-        st.lists(st.lists(st.floats(-0.05, 0.05), min_size=n, max_size=n), min_size=1, max_size=3),
+        st.lists(st.floats(0.5, 0.99, allow_subnormal=False), min_size=n, max_size=n),
+        st.lists(
+            st.lists(st.floats(-0.05, 0.05, allow_subnormal=False), min_size=n, max_size=n),
+            min_size=1,
+            max_size=3,
+        ),
         st.sampled_from(stats.CORRECTIONS),
     )
 )
@@ -121,7 +125,7 @@ def test_sentences_never_contradict_the_verdict(sample):
 @given(
     st.integers(3, 4),
     st.integers(20, 400),
-    st.floats(0.0, 0.3),
+    st.floats(0.0, 0.3, allow_subnormal=False),
     st.integers(0, 2**31),
     st.sampled_from(stats.CORRECTIONS),
 )

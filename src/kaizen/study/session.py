@@ -241,7 +241,8 @@ def _made(out_dir: Path) -> Path:
 
 
 def separated(results: Results) -> bool:
-    """Whether every variant's interval of the difference from the baseline excludes 0."""
+    """Whether every variant's interval of the difference from the baseline excludes 0 (the interval at the
+    level matching its adjusted p: exactly when the verdict rule finds the difference significant)."""
     for variant in results.variants:
         difference = variant.difference
         if difference is None:

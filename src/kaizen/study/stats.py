@@ -4,8 +4,9 @@ Intervals use the t-distribution (few seeds) or a percentile bootstrap over seed
 clipped to [0, 1]. The difference is tested with a paired t-test when both variants finished the same seeds
 (runs with the same seed share the data order, so pairing removes that noise), else with Welch's t-test
 (unequal variances). The p-values of all comparisons against the baseline are adjusted together (Holm by
-default, or Bonferroni) and the verdict reads the adjusted value; with fewer than MIN_SEEDS_FOR_VERDICT seeds
-there is no verdict, only estimates. The effect size is Hedges' g: the difference of means over the pooled
+default, or Bonferroni) and a judged difference's interval is at the level matching its adjusted p, from the
+same test, so the two never disagree; the verdict itself is kaizen.study.verdict's one rule (with fewer than
+MIN_SEEDS_FOR_VERDICT seeds there is no verdict, only estimates). The effect size is Hedges' g: the difference of means over the pooled
 standard deviation, times the small-sample correction 1 - 3 / (4 (n_a + n_b) - 9). Where the runs kept their
 test-set predictions, a paired bootstrap over test examples and seeds gives a second interval of the difference.
 """

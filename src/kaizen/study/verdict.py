@@ -140,7 +140,9 @@ def phrase(verdict: Verdict, accuracy: bool, p_name: str = "adjusted p") -> str:
             f"{fmt_signed(difference.ci_high, scale, digits)}]".replace(".0%", "%")
         )
     if verdict.label == UNCLEAR and math.isfinite(difference.detectable):
-        parts.append(f"{len_seeds(verdict.seeds)} detect about ±{difference.detectable * scale:.2f}{unit}")
+        parts.append(
+            f"{len_seeds(verdict.seeds)} detect about ±{difference.detectable * scale:.2f}{unit} with 80% power"
+        )
     return ", ".join(parts)
 
 

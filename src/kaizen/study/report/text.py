@@ -189,17 +189,23 @@ def test_size_lines(results: Results) -> list[str]:
     n = results.test_size
     if results.metric != "test.acc" or not n or not results.baseline.values:
         return []
-    small = [v.id for v in results.variants if v.verdict is not None and v.verdict.test_set_resolves is False]
-    if not small:
+    unresolved = [
+        v for v in results.variants if v.verdict is not None and v.verdict.test_set_resolves is False
+    ]
+    if not unresolved:
         return []
+    small = [v.id for v in unresolved]
+    reasons = []
+    if any(v.examples is not None for v in unresolved):
+        reasons.append("the interval over test examples and seeds contains 0")
+    if any(v.examples is None for v in unresolved):
+        reasons.append("the difference is under two standard errors of a difference of two accuracies on it")
     accuracy = results.baseline.spread.mean
     return [
         f"The test set has {n:,} images (one image = {100 / n:.2f} points; a single run's accuracy has a "
         f"sampling error of ±{100 * math.sqrt(accuracy * (1 - accuracy) / n):.2f} points, which more seeds do "
         f"not reduce): it is too small to resolve the difference of {', '.join(small)} from the baseline "
-        "(the interval over test examples and seeds contains 0, or without per-image results the difference is "
-        "under two standard errors of a difference of two accuracies); a larger test set (e.g. mnist-10k) "
-        "would decide it."
+        f"({'; '.join(reasons)}); a larger test set (e.g. mnist-10k) would decide it."
     ]
 
 
@@ -390,8 +396,8 @@ def method_note(results: Results) -> list[str]:
         "P(beats) is the share of (variant seed, baseline seed) pairs in which the variant's run is better "
         "(ties count half). Where the runs kept their per-image test results (test_correct.npy), a paired "
         "bootstrap over test examples and seeds (4,000 resamples: seeds with their pairs, then test images, the "
-        "same images for both) gives 'Δ CI (test examples)': it shows whether the test set itself can resolve "
-        "the difference.",
+        "same images for both) gives 'Δ CI (test examples)', at the level of the seeds' interval: it shows whether "
+        "the test set itself can resolve the difference.",
         "Hedges' g is the difference over the pooled standard deviation with the small-sample correction "
         "1 − 3/(4(n₁+n₂)−9) (|g| ≈ 0.2 small, 0.5 medium, 0.8 large). The seed advisor solves for the seeds "
         "a paired t-test at 0.05 needs for 80% power at the observed difference and spread of paired "
