@@ -411,6 +411,11 @@ def test_tuning_rejects_a_rate_that_collapsed_on_a_confirming_seed():
     assert chosen is stable and why == "the best mean − std of the 2 with no collapsed seed (1 rejected)"
     # lucky has the higher mean of the two stable ones but a wider spread: mean − std prefers the steady rate
     assert lucky.mean > stable.mean and lucky.bound < stable.bound
+    # where the mean alone (the rule before) picks the rate that dropped 11 points on one seed
+    shaky = Confirmed(trial(8, 0.6, 0.99), (0, 1, 2), (0.99, 0.88, 0.99), True)
+    steady = Confirmed(trial(9, 0.1, 0.95), (0, 1, 2), (0.95, 0.945, 0.948), True)
+    assert shaky.mean > steady.mean and shaky.collapsed == [1]
+    assert choose_stable([shaky, steady])[0] is steady
     failed = Confirmed(trial(7, 0.9, 0.98), (0, 1, 2), (0.98, math.nan, 0.97), True)
     assert failed.collapsed == [1] and choose_stable([failed, stable])[0] is stable
     alone, why = choose_stable([edge, failed])
