@@ -75,21 +75,6 @@ class Verdict:
     seeds: int
     test_set_resolves: bool | None = None
 
-    @property
-    def decided(self) -> bool:
-        """better or worse."""
-        return self.label in DECIDED
-
-    @property
-    def short(self) -> str:
-        """The label as a terminal table cell."""
-        return SHORT.get(self.label, self.label)
-
-    @property
-    def colour(self) -> str | None:
-        """The row's colour (rich style name), None for an undecided row."""
-        return COLOURS.get(self.label)
-
 
 def judged(
     difference: stats.Difference,
