@@ -4,9 +4,12 @@ constructed results, read by the same code as a real study (judge_variants, anal
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
 from kaizen.study import stats
@@ -107,3 +110,35 @@ def test_a_significant_fall_is_falling_and_two_seeds_give_estimates_only():
     assert curve.rising is False and curve.reading.startswith("falling")
     two = analyse(curve_results(around(ISSUE_MEANS, [[0.001, -0.001]] * 4)))
     assert two.rising is None and "estimates only" in two.reading and "at least 3 seeds" in two.reading
+
+
+READ_INTERVAL = re.compile(r"interval \[([+-][0-9.]+) pts, ([+-][0-9.]+) pts\]")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(3, 5).flatmap(
+        lambda n: st.lists(
+            st.lists(st.floats(0.85, 0.99, allow_subnormal=False), min_size=n, max_size=n),
+            min_size=4,
+            max_size=4,
+        )
+    )
+)
+def test_the_reading_never_contradicts_its_interval_or_the_verdicts(values):
+    results = curve_results(values)
+    curve = analyse(results)
+    match = READ_INTERVAL.search(curve.reading)
+    assert match, curve.reading
+    low, high = float(match.group(1)), float(match.group(2))
+    state = curve.reading.split(":")[0]
+    if state == "flat":
+        assert high < 1.0 and curve.rising is False
+    elif state == "still rising":
+        assert low > 0 and high >= 1.0 and curve.rising is True
+    elif state in ("rising estimate, not yet significant", "cannot tell yet"):
+        assert low <= 0 <= high and curve.rising is None and "would settle it" in curve.reading
+    # the report's verdict on the second largest size reads the same comparison
+    label = results.variants[2].verdict.label
+    assert (label == "worse") == state.startswith(("still rising", "rising slowly"))
+    assert (label == "better") == (state == "falling")

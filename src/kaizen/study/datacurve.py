@@ -28,7 +28,7 @@ from kaizen.errors import KaizenError
 from kaizen.study import stats
 from kaizen.study.compare import Plan, Variant, make_plan
 from kaizen.study.results import Results, VariantResult
-from kaizen.study.verdict import fmt_p
+from kaizen.study.verdict import fmt_p, fmt_signed
 
 ACC_PER_DOUBLING = 0.01  # a rise worth more data: one point of accuracy per doubling of the training set
 LOSS_PER_DOUBLING = 0.02  # or 2% less loss per doubling
@@ -154,7 +154,7 @@ class Slope:
         return {"still rising": True, "rising slowly": False, "flat": False, "falling": False}.get(self.state)
 
     def _number(self, value: float) -> str:
-        return f"{value * 100:+.2f} pts" if self.accuracy else f"{value:+.4f}"
+        return f"{fmt_signed(value, 100, 2)} pts" if self.accuracy else fmt_signed(value, 1, 4)
 
     def reading(self, step: str) -> str:
         """The one-line reading of the curve, `step` naming the two sizes and their means."""
