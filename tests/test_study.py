@@ -344,7 +344,10 @@ def test_doctor_findings_are_included_and_a_run_it_cannot_read_is_named(monkeypa
 
     monkeypatch.setattr("kaizen.study.report.doctor.diagnose", unreadable)  # the report goes on without it
     report = write_report(out)
-    assert report.doctor_note.startswith("doctor could not read") and "stats.jsonl is garbage" in report.doctor_note
+    assert (
+        report.doctor_note.startswith("doctor could not read")
+        and "stats.jsonl is garbage" in report.doctor_note
+    )
     assert "stats.jsonl is garbage" in (out / "report.html").read_text()
 
 
@@ -401,7 +404,12 @@ def test_datacurve_in_two_workers_reads_the_curve(tmp_path):
     curve = report.curve
     assert [point.fraction for point in curve.points] == [0.2, 1.0]
     assert curve.points[0].examples < curve.points[1].examples
-    assert curve.reading.startswith(("still rising", "flat"))
+    # two seeds per size: estimates only, no reading of the slope (tests/test_datacurve_reading.py reads it)
+    assert (
+        curve.rising is None
+        and curve.reading.startswith("cannot tell yet")
+        and "estimates only" in curve.reading
+    )
     assert (out / "datacurve.png").stat().st_size > 0
     assert html.escape(curve.reading) in (out / "report.html").read_text()
     assert collect(out).baseline.id == "fraction=1"

@@ -84,19 +84,40 @@ def render_race(result: Race) -> Group:
             f"{low:.1%} to {high:.1%}",
             entry.addresses or "",
         )
-    winner = result.winner
-    baseline = next(
-        entry for entry in result.ranking if not entry.addresses and entry.label.startswith("the run")
-    )
-    if winner is baseline:
-        advice = Text("advice: no candidate beat the run as it is at this budget", style="bold yellow")
-    else:
-        advice = Text(
-            f"advice: --set {winner.label}  (measured: {winner.mean:.1%} vs the run's {baseline.mean:.1%})",
-            style="bold green",
-        )
+    advice = Text(race_advice(result), style="bold green" if _beaten(result) else "bold yellow")
     return Group(
         table, advice, Text(f"stored: {result.run / 'doctor' / 'verify.json'} and verify.png", style="dim")
+    )
+
+
+def _beaten(result: Race) -> bool:
+    return any(verdict.label == "better" for verdict in result.verdicts().values())
+
+
+def race_advice(result: Race) -> str:
+    """The race's advice in words, by the one verdict rule of kaizen.study.verdict: a candidate is advised
+    only when it is significantly better than the run as it is; otherwise the measured leader is named with
+    what would tell (more seeds) or that nothing beat the run."""
+    from kaizen.study.verdict import BETTER, TOO_FEW_SEEDS, phrase
+
+    verdicts, baseline, winner = result.verdicts(), result.baseline, result.winner
+    better = [
+        entry for entry in result.ranking if entry.label in verdicts and verdicts[entry.label].label == BETTER
+    ]
+    if better:
+        best = better[0]
+        return f"advice: --set {best.label}  (better than the run as it is: {phrase(verdicts[best.label], True)})"
+    measured = f"{winner.mean:.1%} vs the run's {baseline.mean:.1%}"
+    if winner is baseline:
+        return "advice: no candidate beat the run as it is at this budget"
+    if verdicts[winner.label].label == TOO_FEW_SEEDS:
+        return (
+            f"no verdict: --set {winner.label} measured highest ({measured}) on {result.seeds} seed(s), too few "
+            "to tell from seed noise; --seeds 3 or more gives a verdict"
+        )
+    return (
+        f"no candidate is clearly better than the run as it is: --set {winner.label} measured highest "
+        f"({measured}; {phrase(verdicts[winner.label], True)})"
     )
 
 

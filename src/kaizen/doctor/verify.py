@@ -17,7 +17,12 @@ from kaizen.doctor import examine, top_recommendation
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 from kaizen.errors import KaizenError
+from kaizen.study import stats
+from kaizen.study.verdict import Verdict
+from kaizen.study.verdict import judged as judge_verdict
 from kaizen.track import rundir
+
+BASELINE_LABEL = "the run as it is"
 
 
 @dataclass
@@ -166,6 +171,26 @@ class Race:
     def winner(self) -> Entry:
         return self.ranking[0]
 
+    @property
+    def baseline(self) -> Entry:
+        """The run as it is (at the race's budget)."""
+        return next(entry for entry in self.ranking if entry.label == BASELINE_LABEL)
+
+    def verdicts(self) -> dict[str, Verdict]:
+        """Each candidate against the run as it is, by the one rule of every study verdict
+        (kaizen.study.verdict): paired by seed, Holm-adjusted over the candidates, better/worse only when the
+        adjusted p < 0.05 on at least MIN_SEEDS_FOR_VERDICT seeds."""
+        base = self.baseline
+        others = [entry for entry in self.ranking if entry is not base]
+        judged = stats.judge(
+            dict(enumerate(base.accuracies)),
+            {entry.label: dict(enumerate(entry.accuracies)) for entry in others},
+        )
+        return {
+            label: judge_verdict(difference, min(self.seeds, len(base.accuracies)), True)
+            for label, difference in judged.items()
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON ready)."""
         return {
@@ -209,7 +234,7 @@ def race(
     base_seed = record.config.train.seed
     name = record.config.run_name()
     entries = []
-    for label, change, addresses in [("the run as it is", None, None), *[(o, o, a) for o, a in picked]]:
+    for label, change, addresses in [(BASELINE_LABEL, None, None), *[(o, o, a) for o, a in picked]]:
         accuracies, paths = [], []
         for offset in range(seeds):
             seed = [] if offset == 0 else [f"train.seed={base_seed + offset}"]

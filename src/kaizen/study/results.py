@@ -21,6 +21,7 @@ from kaizen.registry import did_you_mean
 from kaizen.study import stats
 from kaizen.study.compare import ERROR_FILE, METRICS, STUDY_FILE, StudyLock, comparable, run_path
 from kaizen.study.examples import read_test_correct
+from kaizen.study.verdict import Verdict, judged
 from kaizen.track import rundir
 
 Key = tuple[int | None, int]  # (split seed or None when the split is shared, seed)
@@ -70,6 +71,7 @@ class VariantResult:
     examples: tuple[float, float, float, float] | None = None
     components: tuple[float, float] | None = None  # (split std, init std) when split seeds vary
     seeds_needed: int | None = None  # seeds for 80% power at the observed difference (None: none found)
+    verdict: Verdict | None = None  # the one decision (kaizen.study.verdict), None for the baseline
 
     @property
     def done(self) -> list[RunRecord]:
@@ -233,25 +235,11 @@ def collect(
         )
         for entry in study["variants"]
     ]
-    bounds = (0.0, 1.0) if metric.endswith("acc") else None
+    judge_variants(study, variants, metric, correction, interval)
     for variant in variants:
-        variant.spread = stats.describe(list(variant.values.values()), interval, bounds)
-        if study.get("split_seeds"):
-            variant.components = stats.variance_components(variant.values)
-    baseline = next(v for v in variants if v.id == study["baseline"])
-    better_high = higher_is_better(metric)
-    others = [v for v in variants if v is not baseline]
-    judged = stats.judge(baseline.values, {v.id: v.values for v in others}, better_high, correction, interval)
-    for variant in others:
-        variant.difference = judged[variant.id]
-        variant.examples = _paired_examples(metric, baseline, variant)
-        variant.seeds_needed = _seeds_needed(baseline, variant)
-    for variant in variants:
-        variant.config_diff = _config_diff(study, baseline, variant)
-    sign = 1 if better_high else -1
-    scored = sorted((v for v in variants if v.values), key=lambda v: -sign * v.spread.mean)
-    for rank, variant in enumerate(scored, start=1):
-        variant.rank = rank
+        variant.config_diff = _config_diff(
+            study, next(v for v in variants if v.id == study["baseline"]), variant
+        )
     return Results(
         path=study_dir,
         study=study,
@@ -263,16 +251,53 @@ def collect(
     )
 
 
+def judge_variants(
+    study: dict[str, Any], variants: list[VariantResult], metric: str, correction: str, interval: str
+) -> None:
+    """Fill in every variant's spread, its comparison with the baseline (study["baseline"]), its Verdict by
+    the one rule of kaizen.study.verdict, and its rank, from the runs it holds."""
+    bounds = (0.0, 1.0) if metric.endswith("acc") else None
+    for variant in variants:
+        variant.spread = stats.describe(list(variant.values.values()), interval, bounds)
+        if study.get("split_seeds"):
+            variant.components = stats.variance_components(variant.values)
+    baseline = next(v for v in variants if v.id == study["baseline"])
+    better_high = higher_is_better(metric)
+    others = [v for v in variants if v is not baseline]
+    differences = stats.judge(
+        baseline.values, {v.id: v.values for v in others}, better_high, correction, interval
+    )
+    test_sizes = [run.test_size for v in variants for run in v.done if run.test_size]
+    test_size = max(test_sizes) if test_sizes and metric == "test.acc" else None
+    for variant in others:
+        difference = variant.difference = differences[variant.id]
+        variant.examples = _paired_examples(metric, baseline, variant, difference.confidence)
+        variant.seeds_needed = _seeds_needed(baseline, variant)
+        variant.verdict = judged(
+            difference,
+            min(len(baseline.values), len(variant.values)),
+            better_high,
+            variant.examples,
+            test_size,
+            baseline.spread.mean,
+        )
+    sign = 1 if better_high else -1
+    scored = sorted((v for v in variants if v.values), key=lambda v: -sign * v.spread.mean)
+    for rank, variant in enumerate(scored, start=1):
+        variant.rank = rank
+
+
 def _paired_examples(
-    metric: str, baseline: VariantResult, variant: VariantResult
+    metric: str, baseline: VariantResult, variant: VariantResult, confidence: float
 ) -> tuple[float, float, float, float] | None:
-    """The paired bootstrap over test examples and seeds, for test accuracy where both kept their examples."""
+    """The paired bootstrap over test examples and seeds, for test accuracy where both kept their examples,
+    its interval at `confidence` (the level of the seeds' interval, so both are read at one level)."""
     if metric != "test.acc":
         return None
     mine, theirs = variant.correct, baseline.correct
     if not any(key in theirs for key in mine):
         return None
-    return stats.paired_examples(theirs, mine)
+    return stats.paired_examples(theirs, mine, confidence=confidence)
 
 
 def _seeds_needed(baseline: VariantResult, variant: VariantResult) -> int | None:

@@ -6,8 +6,8 @@ Fair comparison of techniques that need their own learning rate (the Google tuni
 (`kaizen tune`'s machinery, in `DIR/tune/<variant>/`, resumable), and its seeds then run at its best value;
 study.json records the chosen values. One seed's validation score can favour a value at the edge of stability
 (the optimisers study on digits chose SGD at lr 0.78 from one seed, and two of its five seeds then collapsed
-to 65% and 74%), so the CONFIRM_TRIALS best trials are each trained again on CONFIRM_SEEDS more seeds and the
-best mean wins. The test set is never looked at while tuning.
+to 65% and 74%), so the CONFIRM_TRIALS best trials are each trained again on CONFIRM_SEEDS more seeds, a
+finalist with a collapsed seed is rejected, and the best mean − std of the rest wins (tune.choose_stable). The test set is never looked at while tuning.
 
 `--seeds auto[:MAX]` starts with MIN_SEEDS_FOR_VERDICT seeds and adds AUTO_STEP seeds to every variant per
 round until each variant's interval of the difference excludes 0 (it is separated from the baseline) or MAX
@@ -118,7 +118,7 @@ def tune_variants(
     from kaizen.study.tune import describe, trial_overrides
     from kaizen.study.tune import tune as search
 
-    chosen, variants = {}, []
+    chosen, variants, searches = {}, [], {}
     threads = plan.base.train.threads or 1  # as run_plan lays the runs out
     with StudyLock(out_dir if out_dir.is_dir() else _made(out_dir)):
         for variant in plan.variants:
@@ -132,7 +132,8 @@ def tune_variants(
                 raise KaizenError(
                     f"--tune: no trial of {variant.id} completed; see {result.out_dir / 'trials.csv'}"
                 )
-            best, score = _confirmed(result, base)
+            best, score, record = _confirmed(result, base)
+            searches[variant.id] = record
             overrides = trial_overrides(best, result.space)
             chosen[variant.id] = {
                 param.key: param.show(best.params[param.key])
@@ -148,42 +149,66 @@ def tune_variants(
             "space": list(spec.space),
             "trials": spec.trials,
             "chosen": chosen,
-            "confirmed": {"trials": CONFIRM_TRIALS, "more_seeds": CONFIRM_SEEDS},
+            "confirmed": {"trials": CONFIRM_TRIALS, "more_seeds": CONFIRM_SEEDS, "rule": "stable"},
+            "searches": searches,
         },
     }
     return replace(plan, variants=variants, extra=extra)
 
 
-def _confirmed(result: TuneResult, base: Config) -> tuple[FrozenTrial, str]:
-    """Return the best of the search's CONFIRM_TRIALS best complete trials by their metric's mean over the
-    trial's seed and CONFIRM_SEEDS more (runs under `<search>/confirm/`, reused when run again), and a line
-    saying what it scored. A confirming run that fails (diverges) counts as the worst score."""
+def _confirmed(result: TuneResult, base: Config) -> tuple[FrozenTrial, str, dict]:
+    """Train the search's CONFIRM_TRIALS best complete trials on CONFIRM_SEEDS more seeds (runs under
+    `<search>/confirm/`, reused when run again) and choose among them by tune.choose_stable: no collapsed
+    seed, then the best mean − std. Returns the chosen trial, a line saying what the tuning did (trials run,
+    pruned, failed, confirmed, chosen and why) and the same as plain data for study.json."""
     from optuna.trial import TrialState
 
-    from kaizen.study.tune import METRICS, trial_overrides
+    from kaizen.study.tune import METRICS, Confirmed, choose_stable, describe, trial_overrides
 
     maximize = METRICS[result.metric] == "maximize"
     complete = result.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     ranked = sorted(complete, key=lambda trial: (-trial.value if maximize else trial.value, trial.number))
     finalists = ranked[:CONFIRM_TRIALS]
     seeds = [base.train.seed + offset for offset in range(1, CONFIRM_SEEDS + 1)]
-    means = {}
+    candidates = []
     for trial in finalists:
         values = [trial.value]
         for seed in seeds:
             cfg = base.override([*trial_overrides(trial, result.space), f"train.seed={seed}"])
             folder = result.out_dir / CONFIRM_DIR / f"trial-{trial.number:04d}-seed{seed}"
             values.append(_ended_with(cfg, folder, result.metric))
-        worst = -math.inf if maximize else math.inf
-        values = [value if math.isfinite(value) else worst for value in values]
-        means[trial.number] = sum(values) / len(values)
-    sign = 1 if maximize else -1
-    best = max(finalists, key=lambda trial: (sign * means[trial.number], -trial.number))  # ties: the earliest
-    line = (
-        f"{result.metric} {means[best.number]:.4f}, the mean over seeds {base.train.seed}, "
-        f"{', '.join(map(str, seeds))}; the best {len(finalists)} of {len(complete)} trials were re-run"
+        candidates.append(Confirmed(trial, (base.train.seed, *seeds), tuple(values), maximize))
+    best, why = choose_stable(candidates)
+    counts = result.counts()
+    ran = ", ".join(f"{number} {state}" for state, number in counts.items())
+    shown = "; ".join(
+        f"{describe(c.trial, result.space)} {c.mean:.4f} ± {c.std:.4f}"
+        + (f" (collapsed on seed {', '.join(map(str, c.collapsed))})" if c.collapsed else "")
+        for c in candidates
     )
-    return best, line
+    line = (
+        f"{result.metric} {best.mean:.4f} ± {best.std:.4f} over seeds {', '.join(map(str, best.seeds))}. "
+        f"{sum(counts.values())} trials: {ran}; the best {len(finalists)} complete re-run on seeds "
+        f"{', '.join(map(str, seeds))}: {shown}; chosen: {why}"
+    )
+    record = {
+        "trials": counts,
+        "confirmed": [
+            {
+                "trial": c.trial.number,
+                "params": {key: value for key, value in c.trial.params.items()},
+                "seeds": list(c.seeds),
+                "values": [value if math.isfinite(value) else None for value in c.values],
+                "mean": c.mean,
+                "std": c.std,
+                "collapsed": c.collapsed,
+            }
+            for c in candidates
+        ],
+        "chosen": best.trial.number,
+        "why": why,
+    }
+    return best.trial, line, record
 
 
 def _ended_with(cfg: Config, folder: Path, metric: str) -> float:
@@ -216,7 +241,8 @@ def _made(out_dir: Path) -> Path:
 
 
 def separated(results: Results) -> bool:
-    """Whether every variant's interval of the difference from the baseline excludes 0."""
+    """Whether every variant's interval of the difference from the baseline excludes 0 (the interval at the
+    level matching its adjusted p: exactly when the verdict rule finds the difference significant)."""
     for variant in results.variants:
         difference = variant.difference
         if difference is None:

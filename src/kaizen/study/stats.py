@@ -4,8 +4,9 @@ Intervals use the t-distribution (few seeds) or a percentile bootstrap over seed
 clipped to [0, 1]. The difference is tested with a paired t-test when both variants finished the same seeds
 (runs with the same seed share the data order, so pairing removes that noise), else with Welch's t-test
 (unequal variances). The p-values of all comparisons against the baseline are adjusted together (Holm by
-default, or Bonferroni) and the verdict reads the adjusted value; with fewer than MIN_SEEDS_FOR_VERDICT seeds
-there is no verdict, only estimates. The effect size is Hedges' g: the difference of means over the pooled
+default, or Bonferroni) and a judged difference's interval is at the level matching its adjusted p, from the
+same test, so the two never disagree; the verdict itself is kaizen.study.verdict's one rule (with fewer than
+MIN_SEEDS_FOR_VERDICT seeds there is no verdict, only estimates). The effect size is Hedges' g: the difference of means over the pooled
 standard deviation, times the small-sample correction 1 - 3 / (4 (n_a + n_b) - 9). Where the runs kept their
 test-set predictions, a paired bootstrap over test examples and seeds gives a second interval of the difference.
 """
@@ -48,7 +49,9 @@ class Spread:
 class Difference:
     """A variant against the baseline: difference of means (variant - baseline) with its 95% interval,
     the p-value of `test` ("paired t", "Welch t" or "" when there is too little data), Hedges' g, and once
-    judged with the others (`judge`): the adjusted p-value, the verdict and P(variant beats baseline)."""
+    judged with the others (`judge`): the adjusted p-value, the interval at the level that matches it (it
+    excludes 0 exactly when the adjusted p is below SIGNIFICANCE), the minimum detectable difference, the
+    verdict and P(variant beats baseline)."""
 
     diff: float
     ci_low: float
@@ -59,16 +62,22 @@ class Difference:
     p_adj: float = math.nan
     verdict: str = ""
     p_beats: float = math.nan
+    standard_error: float = math.nan  # of the difference, for intervals at other levels
+    df: float = math.nan  # degrees of freedom of the test
+    confidence: float = CONFIDENCE  # the level of [ci_low, ci_high]; once judged, the level matching p_adj
+    detectable: float = math.nan  # the smallest |difference| the test detects with POWER (once judged)
 
 
 NO_DIFFERENCE = Difference(math.nan, math.nan, math.nan, math.nan, "", math.nan)
 
 
-def t_interval(mean: float, standard_error: float, df: float) -> tuple[float, float]:
-    """Return the 95% interval mean ± t(0.975, df) · standard_error (NaN when df < 1)."""
+def t_interval(
+    mean: float, standard_error: float, df: float, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Return the interval mean ± t((1 + confidence) / 2, df) · standard_error (NaN when df < 1)."""
     if not df >= 1 or not math.isfinite(standard_error):
         return math.nan, math.nan
-    half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, df)) * standard_error
+    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * standard_error
     return mean - half, mean + half
 
 
@@ -178,12 +187,13 @@ def difference(
         if set(baseline) == set(variant) and len(baseline) >= 2:
             seeds = sorted(baseline)
             a, b = [baseline[seed] for seed in seeds], [variant[seed] for seed in seeds]
+            diff = float(np.mean(np.subtract(b, a)))  # what the paired test tests, to the last bit
             _, df, p_value = paired(a, b)
             standard_error = float(np.std(np.subtract(b, a), ddof=1)) / math.sqrt(len(seeds))
             low, high = t_interval(diff, standard_error, df)
             if interval == "bootstrap":
                 low, high = bootstrap_interval(np.subtract(b, a))
-            return Difference(diff, low, high, p_value, "paired t", g)
+            return Difference(diff, low, high, p_value, "paired t", g, standard_error=standard_error, df=df)
         if len(a_values) >= 2 and len(b_values) >= 2:
             _, df, p_value = welch(a_values, b_values)
             standard_error = math.sqrt(
@@ -192,7 +202,7 @@ def difference(
             low, high = t_interval(diff, standard_error, df)
             if interval == "bootstrap":
                 low, high = _unpaired_bootstrap(a_values, b_values)
-            return Difference(diff, low, high, p_value, "Welch t", g)
+            return Difference(diff, low, high, p_value, "Welch t", g, standard_error=standard_error, df=df)
     return Difference(diff, math.nan, math.nan, math.nan, "", g)
 
 
@@ -249,16 +259,34 @@ def p_beats(baseline: Sequence[float], variant: Sequence[float], higher_is_bette
     return float(((delta > 0).sum() + 0.5 * (delta == 0).sum()) / delta.size)
 
 
+def matching_confidence(p_value: float, p_adj: float, comparisons: int, correction: str) -> float:
+    """The level of the difference's interval that matches its adjusted p-value: 1 - SIGNIFICANCE · p / p_adj.
+
+    A test's (1 - a) interval excludes 0 exactly when its raw p < a, and p_adj < SIGNIFICANCE exactly when
+    p < SIGNIFICANCE · p / p_adj, so at this level the interval and the adjusted p always tell the same story
+    (Bonferroni: 1 - SIGNIFICANCE / m; Holm: the step-down's own factor). 95% without a correction; where p
+    is 0 (no spread at all), 1 - SIGNIFICANCE / m."""
+    if correction == "none" or not math.isfinite(p_value):
+        return CONFIDENCE
+    if p_value > 0 and p_adj > 0:
+        return 1 - SIGNIFICANCE * p_value / p_adj
+    return 1 - SIGNIFICANCE / max(1, comparisons)
+
+
+def detectable_difference(standard_error: float, df: float, alpha: float, power: float = POWER) -> float:
+    """The smallest |difference| a two-sided t-test at level `alpha` detects with `power`:
+    (t(1 - alpha / 2, df) + t(power, df)) · standard_error (NaN when undefined)."""
+    if not (df >= 1 and math.isfinite(standard_error)):
+        return math.nan
+    quantiles = scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)
+    return float(quantiles * standard_error)
+
+
 def verdict_of(difference: Difference, p_adj: float, seeds: int, higher_is_better: bool) -> str:
-    """better / worse / no clear difference (adjusted p < SIGNIFICANCE), "too few seeds" below
-    MIN_SEEDS_FOR_VERDICT, or "no test" when there is no p-value."""
-    if seeds < MIN_SEEDS_FOR_VERDICT:
-        return "too few seeds"
-    if not math.isfinite(p_adj):
-        return "no test"
-    if p_adj >= SIGNIFICANCE:
-        return "no clear difference"
-    return "better" if (difference.diff > 0) == higher_is_better else "worse"
+    """The verdict of a comparison from its seeds alone (no test-set check): see kaizen.study.verdict.decide."""
+    from kaizen.study.verdict import decide
+
+    return decide(replace(difference, p_adj=p_adj), seeds, higher_is_better)
 
 
 def judge(
@@ -269,19 +297,30 @@ def judge(
     interval: str = "t",
 ) -> dict[str, Difference]:
     """Every variant against the baseline: the difference, its p-value adjusted over all the comparisons,
-    P(beats baseline) and the verdict. This is the one path from numbers to verdicts."""
+    its interval at the level matching the adjusted p (from the same t-test: `interval` bootstrap only
+    changes the 95% interval difference() reports on its own, never a judged one), the difference the
+    test could detect, P(beats baseline) and the verdict. This is the one path from numbers to verdicts."""
     raw = {name: difference(baseline, values, interval) for name, values in variants.items()}
     names = list(raw)
     adjusted = adjust([raw[name].p_value for name in names], correction)
+    comparisons = sum(1 for name in names if math.isfinite(raw[name].p_value))
+    alpha = SIGNIFICANCE if correction == "none" else SIGNIFICANCE / max(1, comparisons)
     judged = {}
     for name, p_adj in zip(names, adjusted):
         seeds = min(len(baseline), len(variants[name]))
-        judged[name] = replace(
-            raw[name],
+        found = raw[name]
+        confidence = matching_confidence(found.p_value, p_adj, comparisons, correction)
+        low, high = t_interval(found.diff, found.standard_error, found.df, confidence)
+        found = replace(
+            found,
+            ci_low=low,
+            ci_high=high,
+            confidence=confidence,
             p_adj=p_adj,
-            verdict=verdict_of(raw[name], p_adj, seeds, higher_is_better),
+            detectable=detectable_difference(found.standard_error, found.df, alpha),
             p_beats=p_beats(list(baseline.values()), list(variants[name].values()), higher_is_better),
         )
+        judged[name] = replace(found, verdict=verdict_of(found, p_adj, seeds, higher_is_better))
     return judged
 
 
@@ -289,13 +328,16 @@ def judge(
 
 
 def paired_examples(
-    baseline: Mapping[Hashable, np.ndarray], variant: Mapping[Hashable, np.ndarray], seed: int = 0
+    baseline: Mapping[Hashable, np.ndarray],
+    variant: Mapping[Hashable, np.ndarray],
+    seed: int = 0,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float, float, float]:
     """A paired bootstrap over test examples and seeds of the accuracy difference (variant - baseline).
 
     `baseline` and `variant` map a seed to the boolean per-example correctness on the same test images; each
     resample draws seeds (pairs kept) and test examples (the same ones for both) with replacement. Returns
-    (difference, 95% low, 95% high, two-sided p), the p-value being twice the smaller tail share of resampled
+    (difference, low, high, two-sided p), the interval at `confidence` (95% by default), the p-value being twice the smaller tail share of resampled
     differences beyond 0; NaNs when no seed is shared.
     """
     seeds = [key for key in baseline if key in variant and len(baseline[key]) == len(variant[key])]
@@ -309,7 +351,7 @@ def paired_examples(
     for index in range(BOOTSTRAP_SAMPLES):  # resample seeds, then examples of their mean difference
         rows = delta[rng.integers(0, count, count)].mean(axis=0)
         draws[index] = rows[rng.integers(0, examples, examples)].mean()
-    tail = (1 - CONFIDENCE) / 2 * 100
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(draws, [tail, 100 - tail])
     p_value = min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean()))
     return observed, float(low), float(high), float(p_value)

@@ -613,6 +613,79 @@ def describe(trial: FrozenTrial, params: list[Param]) -> str:
     )
 
 
+# ------------------------------------------------------------------------------- confirming the best trials
+
+# A confirming seed "collapsed" when it ends this far below the candidate's best seed (accuracy), or above
+# COLLAPSE_LOSS_RATIO times its best loss, or fails: the mark of a rate at the edge of stability.
+COLLAPSE_ACC_DROP = 0.10
+COLLAPSE_LOSS_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A finalist of a search trained on more seeds: its trial, the metric of each seed (its own first; NaN
+    for a run that failed), and whether a seed collapsed."""
+
+    trial: FrozenTrial
+    seeds: tuple[int, ...]
+    values: tuple[float, ...]
+    maximize: bool
+
+    @property
+    def mean(self) -> float:
+        """Mean over the seeds (a failed seed counts as the worst possible value)."""
+        return float(np.mean(self._scored))
+
+    @property
+    def std(self) -> float:
+        """Sample standard deviation over the seeds (0 with one seed)."""
+        return float(np.std(self._scored, ddof=1)) if len(self._scored) > 1 else 0.0
+
+    @property
+    def bound(self) -> float:
+        """The pessimistic score the choice ranks by: mean - std (maximised), mean + std (minimised)."""
+        return self.mean - self.std if self.maximize else self.mean + self.std
+
+    @property
+    def collapsed(self) -> list[int]:
+        """The seeds that collapsed or failed."""
+        finite = [value for value in self.values if math.isfinite(value)]
+        if not finite:
+            return list(self.seeds)
+        best = max(finite) if self.maximize else min(finite)
+        return [
+            seed
+            for seed, value in zip(self.seeds, self.values)
+            if not math.isfinite(value)
+            or (best - value > COLLAPSE_ACC_DROP if self.maximize else value > COLLAPSE_LOSS_RATIO * best)
+        ]
+
+    @property
+    def _scored(self) -> list[float]:
+        worst = 0.0 if self.maximize else max((v for v in self.values if math.isfinite(v)), default=math.inf)
+        return [value if math.isfinite(value) else worst for value in self.values]
+
+
+def choose_stable(candidates: list[Confirmed]) -> tuple[Confirmed, str]:
+    """The candidate to use and why: among those with no collapsed seed, the best mean - std (mean + std
+    for a loss), so a rate that is good on one seed and collapses on another loses to one that is good on
+    all; when every candidate collapsed somewhere, the best mean - std of all, saying so. Ties: the
+    earliest trial."""
+    stable = [candidate for candidate in candidates if not candidate.collapsed]
+    pool = stable or candidates
+    sign = 1 if candidates[0].maximize else -1
+    chosen = max(pool, key=lambda c: (sign * c.bound, -c.trial.number))
+    rule = "mean − std" if chosen.maximize else "mean + std"
+    rejected = len(candidates) - len(stable)
+    if not stable:
+        why = f"every finalist collapsed on some seed; the best {rule} of all"
+    elif rejected:
+        why = f"the best {rule} of the {len(stable)} with no collapsed seed ({rejected} rejected)"
+    else:
+        why = f"the best {rule}; no seed collapsed"
+    return chosen, why
+
+
 def _state(trial: FrozenTrial) -> str:
     """complete, pruned, failed (its config or training failed), interrupted, running or waiting."""
     if trial.state == TrialState.FAIL:

@@ -8,6 +8,7 @@ from rich import box
 from rich.table import Table
 
 from kaizen.study import stats
+from kaizen.study import verdict as rule
 from kaizen.study.report.text import fmt_number, fmt_p, is_accuracy, shown_interval, verdict
 from kaizen.study.results import Results
 
@@ -28,8 +29,8 @@ def render_table(results: Results, width: int = 120) -> Table:
         title=f"{results.study.get('title', 'study')} · {metric}{unit}",
         title_justify="left",
         caption=f"Δ: vs the baseline (base) · p adj: {results.correction} ({results.comparisons} comparisons) · "
-        f"n.s.: not significant (p adj ≥ {stats.SIGNIFICANCE}) · few seeds: < {stats.MIN_SEEDS_FOR_VERDICT} "
-        "seeds, estimates only · P>: P(beats baseline) over seed pairs · g: Hedges' g · s/run: train seconds",
+        f"n.s.: not significant (p adj ≥ {stats.SIGNIFICANCE}) · small test: consistent over seeds, but the "
+        f"test set cannot resolve it · few seeds: < {stats.MIN_SEEDS_FOR_VERDICT} seeds, estimates only · P>: P(beats baseline) over seed pairs · g: Hedges' g · s/run: train seconds",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         collapse_padding=True,
@@ -42,7 +43,6 @@ def render_table(results: Results, width: int = 120) -> Table:
     headers = ["n", "mean ± std", "95% CI", "Δ", "p adj"] + (["P>", "g"] if wide else []) + ["verdict"]
     for header in headers + (["s/run"] if wide else []):
         table.add_column(header, justify="left" if header == "verdict" else "right", no_wrap=True)
-    short = {"no clear difference": "n.s.", "baseline": "base", "too few seeds": "few seeds"}
     for variant in results.ranked():
         spread, difference = variant.spread, variant.difference
         low, high = shown_interval(metric, spread) if spread.n > 1 else (math.nan, math.nan)
@@ -61,6 +61,6 @@ def render_table(results: Results, width: int = 120) -> Table:
             cells += (
                 [fmt_number(difference.p_beats), fmt_number(difference.hedges_g)] if difference else ["—"] * 2
             )
-        cells += [short.get(state, state)] + ([fmt_number(variant.train_seconds, 1)] if wide else [])
-        table.add_row(*cells, style={"better": "green", "worse": "red", "failed": "red"}.get(state))
+        cells += [rule.SHORT.get(state, state)] + ([fmt_number(variant.train_seconds, 1)] if wide else [])
+        table.add_row(*cells, style=rule.COLOURS.get(state))
     return table

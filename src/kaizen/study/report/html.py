@@ -21,6 +21,7 @@ from kaizen.study.report.text import (
     value_text,
 )
 from kaizen.study.results import Results
+from kaizen.study.verdict import COLOURS
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
@@ -43,7 +44,9 @@ code{background:#f1f3f6;padding:1px 4px;border-radius:3px;font-size:12px}
 .note{color:#5b6672;font-size:13px;line-height:1.55}
 """
 
-_TAGS = {"better": "better", "worse": "worse", "baseline": "base", "failed": "failed", "missing": "failed"}
+# the verdict cell's colour: decided rows by kaizen.study.verdict.COLOURS, the baseline and lost runs by state
+_TAGS = {"green": "better", "red": "worse"}
+_STATE_TAGS = {"baseline": "base", "failed": "failed", "missing": "failed"}
 
 
 def _e(text: Any) -> str:
@@ -112,7 +115,8 @@ def _results_section(results: Results) -> list[str]:
         results.metric,
         "95% CI",
         "Δ vs baseline",
-        "Δ 95% CI",
+        "Δ CI (matches p adj)",
+        "CI level",
         "p",
         "p adj",
         "P(beats)",
@@ -130,7 +134,8 @@ def _results_section(results: Results) -> list[str]:
         for column in columns:
             text = row[column]
             if column == "verdict":
-                line.append(f'<td><span class="tag {_TAGS.get(text, "same")}">{_e(text)}</span></td>')
+                tag = _STATE_TAGS.get(text) or _TAGS.get(COLOURS.get(text, ""), "same")
+                line.append(f'<td><span class="tag {tag}">{_e(text)}</span></td>')
             else:
                 kind = "num" if column in numeric else "nowrap" if column == "test" else ""
                 line.append(f'<td class="{kind}">{_e(text)}</td>')
@@ -145,7 +150,9 @@ def _results_section(results: Results) -> list[str]:
     out.append(_html_table(columns, cells, lambda index: classes[index]))
     out.append(
         f'<p class="note">Δ: {"percentage points" if is_accuracy(results.metric) else "difference"} '
-        f"against the baseline; p: two-sided t-test; p adj: {_e(correction_text(results))}; P(beats): share of "
+        f"against the baseline; Δ CI: from the same test, at the level (CI level) that matches p adj, so it "
+        f"excludes 0 exactly when the verdict is better or worse; p: two-sided t-test; p adj: "
+        f"{_e(correction_text(results))}; P(beats): share of "
         "seed pairs the variant wins; g: Hedges' g. See Method below.</p>"
     )
     return out

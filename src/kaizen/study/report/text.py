@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from kaizen.study import stats, throughput
+from kaizen.study import verdict as rule
 from kaizen.study.results import Results, VariantResult
 
 # ----------------------------------------------------------------------------------------- numbers
@@ -47,23 +48,20 @@ def fmt_diff(metric: str, value: float) -> str:
     """A difference: percentage points for accuracies."""
     if not math.isfinite(value):
         return "—"
-    return f"{value * 100:+.2f} pts" if is_accuracy(metric) else f"{value:+.4f}"
+    return f"{rule.fmt_signed(value, 100, 2)} pts" if is_accuracy(metric) else rule.fmt_signed(value, 1, 4)
 
 
 def fmt_diff_interval(metric: str, low: float, high: float) -> str:
-    """The difference's interval, in the difference's units."""
+    """The difference's interval, in the difference's units (never rounded onto 0 from either side)."""
     if not (math.isfinite(low) and math.isfinite(high)):
         return "—"
-    if is_accuracy(metric):
-        return f"[{low * 100:+.2f}, {high * 100:+.2f}]"
-    return f"[{low:+.4f}, {high:+.4f}]"
+    scale, digits = (100, 2) if is_accuracy(metric) else (1, 4)
+    return f"[{rule.fmt_signed(low, scale, digits)}, {rule.fmt_signed(high, scale, digits)}]"
 
 
 def fmt_p(value: float) -> str:
-    """A p-value."""
-    if not math.isfinite(value):
-        return "—"
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
+    """A p-value (rounded so that it stays on its side of the significance level)."""
+    return rule.fmt_p(value)
 
 
 def fmt_number(value: float, digits: int = 2) -> str:
@@ -87,14 +85,15 @@ def shown_interval(metric: str, spread: stats.Spread) -> tuple[float, float]:
 
 
 def verdict(results: Results, variant: VariantResult) -> str:
-    """better / worse / no clear difference (adjusted p), too few seeds, or the variant's state."""
+    """The label kaizen.study.verdict.decide gave the variant (better, worse, no clear difference, test set
+    too small, too few seeds, no test), or the variant's state (baseline, not run, failed ...)."""
     if variant.id == results.baseline.id:
         return "baseline"
     if not variant.values:
         return {"incomplete": "not run", "done": "no metric"}.get(variant.status, variant.status)
-    if variant.difference is None or not variant.difference.verdict:
-        return "no test"
-    return variant.difference.verdict
+    if variant.verdict is None:
+        return rule.NO_TEST
+    return variant.verdict.label
 
 
 def status_text(variant: VariantResult, with_error: bool = True) -> str:
@@ -138,19 +137,29 @@ def headline(results: Results) -> list[str]:
         )
     else:
         p_name = "p" if results.correction == "none" else "adjusted p"
-        for label in ("better", "worse"):
-            names = [
-                f"{v.id} ({fmt_diff(metric, v.difference.diff)}, {p_name} {fmt_p(v.difference.p_adj)})"
+        accuracy = is_accuracy(metric)
+
+        def named(label: str) -> str:
+            return ", ".join(
+                f"{v.id} ({rule.phrase(v.verdict, accuracy, p_name)})"
                 for v in results.variants
-                if verdict(results, v) == label
-            ]
+                if v.verdict is not None and verdict(results, v) == label
+            )
+
+        for label, sentence in (
+            (rule.BETTER, f"Significantly better than {baseline.id}"),
+            (rule.WORSE, f"Significantly worse than {baseline.id}"),
+            (rule.TEST_SET_TOO_SMALL, "Consistent over seeds, but the test set cannot resolve it"),
+            (rule.UNCLEAR, f"No clear difference from {baseline.id}"),
+        ):
+            names = named(label)
             if names:
-                lines.append(f"Significantly {label} than {baseline.id}: {', '.join(names)}.")
-        unclear = [v.id for v in results.variants if verdict(results, v) == "no clear difference"]
-        if unclear:
-            lines.append(f"No clear difference from {baseline.id}: {', '.join(unclear)}.")
+                lines.append(f"{sentence}: {names}.")
         if results.comparisons:
-            lines.append(f"Verdicts at {p_name} < {stats.SIGNIFICANCE}: {correction_text(results)}.")
+            lines.append(
+                f"Verdicts at {p_name} < {stats.SIGNIFICANCE}, each interval at the level that matches its "
+                f"{p_name} (it excludes 0 exactly when the verdict is better or worse): {correction_text(results)}."
+            )
     failed = [v.id for v in results.variants if v.status == "failed"]
     if failed:
         lines.append(f"Failed (no seed finished): {', '.join(failed)}.")
@@ -174,54 +183,62 @@ def _state_lines(results: Results) -> list[str]:
 
 
 def test_size_lines(results: Results) -> list[str]:
-    """When the test set is too small to resolve the observed differences of test accuracy. Every seed is
-    tested on the same images, so more seeds do not shrink the test set's own sampling error. A difference is
-    unresolved when the paired bootstrap over test examples and seeds gives an interval containing 0; for runs
-    without per-example results, when it is under 2 · sqrt(2 p (1 - p) / n), two standard errors of the
-    difference of two independent accuracies p on n images."""
+    """When the test set is too small to resolve the observed differences of test accuracy (the verdict's
+    test_set_resolves, kaizen.study.verdict). Every seed is tested on the same images, so more seeds do not
+    shrink the test set's own sampling error."""
     n = results.test_size
     if results.metric != "test.acc" or not n or not results.baseline.values:
         return []
-    accuracy = results.baseline.spread.mean
-    resolution = 2 * math.sqrt(2 * accuracy * (1 - accuracy) / n)
-    small = []
-    for variant in results.variants:
-        difference, examples = variant.difference, variant.examples
-        if difference is None or not math.isfinite(difference.diff):
-            continue
-        if examples is not None and math.isfinite(examples[1]):
-            unresolved = examples[1] <= 0 <= examples[2]
-        else:
-            unresolved = abs(difference.diff) < resolution
-        if unresolved:
-            small.append(variant.id)
-    if not small:
+    unresolved = [
+        v for v in results.variants if v.verdict is not None and v.verdict.test_set_resolves is False
+    ]
+    if not unresolved:
         return []
+    small = [v.id for v in unresolved]
+    reasons = []
+    if any(v.examples is not None for v in unresolved):
+        reasons.append("the interval over test examples and seeds contains 0")
+    if any(v.examples is None for v in unresolved):
+        reasons.append("the difference is under two standard errors of a difference of two accuracies on it")
+    accuracy = results.baseline.spread.mean
     return [
         f"The test set has {n:,} images (one image = {100 / n:.2f} points; a single run's accuracy has a "
         f"sampling error of ±{100 * math.sqrt(accuracy * (1 - accuracy) / n):.2f} points, which more seeds do "
         f"not reduce): it is too small to resolve the difference of {', '.join(small)} from the baseline "
-        "(the interval over test examples and seeds contains 0); a larger test set (e.g. mnist-10k) would "
-        "decide it."
+        f"({'; '.join(reasons)}); a larger test set (e.g. mnist-10k) would decide it."
     ]
 
 
 def tuned_lines(results: Results) -> list[str]:
-    """The nuisance values chosen per variant by --tune."""
+    """The nuisance values chosen per variant by --tune, and what each search did: its trials by state
+    (complete, pruned, failed), the finalists confirmed on more seeds and why the chosen one won."""
     tuned = results.study.get("tuned")
     if not tuned:
         return []
-    chosen = "; ".join(
-        f"{variant}: " + ", ".join(f"{key}={value}" for key, value in values.items())
-        for variant, values in tuned["chosen"].items()
-    )
+    searches = tuned.get("searches") or {}  # studies written before this record have none
+
+    def chosen_text(variant: str, values: dict) -> str:
+        text = f"{variant}: " + ", ".join(f"{key}={value}" for key, value in values.items())
+        search = searches.get(variant)
+        if search:
+            states = ", ".join(f"{number} {state}" for state, number in search["trials"].items())
+            text += f" ({sum(search['trials'].values())} trials: {states}; chosen: {search['why']})"
+        return text
+
+    chosen = "; ".join(chosen_text(variant, values) for variant, values in tuned["chosen"].items())
     confirmed = tuned.get("confirmed")  # studies written before the confirmation step have none
-    how = (
-        f"; the best {confirmed['trials']} trials of each re-run on {confirmed['more_seeds']} more seeds, the best "
-        "mean chosen"
-        if confirmed
-        else ""
-    )
+    if confirmed and confirmed.get("rule") == "stable":
+        how = (
+            f"; the best {confirmed['trials']} complete trials of each re-run on {confirmed['more_seeds']} more "
+            "seeds, a finalist with a collapsed seed rejected and the best mean − std chosen"
+        )
+    elif confirmed:
+        how = (
+            f"; the best {confirmed['trials']} trials of each re-run on {confirmed['more_seeds']} more seeds, the "
+            "best mean chosen"
+        )
+    else:
+        how = ""
     return [
         f"Tuned per variant on the validation split ({tuned['trials']} trials of {', '.join(tuned['space'])} "
         f"each{how}): {chosen}."
@@ -276,7 +293,10 @@ def table_rows(results: Results) -> list[dict[str, str]]:
                 metric: fmt_spread(metric, variant.spread),
                 "95% CI": fmt_interval(metric, variant.spread.ci_low, variant.spread.ci_high),
                 "Δ vs baseline": fmt_diff(metric, difference.diff),
-                "Δ 95% CI": fmt_diff_interval(metric, difference.ci_low, difference.ci_high),
+                "Δ CI (matches p adj)": fmt_diff_interval(metric, difference.ci_low, difference.ci_high),
+                "CI level": f"{difference.confidence:.1%}".replace(".0%", "%")
+                if math.isfinite(difference.ci_low)
+                else "—",
                 "p": fmt_p(difference.p_value),
                 "p adj": fmt_p(difference.p_adj),
                 "P(beats)": fmt_number(difference.p_beats),
@@ -364,16 +384,20 @@ def method_note(results: Results) -> list[str]:
         f"{splits} Mean ± sample standard deviation over runs; the 95% interval uses {interval}, and an "
         "accuracy's interval is clipped to [0%, 100%].",
         "The difference from the baseline (variant − baseline) is tested with a paired t-test when both "
-        "finished the same seeds (same seed = same data order), else with Welch's t-test; its interval uses "
-        f"{'the bootstrap of the paired differences' if results.interval == 'bootstrap' else 'the same test'}. "
+        "finished the same seeds (same seed = same data order), else with Welch's t-test; its interval comes "
+        "from the same test, at the level that matches the adjusted p-value (1 − 0.05 · p / p adj: 95% for "
+        "one comparison, 97.5% for two under Bonferroni), so it excludes 0 exactly when the adjusted p < 0.05. "
         f"{correction_text(results)[0].upper()}{correction_text(results)[1:]}; Holm's step-down method keeps the chance of any false "
-        "'better'/'worse' at 5% and is never weaker than Bonferroni. Verdicts read the adjusted p < 0.05, "
-        f"and need at least {stats.MIN_SEEDS_FOR_VERDICT} seeds per variant.",
+        "'better'/'worse' at 5% and is never weaker than Bonferroni. One rule (kaizen.study.verdict) gives "
+        f"every verdict: at least {stats.MIN_SEEDS_FOR_VERDICT} seeds per variant, then better/worse when the "
+        "adjusted p < 0.05 and, for test accuracy, the test set resolves the difference (else 'test set too "
+        "small'); otherwise 'no clear difference', with the difference the study could have detected with 80% "
+        "power.",
         "P(beats) is the share of (variant seed, baseline seed) pairs in which the variant's run is better "
         "(ties count half). Where the runs kept their per-image test results (test_correct.npy), a paired "
         "bootstrap over test examples and seeds (4,000 resamples: seeds with their pairs, then test images, the "
-        "same images for both) gives 'Δ CI (test examples)': it shows whether the test set itself can resolve "
-        "the difference.",
+        "same images for both) gives 'Δ CI (test examples)', at the level of the seeds' interval: it shows whether "
+        "the test set itself can resolve the difference.",
         "Hedges' g is the difference over the pooled standard deviation with the small-sample correction "
         "1 − 3/(4(n₁+n₂)−9) (|g| ≈ 0.2 small, 0.5 medium, 0.8 large). The seed advisor solves for the seeds "
         "a paired t-test at 0.05 needs for 80% power at the observed difference and spread of paired "
