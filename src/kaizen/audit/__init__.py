@@ -24,10 +24,10 @@ from typing import Any
 from kaizen import registry
 from kaizen.audit import findings, report
 from kaizen.audit.folds import AUDIT_OVERRIDES, audit_config, check_folds, fold_outputs, train_folds
-from kaizen.audit.hints import comparable_data
 from kaizen.config import Config
 from kaizen.data import to_float
 from kaizen.data.selection import AUDIT_FILE, FIXABLE
+from kaizen.doctor.hints import comparable_data
 from kaizen.study.compare import Event, check_workers
 from kaizen.track import rundir
 
