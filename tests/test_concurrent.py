@@ -40,9 +40,7 @@ def test_compare_reports_runs_per_hour_from_measured_times(monkeypatch, capsys, 
     assert record["runs_finished"] == 4 and record["runs_failed"] == 0 and record["backend"] == "local"
     # The wall clock is the session's own, inside what this test measured around it ...
     assert 0 < record["wall_seconds"] <= elapsed
-    rounding = (
-        0.0005 / record["wall_seconds"]
-    )  # wall_seconds is kept to 3 decimals, runs_per_hour from the raw
+    rounding = 0.0005 / record["wall_seconds"]  # wall_seconds is kept to 3 decimals, runs_per_hour from the raw
     assert record["runs_per_hour"] == pytest.approx(4 * 3600 / record["wall_seconds"], rel=rounding + 1e-4)
     # ... the runs' own times add up the progress lines, and each covers at least the run's training.
     shown = [float(seconds) for seconds in re.findall(r"done in ([\d.]+)s", err)]

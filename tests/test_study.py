@@ -344,10 +344,7 @@ def test_doctor_findings_are_included_and_a_run_it_cannot_read_is_named(monkeypa
 
     monkeypatch.setattr("kaizen.study.report.doctor.diagnose", unreadable)  # the report goes on without it
     report = write_report(out)
-    assert (
-        report.doctor_note.startswith("doctor could not read")
-        and "stats.jsonl is garbage" in report.doctor_note
-    )
+    assert report.doctor_note.startswith("doctor could not read") and "stats.jsonl is garbage" in report.doctor_note
     assert "stats.jsonl is garbage" in (out / "report.html").read_text()
 
 

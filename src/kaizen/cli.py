@@ -181,9 +181,7 @@ def predict(
     input: Annotated[
         list[Path],
         typer.Option(
-            "--input",
-            "-i",
-            help="Kaggle CSV, NPZ (x) or IDX file; or image files and folders (repeat --input).",
+            "--input", "-i", help="Kaggle CSV, NPZ (x) or IDX file; or image files and folders (repeat --input)."
         ),
     ],
     output: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],

@@ -53,8 +53,7 @@ def _names_of(table: registry.Registry):
 
 class DataConfig(Section):
     name: str = Field(
-        "digits",
-        description="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | npz | csv | folder",
+        "digits", description="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | npz | csv | folder"
     )
     root: str = Field("data", description="folder holding IDX / CIFAR files (downloaded there when missing)")
     path: str | None = Field(None, description="training file for npz / csv; image folder for folder")
@@ -64,11 +63,9 @@ class DataConfig(Section):
     channels: Literal["auto", 1, 3] = Field(
         "auto", description="folder: image channels; auto = 3 if any training image is in colour, else 1"
     )
-    image_size: (
-        Literal["auto"]
-        | Annotated[int, Field(gt=0)]
-        | tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]]
-    ) = Field("auto", description="folder: N or [H, W] every image becomes; auto = the median, capped at 64")
+    image_size: Literal["auto"] | Annotated[int, Field(gt=0)] | tuple[
+        Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]
+    ] = Field("auto", description="folder: N or [H, W] every image becomes; auto = the median, capped at 64")
     resize: Literal["crop", "pad", "stretch"] = Field(
         "crop", description="folder: keep the aspect and centre-crop (crop) or pad (pad), or stretch"
     )
@@ -400,7 +397,6 @@ class TrainConfig(Section):
                 "example is left out of the epoch; use 2 or more"
             )
         return value
-
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     bf16: bool | Literal["auto"] = Field(
@@ -411,8 +407,7 @@ class TrainConfig(Section):
     )
     channels_last: bool = Field(True, description="channels-last memory format for conv models")
     compile: bool = Field(
-        False,
-        description="torch.compile the model for the training step (falls back, saying why, if unavailable)",
+        False, description="torch.compile the model for the training step (falls back, saying why, if unavailable)"
     )
     cuda_graphs: bool = Field(
         False, description="with train.compile on CUDA: replay the step as CUDA graphs (mode reduce-overhead)"

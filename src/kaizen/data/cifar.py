@@ -146,6 +146,4 @@ def _builder(name: str):
 
 
 for _name in LAYOUTS:
-    registry.DATASETS.register(_name, shape=lambda cfg, n=LAYOUTS[_name].classes: ((3, 32, 32), n))(
-        _builder(_name)
-    )
+    registry.DATASETS.register(_name, shape=lambda cfg, n=LAYOUTS[_name].classes: ((3, 32, 32), n))(_builder(_name))

@@ -108,7 +108,9 @@ class LRSchedule:
     def _apply(self) -> None:
         factor = self.factor()
         for group in self.optimizer.param_groups:
-            group["lr"] = max(group["base_lr"] * factor, self.cfg.min_lr if self.on_plateau else 0.0)
+            group["lr"] = max(
+                group["base_lr"] * factor, self.cfg.min_lr if self.on_plateau else 0.0
+            )
 
     def step(self) -> None:
         """Advance one batch."""
