@@ -106,7 +106,8 @@ class Kind:
 
     scope: ClassVar[str]
     code: ClassVar[str]
-    title: ClassVar[str] = ""
+    title: ClassVar[str] = ""  # for reports that list kinds (the audit's sections)
+    caption: ClassVar[str] = ""  # what a report shows of each finding of the kind
     thresholds: ClassVar[tuple[Threshold, ...]] = ()
     explains_fit: ClassVar[bool] = False
     fit_symptom: ClassVar[bool] = False
