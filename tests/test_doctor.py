@@ -208,7 +208,7 @@ def test_oscillating_loss_is_a_learning_rate_too_high():
 def test_tiny_updates_with_flowing_gradients_are_a_learning_rate_too_low():
     tiny = [{"epoch": 1, "kind": "layer", "layer": "fc1", "grad_norm": 0.3, "update_ratio": 1e-7}]
     finding = learning_rate_too_low(record([2.28, 2.28, 2.27], tiny, optim__name="sgd", optim__lr="1e-5"))
-    assert finding is not None and finding.recommendations[0] == "optim.lr=0.0001"
+    assert finding is not None and finding.recommendations == ["optim.lr=0.1", "optim.name=adam"]  # the usual rate
     dead = [{**tiny[0], "grad_norm": 0.0, "update_ratio": 0.0}]  # no gradient at all: not the rate's fault
     assert learning_rate_too_low(record([2.3, 2.3, 2.3], dead)) is None
 

@@ -68,6 +68,13 @@ def relu(cfg: Config) -> list[str]:
     return ["model.activation=relu"] if cfg.model.activation in SQUASHING else []
 
 
+def zero_centred(activation: str) -> bool:
+    """Whether a squashing activation's outputs straddle 0 (its saturation bounds have opposite signs), or the
+    activation does not squash at all."""
+    bounds = ACTIVATIONS.traits(activation)["saturation"]
+    return bounds is None or bounds[0] < 0 < bounds[1]
+
+
 def leaky(cfg: Config) -> list[str]:
     """Leaky ReLU instead of an activation of the ReLU family (whose units can die)."""
     return (
