@@ -105,7 +105,8 @@ def _case(rng: random.Random, fault: str) -> Case:
         return Case(fault, dataset, recipe + extra, ("lr_too_high", "divergence"), ("optim.lr",))
     if fault == "lr_low":
         rate = usual * _log_uniform(rng, 1e-4, 1e-3)
-        return Case(fault, dataset, recipe + [f"optim.lr={rate:.3g}"], ("lr_too_low",), ("optim.lr",))
+        codes = ("lr_too_low", "not_learning", "underfitting")  # too slow to move is also not learning
+        return Case(fault, dataset, recipe + [f"optim.lr={rate:.3g}"], codes, ("optim.lr",))
     if fault == "regularised":
         key = rng.choice(sorted(STRENGTHS))
         value = _log_uniform(rng, *STRENGTHS[key]) if key != "model.dropout" else rng.uniform(*STRENGTHS[key])
