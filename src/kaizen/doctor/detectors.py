@@ -178,6 +178,18 @@ def _signal_growth(run: RunRecord) -> tuple[float, float, str, str] | None:
     return (_geometric_median(ratios), ratios[0], *names) if ratios else None
 
 
+def _collapsed(run: RunRecord) -> dict[str, float]:
+    """{layer: median output std} of the activation layers whose outputs barely vary (dead ones aside: they
+    have their own finding)."""
+    collapsed = {}
+    for layer, records in run.by_layer("activation").items():
+        stds = [record["std"] for record in records if record.get("std") is not None]
+        dead = _end([record.get("dead") for record in records])
+        if stds and statistics.median(stds) < COLLAPSED_STD and not dead >= DEAD_WARNING:
+            collapsed[layer] = statistics.median(stds)
+    return collapsed
+
+
 def _augmentation_off(cfg) -> bool:
     return not active_ops(cfg.augment)
 
@@ -317,14 +329,7 @@ class VanishingGradients(Kind):
         median_ratio = _geometric_median([ratio for ratio, _ in ratios.values()]) if ratios else None
         backward = median_ratio is not None and median_ratio < VANISHING_RATIO
         early = [epoch for epoch, (ratio, _) in ratios.items() if ratio < VANISHING_RATIO]
-        collapsed = {}
-        for layer, records in run.by_layer("activation").items():
-            stds = [record["std"] for record in records if record.get("std") is not None]
-            dead = _end([record.get("dead") for record in records])
-            if (
-                stds and statistics.median(stds) < COLLAPSED_STD and not dead >= DEAD_WARNING
-            ):  # dead: own finding
-                collapsed[layer] = statistics.median(stds)
+        collapsed = _collapsed(run)
         if not (backward or collapsed or early):
             return None
         stalled, learning = _learning_state(run)
@@ -367,6 +372,19 @@ class VanishingGradients(Kind):
             )
             details["epochs"] = early
             parts.insert(0, f"ratio below {VANISHING_RATIO:g} in epochs {_span(early)}")
+        why, fixes = self.remedies(run)
+        return Finding(
+            severity=severity,
+            code="vanishing_gradients",
+            title=title,
+            evidence="; ".join(parts) + fixes.evidence(),
+            explanation=why,
+            details=details,
+            **_fixes(fixes),
+        )
+
+    def remedies(self, run: RunRecord) -> tuple[str, causes.Attribution]:
+        """(why the gradients vanish with this activation and initialisation, the fixes in order)."""
         cfg = run.config
         activation = cfg.model.activation
         init = cfg.init.weights
@@ -403,15 +421,7 @@ class VanishingGradients(Kind):
             [*candidates, *rec.adaptive_optimizer(cfg)],
             first=0 if rec.zero_centred(activation) else len(rec.batch_norm(cfg)),
         )
-        return Finding(
-            severity=severity,
-            code="vanishing_gradients",
-            title=title,
-            evidence="; ".join(parts) + fixes.evidence(),
-            explanation=why,
-            details=details,
-            **_fixes(fixes),
-        )
+        return why, fixes
 
 
 @finding_kind
