@@ -152,9 +152,9 @@ def dataset_overrides(name: str, root: Path = MNIST) -> list[str]:
     return ["data.name=mnist", f"data.root={root}", f"data.fraction={MNIST_FRACTION}"]
 
 
-def write_npz_files(name: str, folder: Path) -> dict[str, str]:
+def write_npz_files(name: str, folder: Path, root: Path = MNIST) -> dict[str, str]:
     """The data files of two faults: raw 0-255 float pixels, and 40% of the training file's labels shuffled."""
-    cfg = DataConfig(name=name, root=str(MNIST))
+    cfg = DataConfig(name=name, root=str(root))
     raw = registry.DATASETS.create(name, cfg)
     rng = np.random.default_rng(0)
     train_x, train_y = to_float(raw.train_x), raw.train_y.copy()
@@ -259,7 +259,7 @@ def main() -> None:
     if args.generated:
         return run_generated(args)
     seeds = 1 if args.quick else args.seeds
-    datasets = [name for name in args.datasets.split(",") if name == "digits" or MNIST.is_dir()]
+    datasets = [name for name in args.datasets.split(",") if name == "digits" or args.mnist_root.is_dir()]
     datasets = datasets[:1] if args.quick else datasets
     faults = [name for name in FAULTS if not args.faults or name in args.faults.split(",")]
     start = time.perf_counter()
@@ -268,7 +268,7 @@ def main() -> None:
         tmp = args.runs or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
         for dataset in datasets:
-            files = write_npz_files(dataset, tmp)
+            files = write_npz_files(dataset, tmp, args.mnist_root)
             images = 1294 if dataset == "digits" else int(MNIST_FRACTION * 7200)
             files["small"] = f"{OVERFIT_IMAGES / images:.3f}"
             for fault in faults:
@@ -277,7 +277,7 @@ def main() -> None:
                 data = (
                     []
                     if any(o.startswith("data.name=npz") for o in overrides)
-                    else dataset_overrides(dataset)
+                    else dataset_overrides(dataset, args.mnist_root)
                 )
                 if dataset == "mnist" and "data.fraction={small}" in FAULTS[fault][1]:
                     data = [o for o in data if not o.startswith("data.fraction")]
@@ -306,7 +306,9 @@ def main() -> None:
             if dataset not in datasets or (args.quick and index not in QUICK_HEALTHY):
                 continue
             runs = tmp / f"healthy-{index}"
-            findings, record = train_and_diagnose([*dataset_overrides(dataset), *overrides], runs)
+            findings, record = train_and_diagnose(
+                [*dataset_overrides(dataset, args.mnist_root), *overrides], runs
+            )
             warnings = [f"{f.code}:{f.severity}" for f in findings if f.severity != "info"]
             results.append(
                 {
