@@ -221,5 +221,5 @@ def attribute(
     kept = rec.distinct(cfg, ordered)
     why = dict(reasons or {})
     for suspect in found:
-        why.setdefault(suspect.fix, f"{suspect.evidence}: {suspect.reason}")
+        why.setdefault(suspect.fix, suspect.reason)
     return Attribution(kept, {fix: why[fix] for fix in kept if fix in why}, found)

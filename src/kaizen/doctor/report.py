@@ -50,8 +50,11 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
         body.add_column()
         body.add_row("evidence", finding.evidence)
         body.add_row("why", finding.explanation)
-        for index, override in enumerate(finding.recommendations):
-            body.add_row("try" if index == 0 else "", Text(f"--set {override}", style="cyan"))
+        for index, fix in enumerate(finding.fixes):
+            line = Text(f"--set {fix.override}", style="cyan")
+            if fix.reason:
+                line.append(f"  ({fix.reason})", style="dim")
+            body.add_row("try" if index == 0 else "", line)
         lines.append(body)
     top = top_recommendation(findings)
     if top is not None:
