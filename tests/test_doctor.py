@@ -208,7 +208,10 @@ def test_oscillating_loss_is_a_learning_rate_too_high():
 def test_tiny_updates_with_flowing_gradients_are_a_learning_rate_too_low():
     tiny = [{"epoch": 1, "kind": "layer", "layer": "fc1", "grad_norm": 0.3, "update_ratio": 1e-7}]
     finding = learning_rate_too_low(record([2.28, 2.28, 2.27], tiny, optim__name="sgd", optim__lr="1e-5"))
-    assert finding is not None and finding.recommendations == ["optim.lr=0.1", "optim.name=adam"]  # the usual rate
+    assert finding is not None and finding.recommendations == [
+        "optim.lr=0.1",
+        "optim.name=adam",
+    ]  # the usual rate
     dead = [{**tiny[0], "grad_norm": 0.0, "update_ratio": 0.0}]  # no gradient at all: not the rate's fault
     assert learning_rate_too_low(record([2.3, 2.3, 2.3], dead)) is None
 
@@ -543,4 +546,20 @@ def test_a_saturating_deep_tanh_net_at_a_modest_rate_is_not_told_its_rate_is_too
     assert (
         by_code(examine(record(bouncing, saturated, **fast)))["lr_too_high"].recommendations[0]
         == "optim.lr=0.05"
+    )
+
+
+def test_a_run_that_diverged_at_a_low_rate_blames_the_knob_not_the_rate():
+    exploded = dict(
+        model__preset="mlp", init__weights="normal", init__std="0.6", optim__name="sgd", optim__lr="0.001"
+    )
+    finding = by_code(examine(record([40.0, math.nan], **exploded)))["divergence"]
+    assert "learning rate too high" not in finding.title and "init.weights" in finding.title
+    assert (
+        finding.recommendations[0] == "init.weights=he_normal"
+        and "no higher than sgd's usual" in finding.evidence
+    )
+    fast = {**exploded, "init__weights": "default", "optim__lr": "10"}
+    assert by_code(examine(record([40.0, math.nan], **fast)))["divergence"].title.endswith(
+        "learning rate too high"
     )

@@ -124,7 +124,7 @@ def _initialisation(cfg: Config) -> list[tuple[Suspect, set[str]]]:
                     "a constant bias shifts every unit's input: negative switches ReLU units off, large "
                     "positive or negative pins sigmoid/tanh at their bounds",
                 ),
-                {NOT_LEARNING, DEAD, SATURATION},
+                {NOT_LEARNING, DEAD, SATURATION, VANISHING},
             )
         )
     return found

@@ -178,6 +178,11 @@ def _signal_growth(run: RunRecord) -> tuple[float, float, str, str] | None:
     return (_geometric_median(ratios), ratios[0], *names) if ratios else None
 
 
+def _usual_rate(cfg) -> float:
+    """The optimiser's usual learning rate (its registry entry's `usual_lr`)."""
+    return OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+
+
 def _collapsed(run: RunRecord) -> dict[str, float]:
     """{layer: median output std} of the activation layers whose outputs barely vary (dead ones aside: they
     have their own finding)."""
@@ -253,16 +258,22 @@ class Divergence(Kind):
             causes.UNSTABLE,
             [rec.safe_lr(cfg), *rec.clipping(cfg), *rec.batch_norm(cfg), "schedule.warmup_epochs=1"],
         )
+        usual = _usual_rate(cfg)
+        blamed = "learning rate too high"
+        if cfg.optim.lr <= usual:  # the rate is not why: say what is suspected instead
+            parts.append(f"the rate {cfg.optim.lr:g} is no higher than {cfg.optim.name}'s usual {usual:g}")
+            blamed = "suspected: " + ", ".join(fixes.keys) if fixes.suspects else "at a usual rate"
         return Finding(
             severity="critical",
             code="divergence",
-            title="Training diverged (the loss became NaN/Inf): learning rate too high",
+            title=f"Training diverged (the loss became NaN/Inf): {blamed}",
             evidence="; ".join(parts) + fixes.evidence(),
             explanation=(
                 f"The optimiser's steps (learning rate {cfg.optim.lr:g} with {cfg.optim.name}) were so large that the "
                 "weights jumped out of the region where the loss is meaningful; once the loss is NaN, training cannot "
                 "recover. A learning rate at least 10× lower keeps the steps bounded; clipping the gradient norm and "
-                "batch norm make the steps safer still."
+                "batch norm make the steps safer still. At a usual rate, a large initialisation or a momentum near "
+                "1 makes the steps too large instead."
             ),
             details=details,
             **_fixes(fixes),
@@ -491,7 +502,7 @@ class LearningRateTooHigh(Kind):
         candidates += [*rec.decaying_schedule(cfg), *rec.clipping(cfg), *rec.batch_norm(cfg)]
         # At a rate no higher than the optimiser's usual one, the rate is not the first suspect: knobs this
         # config set unusually (initialisation, momentum, bias) come first when there are any.
-        usual = OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+        usual = _usual_rate(cfg)
         modest = cfg.optim.lr <= usual
         fixes = causes.attribute(cfg, causes.UNSTABLE, candidates, first=0 if modest else 1)
         title = "Learning rate too high (the loss blows up or oscillates)"
