@@ -178,6 +178,28 @@ def _signal_growth(run: RunRecord) -> tuple[float, float, str, str] | None:
     return (_geometric_median(ratios), ratios[0], *names) if ratios else None
 
 
+def _setbacks(run: RunRecord) -> list[tuple[int, float, float]]:
+    """(epoch, loss, best before) of each epoch whose train loss rose SETBACK_RELATIVE above its best so far
+    (and by SETBACK_ABSOLUTE of the first epoch's loss)."""
+    losses = run.train_losses()
+    setbacks, best = [], losses[0]
+    for row, loss in zip(run.train[1:], losses[1:]):
+        if loss > (1 + SETBACK_RELATIVE) * best and loss - best > SETBACK_ABSOLUTE * losses[0]:
+            setbacks.append((row["epoch"], loss, best))
+        best = min(best, loss)
+    return setbacks
+
+
+def _update_sizes(run: RunRecord, details: dict) -> list[str]:
+    """The median per-step update/weight ratio as an evidence phrase (and into `details`), if recorded."""
+    ratios = [record.get("update_ratio") for record in run.stats if record["kind"] == "layer"]
+    ratios = [ratio for ratio in ratios if ratio]
+    if not ratios:
+        return []
+    details["median_update_ratio"] = statistics.median(ratios)
+    return [f"median update/weight ratio {statistics.median(ratios):.2g} per step"]
+
+
 def _usual_rate(cfg) -> float:
     """The optimiser's usual learning rate (its registry entry's `usual_lr`)."""
     return OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
@@ -193,6 +215,24 @@ def _collapsed(run: RunRecord) -> dict[str, float]:
         if stds and statistics.median(stds) < COLLAPSED_STD and not dead >= DEAD_WARNING:
             collapsed[layer] = statistics.median(stds)
     return collapsed
+
+
+def _generalisation_remedies(run: RunRecord) -> list[str]:
+    """What narrows a train-validation gap, in order: augmentation, L2, dropout, early stopping, more data."""
+    cfg = run.config
+    total_params = run.summary.get("params", {}).get("total")
+    candidates = []
+    if _augmentation_off(cfg):
+        candidates.append("augment=kaggle")
+    if cfg.reg.l2 == 0:
+        candidates.append(f"reg.l2={rec.number(rec.l2_strength(total_params))}")
+    if cfg.model.dropout < 0.5:
+        candidates.append(f"model.dropout={min(0.5, round(cfg.model.dropout + 0.3, 1)):g}")
+    if not cfg.early_stop.enabled:
+        candidates.append("early_stop.enabled=true")
+    if cfg.data.fraction < 1:
+        candidates.append("data.fraction=1.0")
+    return candidates
 
 
 def _augmentation_off(cfg) -> bool:
@@ -456,11 +496,7 @@ class LearningRateTooHigh(Kind):
             return None  # NaN: divergence names it
         blow_ups = _blow_ups(run, chance)
         climbing = len(finite) >= 3 and finite[-1] > max(2 * min(finite), chance)
-        setbacks, best = [], losses[0]
-        for row, loss in zip(run.train[1:], losses[1:]):
-            if loss > (1 + SETBACK_RELATIVE) * best and loss - best > SETBACK_ABSOLUTE * losses[0]:
-                setbacks.append((row["epoch"], loss, best))
-            best = min(best, loss)
+        setbacks = _setbacks(run)
         oscillating = len(losses) >= 4 and len(setbacks) >= max(
             SETBACKS_MIN, SETBACK_SHARE * (len(losses) - 1)
         )
@@ -486,11 +522,7 @@ class LearningRateTooHigh(Kind):
                 f"train loss rose 50%+ above its best in {len(setbacks)} of {len(losses) - 1} epochs: {_span(epochs)}; "
                 f"worst: {worst_loss:.3g} at epoch {worst_epoch} after a best of {before:.3g}"
             )
-        ratios = [record.get("update_ratio") for record in run.stats if record["kind"] == "layer"]
-        ratios = [ratio for ratio in ratios if ratio]
-        if ratios:
-            details["median_update_ratio"] = statistics.median(ratios)
-            parts.append(f"median update/weight ratio {statistics.median(ratios):.2g} per step")
+        parts += _update_sizes(run, details)
         classes = run.num_classes or 10
         final_acc = run.train[-1]["acc"]
         ended_at_chance = final_acc <= CHANCE_ACCURACY_FACTOR / classes
@@ -873,19 +905,8 @@ class Overfitting(Kind):
             f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%}: a gap of {100 * gap:.1f} points "
             f"(± {100 * standard_error:.1f} standard error on {n_val} validation images)",
         ]
+        candidates = _generalisation_remedies(run)
         cfg = run.config
-        total_params = run.summary.get("params", {}).get("total")
-        candidates = []
-        if _augmentation_off(cfg):
-            candidates.append("augment=kaggle")
-        if cfg.reg.l2 == 0:
-            candidates.append(f"reg.l2={rec.number(rec.l2_strength(total_params))}")
-        if cfg.model.dropout < 0.5:
-            candidates.append(f"model.dropout={min(0.5, round(cfg.model.dropout + 0.3, 1)):g}")
-        if not cfg.early_stop.enabled:
-            candidates.append("early_stop.enabled=true")
-        if cfg.data.fraction < 1:
-            candidates.append("data.fraction=1.0")
         return Finding(
             severity=severity,
             code="overfitting",
