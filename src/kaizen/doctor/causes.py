@@ -8,9 +8,10 @@ value and why; `attribute` puts those fixes before a detector's generic remedies
 activation), so the first fix tried is the one the config itself points at.
 
 "Usual" is measured against the config's defaults and the optimiser registry's `usual_lr`; the strength
-cut-offs are where benchmarks/doctor_accuracy.py's generated "regularised" faults (strengths drawn from
-STRENGTHS there) stop learning while the healthy recipes (L2 at most 1e-3, weight decay at most 5e-4, dropout
-at most 0.3) learn.
+cut-offs lie between the healthy recipes of benchmarks/doctor_accuracy.py (no L2 or weight decay, dropout at
+most 0.3) with what the doctor itself proposes against overfitting (L2 1e-3 or 1e-4, dropout at most 0.5), and
+the generated "regularised" faults (STRENGTHS in benchmarks/doctor_faults.py), which stop learning or learn
+little; benchmarks/README.md has the race of their fixes.
 """
 
 from __future__ import annotations
