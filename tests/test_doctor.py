@@ -563,3 +563,28 @@ def test_a_run_that_diverged_at_a_low_rate_blames_the_knob_not_the_rate():
     assert by_code(examine(record([40.0, math.nan], **fast)))["divergence"].title.endswith(
         "learning rate too high"
     )
+
+
+@pytest.mark.parametrize(
+    "overrides, symptom, key, fix",
+    [
+        (["optim.name=momentum", "optim.momentum=0.999"], "unstable", "optim.momentum", "optim.momentum=0.9"),
+        (
+            ["optim.name=adam", "optim.betas=[0.995,0.999]"],
+            "unstable",
+            "optim.betas",
+            "optim.betas=[0.9,0.999]",
+        ),
+        (["reg.l1=0.01"], "dead", "reg.l1", "reg.l1=0.0001"),
+        (["model.dropout=0.8"], "not_learning", "model.dropout", "model.dropout=0.2"),
+        (["optim.name=sgd", "optim.lr=1e-5"], "not_learning", "optim.lr", "optim.lr=0.1"),
+        (["init.bias=-2"], "vanishing", "init.bias", "init.bias=0.0"),
+    ],
+)
+def test_each_unusual_knob_is_suspected_for_its_symptoms_and_its_fix_applies(overrides, symptom, key, fix):
+    from kaizen.doctor import causes
+
+    cfg = kaizen.Config().override(overrides)
+    (suspect,) = [s for s in causes.suspects(cfg, symptom) if s.key == key]
+    assert suspect.fix == fix and cfg.override([fix]) != cfg  # a valid override that changes the config
+    assert not [s for s in causes.suspects(kaizen.Config(), symptom)]  # the defaults suspect nothing
