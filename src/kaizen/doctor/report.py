@@ -69,6 +69,30 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
     return Group(*lines)
 
 
+def render_checks(checks: list[Finding]) -> Group:
+    """`kaizen check`'s report: PASS or FAIL per check with its evidence, the advice under each failure, and
+    the count."""
+    lines: list[Any] = []
+    for check in checks:
+        line = Text()
+        if check.is_problem:
+            line.append("FAIL", style="bold red")
+        else:
+            line.append("PASS", style="bold green")
+        line.append(f" {check.title}: {check.evidence}")
+        lines.append(line)
+        if check.is_problem:
+            lines.append(Text(f"     {check.explanation}", style="yellow"))
+    failed = [check.title for check in checks if check.is_problem]
+    lines.append(
+        Text(
+            f"{len(checks) - len(failed)}/{len(checks)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    )
+    return Group(*lines)
+
+
 def render_race(result: Race) -> Group:
     """The raced candidates ranked, each with what it changed, its accuracy and 95% interval; the winner first."""
     table = Table(
