@@ -8,6 +8,10 @@ Healthy runs across presets, optimisers and data sets must raise no warning at a
     python benchmarks/doctor_accuracy.py            # 12 faults x 3 seeds x 2 data sets + 12 healthy runs
     python benchmarks/doctor_accuracy.py --quick    # 1 seed, digits only, 4 healthy runs: for iterating
     python benchmarks/doctor_accuracy.py --runs DIR --datasets mnist   # keep runs; re-diagnose kept ones
+    python benchmarks/doctor_accuracy.py --generated 24 --seed 1       # 24 held-out generated faults, raced
+
+--generated N draws N faults over random recipes, data sets, strengths and optimisers (doctor_faults.py) and
+scores the primary finding, whether the first fix undoes the planted knob, and a race of the first fixes.
 
 It also prints the measurements the detectors' thresholds rest on: on healthy runs the largest loss relative
 to ln(classes), the largest dead and saturated shares, the smallest and largest gradient ratios, the largest
@@ -29,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from common import MNIST
+from doctor_faults import RACE_FIXES, TIE, first_fix_targets, generate
 
 import kaizen
 from kaizen import registry
@@ -141,15 +146,15 @@ MNIST_FRACTION = 0.25  # 1,800 of mnist-10k's 7,200 training images: the faults 
 OVERFIT_IMAGES = 200
 
 
-def dataset_overrides(name: str) -> list[str]:
+def dataset_overrides(name: str, root: Path = MNIST) -> list[str]:
     if name == "digits":
         return ["data.name=digits"]
-    return ["data.name=mnist", f"data.root={MNIST}", f"data.fraction={MNIST_FRACTION}"]
+    return ["data.name=mnist", f"data.root={root}", f"data.fraction={MNIST_FRACTION}"]
 
 
-def write_npz_files(name: str, folder: Path) -> dict[str, str]:
+def write_npz_files(name: str, folder: Path, root: Path = MNIST) -> dict[str, str]:
     """The data files of two faults: raw 0-255 float pixels, and 40% of the training file's labels shuffled."""
-    cfg = DataConfig(name=name, root=str(MNIST))
+    cfg = DataConfig(name=name, root=str(root))
     raw = registry.DATASETS.create(name, cfg)
     rng = np.random.default_rng(0)
     train_x, train_y = to_float(raw.train_x), raw.train_y.copy()
@@ -245,9 +250,16 @@ def main() -> None:
     parser.add_argument("--faults", default="", help="comma-separated subset of faults (default: all)")
     parser.add_argument("--runs", type=Path, help="keep the runs here; runs already there are re-diagnosed")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "doctor_accuracy.json")
+    parser.add_argument(
+        "--generated", type=int, default=0, help="N generated faults instead of the hand-made"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the generator's seed (--generated)")
+    parser.add_argument("--mnist-root", type=Path, default=MNIST, help="mnist's IDX folder")
     args = parser.parse_args()
+    if args.generated:
+        return run_generated(args)
     seeds = 1 if args.quick else args.seeds
-    datasets = [name for name in args.datasets.split(",") if name == "digits" or MNIST.is_dir()]
+    datasets = [name for name in args.datasets.split(",") if name == "digits" or args.mnist_root.is_dir()]
     datasets = datasets[:1] if args.quick else datasets
     faults = [name for name in FAULTS if not args.faults or name in args.faults.split(",")]
     start = time.perf_counter()
@@ -256,7 +268,7 @@ def main() -> None:
         tmp = args.runs or Path(scratch)
         tmp.mkdir(parents=True, exist_ok=True)
         for dataset in datasets:
-            files = write_npz_files(dataset, tmp)
+            files = write_npz_files(dataset, tmp, args.mnist_root)
             images = 1294 if dataset == "digits" else int(MNIST_FRACTION * 7200)
             files["small"] = f"{OVERFIT_IMAGES / images:.3f}"
             for fault in faults:
@@ -265,7 +277,7 @@ def main() -> None:
                 data = (
                     []
                     if any(o.startswith("data.name=npz") for o in overrides)
-                    else dataset_overrides(dataset)
+                    else dataset_overrides(dataset, args.mnist_root)
                 )
                 if dataset == "mnist" and "data.fraction={small}" in FAULTS[fault][1]:
                     data = [o for o in data if not o.startswith("data.fraction")]
@@ -294,7 +306,9 @@ def main() -> None:
             if dataset not in datasets or (args.quick and index not in QUICK_HEALTHY):
                 continue
             runs = tmp / f"healthy-{index}"
-            findings, record = train_and_diagnose([*dataset_overrides(dataset), *overrides], runs)
+            findings, record = train_and_diagnose(
+                [*dataset_overrides(dataset, args.mnist_root), *overrides], runs
+            )
             warnings = [f"{f.code}:{f.severity}" for f in findings if f.severity != "info"]
             results.append(
                 {
@@ -354,6 +368,93 @@ def report(results: list[dict], seconds: float) -> None:
             values = [m[key] for m in measured if key in m]
             cells.append(f"{min(values):.3g} / {max(values):.3g}" if values else "")
         print(f"| {group} | " + " | ".join(cells) + " |")
+
+
+def best_val(record) -> float:
+    return max((row["acc"] for row in record.val), default=0.0)
+
+
+def race(record, fixes: list[str], runs: Path) -> list[float]:
+    """Best validation accuracy of the run's config and seed with each fix alone (the same epochs)."""
+    scores = []
+    for index, fix in enumerate(fixes):
+        folder = runs / f"fix{index}"
+        if not (folder.is_dir() and any(folder.iterdir())):
+            try:
+                kaizen.train(record.config.override([fix, f"log.runs_dir={folder}"]))
+            except kaizen.KaizenError:
+                pass  # a diverging trial leaves its record; one that could not start scores 0
+        done = sorted(folder.iterdir()) if folder.is_dir() else []
+        scores.append(best_val(read_run(done[0])) if done else 0.0)
+    return scores
+
+
+def run_generated(args) -> None:
+    """Train and diagnose the generated cases, race the primary finding's first fixes, print the scores."""
+    cases = generate(args.generated, args.seed)
+    datasets = [name for name in args.datasets.split(",") if name == "digits" or args.mnist_root.is_dir()]
+    start = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.runs or Path(scratch)
+        for index, case in enumerate(cases):
+            dataset = case.dataset if case.dataset in datasets else "digits"
+            runs = tmp / f"gen{args.seed}-{index:03d}-{case.name}"
+            data = dataset_overrides(dataset, args.mnist_root)
+            try:
+                findings, record = train_and_diagnose(
+                    [*data, *case.overrides, f"train.seed={index}"], runs / "run"
+                )
+            except (kaizen.KaizenError, OSError) as error:
+                print(f"{index:3} {case.name}: not run ({error})", flush=True)
+                continue
+            problem = next((f for f in findings if f.severity != "info"), None)
+            fixes = problem.recommendations[:RACE_FIXES] if problem else []
+            scores = race(record, fixes, runs) if len(fixes) > 1 else []
+            first_best = bool(scores) and scores[0] >= max(scores) - TIE
+            results.append(
+                {
+                    "case": case.name,
+                    "dataset": dataset,
+                    "overrides": case.overrides,
+                    "expected": list(case.expected),
+                    "primary": problem.code if problem else "none",
+                    "primary_right": bool(problem) and problem.code in case.expected,
+                    "fixes": fixes,
+                    "cause_right": first_fix_targets(fixes[0] if fixes else None, case.planted),
+                    "baseline_val": best_val(record),
+                    "race": scores,
+                    "first_fix_best": first_best,
+                    "first_fix_helps": bool(scores) and scores[0] > best_val(record) + TIE,
+                }
+            )
+            row = results[-1]
+            print(
+                f"{index:3} {dataset:6} {case.name:12} {row['primary']:20} "
+                f"{'ok ' if row['primary_right'] else 'MISS'} cause {'ok ' if row['cause_right'] else 'MISS'} "
+                f"base {row['baseline_val']:.1%} race {[f'{x:.1%}' for x in scores]} {fixes}",
+                flush=True,
+            )
+    report_generated(results, time.perf_counter() - start, args.seed)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_name(f"doctor_generated_{args.seed}.json").write_text(json.dumps(results, indent=1))
+
+
+def report_generated(results: list[dict], seconds: float, seed: int) -> None:
+    print(f"\ngenerated faults (seed {seed}, {len(results)} cases, {seconds:.0f} s):")
+    print(
+        "| fault | cases | primary right | first fix undoes the planted knob | raced | first fix best | first fix helps |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    names = list(dict.fromkeys(r["case"] for r in results)) + ["all"]
+    for name in names:
+        rows = [r for r in results if name in ("all", r["case"])]
+        raced = [r for r in rows if r["race"]]
+        print(
+            f"| {name} | {len(rows)} | {sum(r['primary_right'] for r in rows)} | "
+            f"{sum(r['cause_right'] for r in rows)} | {len(raced)} | {sum(r['first_fix_best'] for r in raced)} | "
+            f"{sum(r['first_fix_helps'] for r in raced)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def test_cleanlab_missing_gives_the_install_hint(tmp_path, monkeypatch, capsys):
 
 
 def test_doctor_mentions_an_audit_of_the_same_data(audited):
-    from kaizen.audit.hints import doctor_notes
+    from kaizen.doctor.hints import doctor_notes
 
     cfg, _, result = audited
     notes = doctor_notes(result.out_dir, cfg, audits_dir=result.out_dir.parent)
@@ -237,7 +237,7 @@ def test_doctor_mentions_an_audit_of_the_same_data(audited):
 
 
 def test_doctor_suggests_an_audit_when_top_losses_sit_in_two_classes(tmp_path):
-    from kaizen.audit.hints import doctor_notes
+    from kaizen.doctor.hints import doctor_notes
 
     raw = digits_dataset(DataConfig())
     test_y = raw.test_y.copy()

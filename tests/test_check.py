@@ -8,19 +8,27 @@ from conftest import cli
 
 import kaizen
 from kaizen.data import load_data
-from kaizen.doctor.check import initial_loss, input_scale, one_batch, run_checks, train_test_overlap
+from kaizen.doctor.check import RecipeContext, passed, run_checks
+from kaizen.doctor.findings import kind_table
 
 MLP = ["model.preset=mlp", "model.hidden=[64]", "model.norm=none", "model.dropout=0"]
 
 
 def by_name(checks) -> dict:
-    return {check.name: check for check in checks}
+    return {check.title: check for check in checks}
+
+
+def check(code: str, cfg: kaizen.Config, data=None):
+    """The finding of the registered recipe check `code` on `cfg` (and its data, loaded unless given)."""
+    return kind_table("recipe")[code]().run(
+        RecipeContext(cfg, data if data is not None else load_data(cfg.data))
+    )
 
 
 def test_a_sound_recipe_passes_every_check():
     checks = run_checks(kaizen.Config().override(MLP))
-    assert [c.name for c in checks if not c.passed] == [], [c.evidence for c in checks]
-    assert len(checks) == 8 and all(c.advice == "" for c in checks)
+    assert [c.title for c in checks if not passed(c)] == [], [c.evidence for c in checks]
+    assert len(checks) == 8 and all(c.explanation == "" for c in checks)
 
 
 def test_raw_pixels_fail_the_input_scale_and_initial_loss_checks(tmp_path):
@@ -29,24 +37,25 @@ def test_raw_pixels_fail_the_input_scale_and_initial_loss_checks(tmp_path):
     np.savez(path, x=(digits.x_train.numpy() * 255).astype(np.float32), y=digits.y_train.numpy())
     cfg = kaizen.Config().override([*MLP, "data.name=npz", f"data.path={path}", "data.normalize=false"])
     data = load_data(cfg.data)
-    scale = input_scale(data, cfg)
-    assert not scale.passed and "data.normalize=true" in scale.advice
-    loss = initial_loss(cfg, data)
-    assert not loss.passed and "confidently wrong" in loss.advice
+    scale = check("input_scale", cfg, data)
+    assert not passed(scale) and "data.normalize=true" in scale.explanation
+    loss = check("initial_loss", cfg, data)
+    assert not passed(loss) and "confidently wrong" in loss.explanation
 
 
 def test_a_learning_rate_far_too_high_fails_the_one_batch_check():
     cfg = kaizen.Config().override([*MLP, "optim.name=sgd", "optim.lr=50"])
-    result = one_batch(cfg, load_data(cfg.data))
-    assert not result.passed and "lr-find" in result.advice
+    result = check("one_batch", cfg)
+    assert not passed(result) and "lr-find" in result.explanation
 
 
 def test_test_images_copied_into_training_are_found(tmp_path):
-    data = load_data(kaizen.Config().data)
-    assert train_test_overlap(data).passed
+    cfg = kaizen.Config()
+    data = load_data(cfg.data)
+    assert passed(check("train_test_overlap", cfg, data))
     data.pixels["test"][:20] = data.pixels["train"][:20]  # the stored images, before normalisation
-    leaked = train_test_overlap(data)
-    assert not leaked.passed and leaked.evidence.startswith("20 of")
+    leaked = check("train_test_overlap", cfg, data)
+    assert not passed(leaked) and leaked.evidence.startswith("20 of")
 
 
 def test_check_command_exit_codes(monkeypatch, capsys):

@@ -14,15 +14,7 @@ from conftest import cli
 
 import kaizen
 from kaizen.doctor import Finding, RunRecord, diagnose, examine, read_run
-from kaizen.doctor.detectors import (
-    dead_units,
-    label_noise,
-    learning_rate_too_high,
-    learning_rate_too_low,
-    overfitting,
-    saturated_units,
-    unnormalised_inputs,
-)
+from kaizen.doctor.findings import kind_table
 from kaizen.doctor.report import render_findings
 from kaizen.doctor.verify import verify
 from kaizen.nn import build_model
@@ -59,6 +51,20 @@ def train(runs: Path, *overrides: str, base: kaizen.Config | None = None) -> kai
     except kaizen.KaizenError:  # a diverging run stops with an error but leaves its record
         (path,) = sorted(Path(runs).iterdir())[-1:]
         return kaizen.load_run(path)
+
+
+def detector(code: str):
+    """The `run` of the registered run kind `code`: RunRecord -> Finding | None."""
+    return kind_table("run")[code]().run
+
+
+dead_units, label_noise, overfitting = (
+    detector("dead_units"),
+    detector("label_noise"),
+    detector("overfitting"),
+)
+saturated_units, unnormalised_inputs = detector("saturated_units"), detector("unnormalised_inputs")
+learning_rate_too_high, learning_rate_too_low = detector("lr_too_high"), detector("lr_too_low")
 
 
 def by_code(findings: list[Finding]) -> dict[str, Finding]:
@@ -202,7 +208,10 @@ def test_oscillating_loss_is_a_learning_rate_too_high():
 def test_tiny_updates_with_flowing_gradients_are_a_learning_rate_too_low():
     tiny = [{"epoch": 1, "kind": "layer", "layer": "fc1", "grad_norm": 0.3, "update_ratio": 1e-7}]
     finding = learning_rate_too_low(record([2.28, 2.28, 2.27], tiny, optim__name="sgd", optim__lr="1e-5"))
-    assert finding is not None and finding.recommendations[0] == "optim.lr=0.0001"
+    assert finding is not None and finding.recommendations == [
+        "optim.lr=0.1",
+        "optim.name=adam",
+    ]  # the usual rate
     dead = [{**tiny[0], "grad_norm": 0.0, "update_ratio": 0.0}]  # no gradient at all: not the rate's fault
     assert learning_rate_too_low(record([2.3, 2.3, 2.3], dead)) is None
 
@@ -226,7 +235,8 @@ def test_a_small_gap_on_a_small_validation_set_is_not_overfitting():
     run.train = [{**row, "acc": 1.0} for row in run.train]
     run.val = [{"epoch": e, "split": "val", "loss": 0.3, "acc": 0.955} for e in range(1, 5)]
     run.summary = {"data": {"val": 100}}
-    assert overfitting(run) is None  # a 4.5-point gap: within 3 standard errors of 100 images
+    # a 4.5-point gap within 3 standard errors (6.2 points) of 100 images: not overfitting, and not healthy
+    assert overfitting(run).code == "fit_cannot_tell"
     run.summary = {"data": {"val": 10_000}}
     assert overfitting(run) is None  # significant, but below 5 points
     run.val = [{**row, "acc": 0.90} for row in run.val]
@@ -312,6 +322,8 @@ def test_no_problems_found_only_when_there_are_no_findings():
     assert "no problems found" not in text(run) and "no warnings" in text(run)  # a note: no statistics
     run.config = run.config.override(["log.stats=false"])
     run.stats = [{"epoch": 1, "kind": "activation", "layer": "act1", "std": 0.5}]
+    assert "cannot tell" in text(run)  # 144 validation images cannot show a 5-point gap at 95%
+    run.summary = {"data": {"val": 1000}}
     assert "no problems found" in text(run)
 
 
@@ -444,3 +456,135 @@ def test_python_api(vanishing_run):
     assert findings[0].code == "vanishing_gradients"
     assert examine(read_run(vanishing_run.path))[0].to_dict()["severity"] == "critical"
     assert all(math.isfinite(value) for value in findings[0].details["ratio_by_epoch"].values())
+
+
+# --- "cannot tell" and cause attribution (issue 22) ---------------------------------------------------------
+
+
+def test_a_validation_set_too_small_to_show_the_gap_is_cannot_tell_not_healthy():
+    # the issue's photo run: train 99.2%, validation 92.5% on 40 images (3 standard errors: 12.5 points)
+    run = with_val(record([1.0, 0.3, 0.1, 0.05]), [0.4] * 4, [0.925] * 4, train_acc=0.992)
+    run.summary = {"data": {"val": 40}}
+    finding = overfitting(run)
+    assert finding is not None and finding.code == "fit_cannot_tell" and finding.severity == "info"
+    assert "cannot tell (validation set of 40 images)" in finding.title
+    assert "cannot show a gap below 12.5 points" in finding.evidence
+    assert finding.recommendations == ["data.val_split=0.5"]  # 250 images needed; 0.5 of 400 holds 200
+    assert finding.details["needed_val_size"] == 250 and "k-fold" in finding.explanation
+    text = rendered(run, examine(run))
+    assert "no problems found" not in text and "look healthy" not in text and "cannot tell" in text
+    run.summary = {"data": {"val": 100}}  # 1,000 images in all: a split of 0.25 holds the 250 needed
+    assert overfitting(run).recommendations == ["data.val_split=0.25"]
+    run.summary = {"data": {"val": 2000}}  # enough images: the 6.7-point gap is overfitting
+    assert overfitting(run).code == "overfitting"
+    run.val = [{**row, "acc": 0.99} for row in run.val]  # no gap, judged on enough images: healthy
+    assert overfitting(run) is None
+
+
+def rendered(run: RunRecord, findings: list[Finding]) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_findings(run, findings))
+    return console.export_text()
+
+
+def test_a_heavily_regularised_network_is_told_to_reduce_the_regulariser_not_to_grow(runs):
+    run = train(
+        runs / "l2",
+        "data.name=digits",
+        "model.preset=mlp",
+        "model.hidden=[64,32]",
+        "model.norm=none",
+        "model.dropout=0",
+        "reg.l2=0.5",
+        "train.epochs=4",
+    )
+    findings = diagnose(run.path)
+    finding, fix = kaizen.doctor.top_recommendation(findings)
+    assert fix == "reg.l2=0.005", problems(findings)
+    assert finding.suspects[0] == "reg.l2" and "suspected: reg.l2=0.5" in finding.evidence
+    assert "weaker" in finding.reasons[fix]
+    assert not any(override.startswith("model.hidden") for override in finding.recommendations[:1])
+
+
+def test_not_learning_under_strong_weight_decay_reduces_it_before_growing_the_model():
+    run = record([2.3, 2.3, 2.3, 2.3], optim__name="sgd", optim__lr="0.1", optim__weight_decay="0.5")
+    run.config = run.config.override(["model.preset=mlp", "model.dropout=0", "model.norm=none"])
+    findings = examine(run)
+    assert findings[0].code == "not_learning"
+    assert findings[0].recommendations[0] == "optim.weight_decay=0.005"
+    assert findings[0].recommendations.index("optim.weight_decay=0.005") < findings[0].recommendations.index(
+        "model.hidden=[80,40]"
+    )
+
+
+def test_a_saturating_deep_tanh_net_at_a_modest_rate_is_not_told_its_rate_is_too_high():
+    bouncing = [0.8, 0.4, 0.2, 0.5, 0.3, 0.15, 0.4, 0.35, 0.12, 0.3]
+    saturated = activation_stats("saturated", 0.7, "Tanh", epochs=10)
+    deep_tanh = dict(
+        model__preset="mlp",
+        model__hidden="[64,64,64,64,64,64]",
+        model__activation="tanh",
+        model__norm="none",
+        init__weights="normal",
+        init__std="0.5",
+        optim__name="sgd",
+        optim__lr="0.05",  # half of SGD's usual 0.1
+    )
+    findings = examine(record(bouncing, saturated, **deep_tanh))
+    finding, fix = kaizen.doctor.top_recommendation(findings)
+    assert fix == "init.weights=xavier_normal", problems(findings)
+    unstable = by_code(findings)["lr_too_high"]
+    assert (
+        unstable.title.startswith("Unstable loss") and "no higher than sgd's usual 0.1" in unstable.evidence
+    )
+    assert "init.weights" in unstable.suspects and not unstable.recommendations[0].startswith("optim.lr")
+    assert by_code(findings)["saturated_units"].recommendations[0] == "init.weights=xavier_normal"
+    # the same curve at 5x the usual rate: the rate is the suspect again
+    fast = {**deep_tanh, "optim__lr": "0.5"}
+    assert (
+        by_code(examine(record(bouncing, saturated, **fast)))["lr_too_high"].recommendations[0]
+        == "optim.lr=0.05"
+    )
+
+
+def test_a_run_that_diverged_at_a_low_rate_blames_the_knob_not_the_rate():
+    exploded = dict(
+        model__preset="mlp", init__weights="normal", init__std="0.6", optim__name="sgd", optim__lr="0.001"
+    )
+    finding = by_code(examine(record([40.0, math.nan], **exploded)))["divergence"]
+    assert "learning rate too high" not in finding.title and "init.weights" in finding.title
+    assert (
+        finding.recommendations[0] == "init.weights=he_normal"
+        and "no higher than sgd's usual" in finding.evidence
+    )
+    fast = {**exploded, "init__weights": "default", "optim__lr": "10"}
+    assert by_code(examine(record([40.0, math.nan], **fast)))["divergence"].title.endswith(
+        "learning rate too high"
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, symptom, key, fix",
+    [
+        (["optim.name=momentum", "optim.momentum=0.999"], "unstable", "optim.momentum", "optim.momentum=0.9"),
+        (
+            ["optim.name=adam", "optim.betas=[0.995,0.999]"],
+            "unstable",
+            "optim.betas",
+            "optim.betas=[0.9,0.999]",
+        ),
+        (["reg.l1=0.01"], "dead", "reg.l1", "reg.l1=0.0001"),
+        (["model.dropout=0.8"], "not_learning", "model.dropout", "model.dropout=0.2"),
+        (["optim.name=sgd", "optim.lr=1e-5"], "not_learning", "optim.lr", "optim.lr=0.1"),
+        (["init.bias=-2"], "vanishing", "init.bias", "init.bias=0.0"),
+    ],
+)
+def test_each_unusual_knob_is_suspected_for_its_symptoms_and_its_fix_applies(overrides, symptom, key, fix):
+    from kaizen.doctor import causes
+
+    cfg = kaizen.Config().override(overrides)
+    (suspect,) = [s for s in causes.suspects(cfg, symptom) if s.key == key]
+    assert suspect.fix == fix and cfg.override([fix]) != cfg  # a valid override that changes the config
+    assert not [s for s in causes.suspects(kaizen.Config(), symptom)]  # the defaults suspect nothing

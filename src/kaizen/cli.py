@@ -702,19 +702,12 @@ def doctor(
 @app.command()
 def check(config: ConfigOption = None, overrides: SetOption = None) -> None:
     """The recipe's sanity checks, pass/fail, before a long run (exit 1 if any fails)."""
-    from kaizen.doctor.check import run_checks
+    from kaizen.doctor.check import passed, run_checks
+    from kaizen.doctor.report import render_checks
 
     checks = run_checks(load_config(config, overrides))
-    for result in checks:
-        mark = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
-        out.print(f"{mark} {result.name}: {result.evidence}", highlight=False)
-        if not result.passed:
-            out.print(f"     [yellow]{result.advice}[/]", highlight=False)
-    failed = [result.name for result in checks if not result.passed]
-    out.print(
-        f"{len(checks) - len(failed)}/{len(checks)} checks passed"
-        + (f"; failed: {', '.join(failed)}" if failed else "")
-    )
+    out.print(render_checks(checks))
+    failed = [result for result in checks if not passed(result)]
     if failed:
         raise typer.Exit(1)
 

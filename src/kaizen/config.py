@@ -18,8 +18,6 @@ from kaizen import registry
 from kaizen.errors import KaizenError, KaizenWarning
 from kaizen.registry import did_you_mean
 
-MONITORS = ("val_loss", "val_acc", "train_loss", "train_acc")
-
 
 class Section(BaseModel):
     """A config section: unknown keys are errors, assignments are validated."""

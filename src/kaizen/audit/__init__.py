@@ -24,10 +24,10 @@ from typing import Any
 from kaizen import registry
 from kaizen.audit import findings, report
 from kaizen.audit.folds import AUDIT_OVERRIDES, audit_config, check_folds, fold_outputs, train_folds
-from kaizen.audit.hints import comparable_data
 from kaizen.config import Config
 from kaizen.data import to_float
 from kaizen.data.selection import AUDIT_FILE, FIXABLE
+from kaizen.doctor.hints import comparable_data
 from kaizen.study.compare import Event, check_workers
 from kaizen.track import rundir
 
@@ -71,12 +71,10 @@ def run_audit(
     outputs = fold_outputs(audited, folds, out_dir)
     labels = outputs.data.y_train.numpy()
     x_train, x_test = to_float(raw.images("train")), to_float(raw.images("test"))  # decoded, as in the files
-    issues = (
-        findings.label_issues(labels, outputs.probs)
-        + findings.copies(x_train, x_test, labels)
-        + findings.outliers(labels, findings.knn_cosine(outputs.train_features))
-        + findings.high_losses(labels, outputs.loss, outputs.probs)
+    context = findings.AuditContext(
+        labels, outputs.probs, outputs.loss, outputs.train_features, x_train, x_test
     )
+    issues = findings.find_issues(context)
     counts = {kind: sum(issue.issue == kind for issue in issues) for kind in findings.KINDS}
     kept = None
     if fix:

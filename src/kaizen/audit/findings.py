@@ -15,28 +15,40 @@ there is one, a score: higher is worse) and, for duplicates and leaks, the examp
   cosine distance to its OUTLIER_NEIGHBOURS nearest neighbours more than OUTLIER_MADS robust deviations above
   the median.
 - `high_loss`: the TOP_OVERALL highest out-of-fold losses, and the TOP_PER_CLASS highest of each class.
+
+Each issue kind is a finding kind of scope "data" (`kaizen.doctor.findings`): one class here with its code,
+its report title and caption, its thresholds (with their source) and `run(context)` on an `AuditContext`,
+returning its Issues. `KINDS` is their codes in registration order, the order of issues.csv and report.html;
+adding a kind is one class in this file.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
+from kaizen.doctor.findings import Kind, Threshold, finding_kind, kinds
+from kaizen.doctor.measures import ClassBalance, exact_copies
+from kaizen.doctor.measures import class_balance as count_classes
 from kaizen.errors import KaizenError
 
-KINDS = ("label", "duplicate", "leak", "outlier", "high_loss")
-# Thresholds from benchmarks/audit_planted.py: the aligned pixel cosine of a clean training example to its
-# nearest test example is at most 0.989 on digits and 0.982 on mnist-10k, that of a copy shifted by a pixel
-# 1.000; 50 mnist-10k test images saved as JPEG (quality 90) scored at least 0.9995 against their originals.
-NEAR_PIXEL = 0.995
+NEAR_PIXEL = Threshold(
+    "NEAR_PIXEL",
+    0.995,
+    "benchmarks/audit_planted.py: the aligned pixel cosine of a clean training example to its nearest test "
+    "example is at most 0.989 on digits and 0.982 on mnist-10k, that of a copy shifted by a pixel 1.000; 50 "
+    "mnist-10k test images saved as JPEG (quality 90) scored at least 0.9995 against their originals",
+)
 MAX_SIDE = 32
 OUTLIER_NEIGHBOURS = 5
-# 6 robust deviations of the log distance flag none of the 1,538 clean digits nor the 8,100 mnist-10k training
-# examples of benchmarks/audit_planted.py (on the plain distance, 80 of the 1,538 digits); not yet measured
-# against planted outliers.
-OUTLIER_MADS = 6.0
+OUTLIER_MADS = Threshold(
+    "OUTLIER_MADS",
+    6.0,
+    "benchmarks/audit_planted.py: 6 robust deviations of the log distance flag none of the 1,538 clean digits "
+    "nor the 8,100 mnist-10k training examples (on the plain distance, 80 of the 1,538 digits); not yet "
+    "measured against planted outliers",
+)
 TOP_OVERALL = 24
 TOP_PER_CLASS = 3
 _CHUNK = 1024
@@ -53,6 +65,37 @@ class Issue:
     score: float
     suggested: int | None = None
     partner: tuple[str, int] | None = None
+
+
+@dataclass
+class AuditContext:
+    """What the audit's kinds read: the training labels, their out-of-fold probabilities, losses and features
+    (from the fold models), and the decoded training and test pixels."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    loss: np.ndarray
+    train_features: np.ndarray
+    x_train: np.ndarray
+    x_test: np.ndarray
+
+
+def find_issues(context: AuditContext) -> list[Issue]:
+    """Every registered kind's issues, kind by kind in registration order."""
+    return [issue for kind in kinds("data") for issue in kind().run(context)]
+
+
+@finding_kind
+class LabelIssues(Kind):
+    """Confident learning's label issues (cleanlab), worst first."""
+
+    scope = "data"
+    code = "label"
+    title = "Label issues"
+    caption = "given → suggested label · score 1 − label quality"
+
+    def run(self, context: AuditContext) -> list[Issue]:
+        return label_issues(context.labels, context.probs)
 
 
 def label_issues(labels: np.ndarray, probs: np.ndarray) -> list[Issue]:
@@ -81,11 +124,6 @@ def _cleanlab():
             'kaizen audit needs cleanlab: pip install "kaizen[audit]" (or pip install cleanlab)'
         ) from None
     return filters, rank
-
-
-def content_hashes(x: np.ndarray) -> list[bytes]:
-    """A hash of each image's decoded pixels (equal images, equal hashes)."""
-    return [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).digest() for image in x]
 
 
 def knn_cosine(features: np.ndarray) -> np.ndarray:
@@ -158,39 +196,94 @@ def _centred_units(x: np.ndarray) -> np.ndarray:
     return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
 
 
-def copies(x_train: np.ndarray, x_test: np.ndarray, labels: np.ndarray) -> list[Issue]:
-    """Duplicates inside the training split and leaks of test examples into it (exact, or near copies)."""
-    train_hash, test_hash = content_hashes(x_train), content_hashes(x_test)
-    issues: list[Issue] = []
-    first_of: dict[bytes, int] = {}
-    for i, digest in enumerate(train_hash):
-        if digest in first_of:
-            issues.append(
-                Issue("train", i, int(labels[i]), "duplicate", 1.0, partner=("train", first_of[digest]))
-            )
-        else:
-            first_of[digest] = i
-    exact = {issue.index for issue in issues}
-    twin, similarity = nearest_copy(x_train)
-    for i in np.flatnonzero(similarity >= NEAR_PIXEL):
-        j = int(twin[i])
-        if i in exact or (j > i and similarity[j] >= NEAR_PIXEL and twin[j] == i):
-            continue  # a pair is flagged once, on its later example
-        issues.append(
-            Issue("train", int(i), int(labels[i]), "duplicate", float(similarity[i]), partner=("train", j))
-        )
-    in_test = {digest: j for j, digest in enumerate(test_hash)}
-    source, similarity = nearest_copy(x_train, x_test)
-    for i, digest in enumerate(train_hash):
-        if digest in in_test:
-            issues.append(Issue("train", i, int(labels[i]), "leak", 1.0, partner=("test", in_test[digest])))
-        elif similarity[i] >= NEAR_PIXEL:
+@finding_kind
+class Duplicates(Kind):
+    """Copies inside the training split (exact, or near): the later example of a pair is flagged."""
+
+    scope = "data"
+    code = "duplicate"
+    title = "Duplicates in the training split"
+    caption = "pairs: the flagged training example beside the one it copies · score cosine (1: exact)"
+    thresholds = (NEAR_PIXEL,)
+
+    def run(self, context: AuditContext) -> list[Issue]:
+        x, labels = context.x_train, context.labels
+        issues: list[Issue] = []
+        earlier = exact_copies(x, x)  # the first image with the same pixels: itself unless a copy
+        for i, first in enumerate(earlier):
+            if first != i:
+                issues.append(Issue("train", i, int(labels[i]), "duplicate", 1.0, partner=("train", first)))
+        exact = {issue.index for issue in issues}
+        twin, similarity = nearest_copy(x)
+        for i in np.flatnonzero(similarity >= NEAR_PIXEL):
+            j = int(twin[i])
+            if i in exact or (j > i and similarity[j] >= NEAR_PIXEL and twin[j] == i):
+                continue  # a pair is flagged once, on its later example
             issues.append(
                 Issue(
-                    "train", i, int(labels[i]), "leak", float(similarity[i]), partner=("test", int(source[i]))
+                    "train", int(i), int(labels[i]), "duplicate", float(similarity[i]), partner=("train", j)
                 )
             )
-    return issues
+        return issues
+
+
+@finding_kind
+class Leaks(Kind):
+    """Training examples that copy a test example (exact, or near): the test score then measures memory."""
+
+    scope = "data"
+    code = "leak"
+    title = "Leaks: test examples copied into training"
+    caption = "pairs: the training example beside the test example it copies · score cosine (1: exact)"
+    thresholds = (NEAR_PIXEL,)
+
+    def run(self, context: AuditContext) -> list[Issue]:
+        x, labels = context.x_train, context.labels
+        in_test = exact_copies(x, context.x_test)
+        source, similarity = nearest_copy(x, context.x_test)
+        issues = []
+        for i, j in enumerate(in_test):
+            if j is not None:
+                issues.append(Issue("train", i, int(labels[i]), "leak", 1.0, partner=("test", j)))
+            elif similarity[i] >= NEAR_PIXEL:
+                issues.append(
+                    Issue(
+                        "train",
+                        i,
+                        int(labels[i]),
+                        "leak",
+                        float(similarity[i]),
+                        partner=("test", int(source[i])),
+                    )
+                )
+        return issues
+
+
+@finding_kind
+class Outliers(Kind):
+    """Training examples far from all others in the fold models' feature space."""
+
+    scope = "data"
+    code = "outlier"
+    title = "Outliers"
+    caption = "far from every other training example in feature space · score robust z of the distance"
+    thresholds = (OUTLIER_MADS,)
+
+    def run(self, context: AuditContext) -> list[Issue]:
+        return outliers(context.labels, knn_cosine(context.train_features))
+
+
+@finding_kind
+class HighLosses(Kind):
+    """The highest out-of-fold losses, overall and per class."""
+
+    scope = "data"
+    code = "high_loss"
+    title = "Highest losses"
+    caption = "highest out-of-fold losses (overall and per class) · given → predicted · score loss"
+
+    def run(self, context: AuditContext) -> list[Issue]:
+        return high_losses(context.labels, context.loss, context.probs)
 
 
 def outliers(labels: np.ndarray, knn: np.ndarray) -> list[Issue]:
@@ -219,9 +312,11 @@ def high_losses(labels: np.ndarray, loss: np.ndarray, probs: np.ndarray) -> list
 
 
 def class_balance(labels: np.ndarray, num_classes: int) -> dict[str, float | list[int]]:
-    """Examples per class and the ratio of the largest class to the smallest."""
-    counts = np.bincount(labels, minlength=num_classes)
-    present = counts[counts > 0]
-    if not len(present):
+    """Examples per class and the ratio of the largest class to the smallest (`measures.class_balance`)."""
+    balance: ClassBalance = count_classes(labels, num_classes)
+    if not any(balance.counts):
         raise KaizenError("the training split is empty")
-    return {"counts": counts.tolist(), "imbalance": float(present.max() / present.min())}
+    return {"counts": balance.counts, "imbalance": float(balance.imbalance)}
+
+
+KINDS = tuple(kind.code for kind in kinds("data"))

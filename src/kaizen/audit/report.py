@@ -15,24 +15,11 @@ import numpy as np
 
 from kaizen.audit.findings import KINDS, Issue
 from kaizen.data import RawData, to_float
+from kaizen.doctor.findings import kind_table
 from kaizen.track import rundir
 
 GRID_MAX = 48  # pictures per issue kind in the report (the CSV lists every finding)
 TILE = 64  # pixels: small images are enlarged (nearest neighbour) to about this size
-CAPTIONS = {
-    "label": "given → suggested label · score 1 − label quality",
-    "duplicate": "pairs: the flagged training example beside the one it copies · score cosine (1: exact)",
-    "leak": "pairs: the training example beside the test example it copies · score cosine (1: exact)",
-    "outlier": "far from every other training example in feature space · score robust z of the distance",
-    "high_loss": "highest out-of-fold losses (overall and per class) · given → predicted · score loss",
-}
-TITLES = {
-    "label": "Label issues",
-    "duplicate": "Duplicates in the training split",
-    "leak": "Leaks: test examples copied into training",
-    "outlier": "Outliers",
-    "high_loss": "Highest losses",
-}
 
 
 def write_issues(path: Path, issues: list[Issue], raw: RawData) -> None:
@@ -94,7 +81,8 @@ def write_html(path: Path, summary: dict[str, Any], issues: list[Issue], raw: Ra
     )
     for kind in KINDS:
         found = sorted((issue for issue in issues if issue.issue == kind), key=lambda item: -item.score)
-        parts.append(f"<h2>{TITLES[kind]} ({len(found)})</h2><p>{html.escape(CAPTIONS[kind])}</p>")
+        entry = kind_table("data")[kind]
+        parts.append(f"<h2>{entry.title} ({len(found)})</h2><p>{html.escape(entry.caption)}</p>")
         if found:
             shown = found[: GRID_MAX // 2 if kind in ("duplicate", "leak") else GRID_MAX]
             parts.append(_grid(shown, raw))

@@ -50,8 +50,11 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
         body.add_column()
         body.add_row("evidence", finding.evidence)
         body.add_row("why", finding.explanation)
-        for index, override in enumerate(finding.recommendations):
-            body.add_row("try" if index == 0 else "", Text(f"--set {override}", style="cyan"))
+        for index, fix in enumerate(finding.fixes):
+            line = Text(f"--set {fix.override}", style="cyan")
+            if fix.reason:
+                line.append(f"  ({fix.reason})", style="dim")
+            body.add_row("try" if index == 0 else "", line)
         lines.append(body)
     top = top_recommendation(findings)
     if top is not None:
@@ -63,6 +66,30 @@ def render_findings(run: RunRecord, findings: list[Finding]) -> Group:
                 style="dim",
             )
         )
+    return Group(*lines)
+
+
+def render_checks(checks: list[Finding]) -> Group:
+    """`kaizen check`'s report: PASS or FAIL per check with its evidence, the advice under each failure, and
+    the count."""
+    lines: list[Any] = []
+    for check in checks:
+        line = Text()
+        if check.is_problem:
+            line.append("FAIL", style="bold red")
+        else:
+            line.append("PASS", style="bold green")
+        line.append(f" {check.title}: {check.evidence}")
+        lines.append(line)
+        if check.is_problem:
+            lines.append(Text(f"     {check.explanation}", style="yellow"))
+    failed = [check.title for check in checks if check.is_problem]
+    lines.append(
+        Text(
+            f"{len(checks) - len(failed)}/{len(checks)} checks passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    )
     return Group(*lines)
 
 

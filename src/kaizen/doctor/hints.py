@@ -1,6 +1,6 @@
 """What the doctor says about data quality: an audit of the run's data on file, or a hint to run one.
 
-`doctor_notes(path, cfg)` returns info findings for `kaizen doctor`: the counts of an existing audit of the
+The `DataQuality` kind (scope "run") gives info findings for `kaizen doctor`: the counts of an existing audit of the
 same data (an `audits/*/audit.json` whose data settings match the run's), or, when there is none and the run's
 TOP_LOSSES highest test losses fall mostly (DOMINANT_SHARE) in two classes, the suggestion to run
 `kaizen audit`. Measured on 16 clean digits runs (mlp, simple_cnn, lenet5, test accuracy 0.90 to 0.98): the two
@@ -17,12 +17,17 @@ import numpy as np
 
 from kaizen.config import Config, DataConfig
 from kaizen.data.selection import AUDIT_FILE
-from kaizen.doctor.findings import Finding
+from kaizen.doctor.findings import Finding, Kind, Threshold, finding_kind
+from kaizen.doctor.record import RunRecord
 from kaizen.errors import KaizenError
 
 AUDITS_DIR = Path("audits")
 TOP_LOSSES = 20
-DOMINANT_SHARE = 0.75
+DOMINANT_SHARE = Threshold(
+    "DOMINANT_SHARE",
+    0.75,
+    "16 clean digits runs: the two commonest classes held 0.35-0.60 of the top 20 losses",
+)
 FEW_CLASSES = 2
 
 
@@ -70,6 +75,18 @@ def top_loss_classes(run_path: Path) -> tuple[float, list[str]] | None:
     counts = np.bincount(labels[np.argsort(-loss)[:TOP_LOSSES]], minlength=data.num_classes)
     top = np.argsort(-counts, kind="stable")[:FEW_CLASSES]
     return float(counts[top].sum() / TOP_LOSSES), [data.class_names[c] for c in top]
+
+
+@finding_kind
+class DataQuality(Kind):
+    """An audit of the run's data on file (data_audit), or a hint to run one (losses_in_few_classes)."""
+
+    scope = "run"
+    code = "data_quality"
+    thresholds = (DOMINANT_SHARE,)
+
+    def run(self, run: RunRecord) -> list[Finding]:
+        return doctor_notes(run.path, run.config)
 
 
 def doctor_notes(run_path: Path, cfg: Config, audits_dir: Path = AUDITS_DIR) -> list[Finding]:
