@@ -7,20 +7,28 @@ second `--resume`, SIGTERM, a planted symbolic link, a full disk) and checks wha
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, cli, one_line_error, tiny_config
 from test_folder import folder_config, make_classes, write_image
 
+import kaizen
 from kaizen.data import folder as folder_module
 from kaizen.data import imagecache, load_data
+from kaizen.errors import KaizenError
+from kaizen.track import rundir
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +201,241 @@ def test_a_full_disk_while_caching_falls_back_to_memory_and_leaves_no_part_files
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
     assert "decoded" in load(root, f"data.cache={cache}").source  # no manifest vouches for anything
     assert torch.equal(load(root, f"data.cache={cache}").pixels["train"], torch.from_numpy(expected))
+
+
+# --- one writer per run directory, SIGTERM ------------------------------------------------------------
+
+SETS = [
+    option
+    for item in [*TINY, "log.progress=false", "schedule.name=constant", "train.threads=1"]
+    for option in ("--set", item)
+]
+
+
+def kaizen_process(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kaizen", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
+
+
+def wait_for_checkpoint(runs: Path, process: subprocess.Popen, epoch: int = 1, timeout: float = 300) -> Path:
+    """The run directory under `runs` once its last.pt holds at least `epoch`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "the run never reached its checkpoint"
+        for run in runs.glob("*/checkpoints/last.pt"):
+            with contextlib.suppress(Exception):
+                if last_epoch(run.parent.parent) >= epoch:
+                    return run.parent.parent
+        time.sleep(0.2)
+
+
+def last_epoch(run: Path) -> int:
+    return int(rundir.load_checkpoint(run / "checkpoints" / "last.pt")["epoch"])
+
+
+def meta(run: Path) -> dict:
+    return json.loads((run / "meta.json").read_text())
+
+
+def test_a_second_resume_of_a_run_in_progress_is_refused_and_a_dead_writers_lock_taken_over(
+    tmp_path, monkeypatch, capsys
+):
+    runs = tmp_path / "runs"
+    first = kaizen_process("train", *SETS, "--set", "train.epochs=5000", "--set", f"log.runs_dir={runs}")
+    try:
+        run = wait_for_checkpoint(runs, first)
+        more = last_epoch(run) + 50
+        code, _, err = cli(
+            monkeypatch, capsys, "train", "--resume", str(run), "--set", f"train.epochs={more}"
+        )
+        one_line_error(code, err, str(run), "being written by another kaizen process", f"pid {first.pid}")
+        assert first.poll() is None and meta(run)["status"] == "running" and meta(run)["pid"] == first.pid
+    finally:
+        first.kill()  # kill -9: no chance to record anything, its lock stays behind
+        first.wait()
+    assert json.loads((run / rundir.LOCK_FILE).read_text())["pid"] == first.pid
+    kept = last_epoch(run)
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--resume", str(run), "--set", f"train.epochs={kept + 1}"
+    )
+    assert code == 0, err
+    assert meta(run)["status"] == "done" and last_epoch(run) == kept + 1
+    assert not (run / rundir.LOCK_FILE).exists()
+
+
+def test_two_locks_of_one_run_directory(tmp_path):
+    first, second = rundir.RunLock(), rundir.RunLock()
+    first.acquire(tmp_path)
+    with pytest.raises(KaizenError, match="being written by another kaizen process"):
+        second.acquire(tmp_path)
+    first.release()
+    second.acquire(tmp_path)
+    assert json.loads((tmp_path / rundir.LOCK_FILE).read_text())["pid"] == os.getpid()
+    second.release()
+    assert not (tmp_path / rundir.LOCK_FILE).exists()
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    process = kaizen_process("train", *SETS, "--set", "train.epochs=5000", "--set", f"log.runs_dir={runs}")
+    try:
+        run = wait_for_checkpoint(runs, process)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+        process.wait()
+    stderr = process.stderr.read().decode()
+    assert code == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and f"kaizen train --resume {run}" in stderr
+    record = meta(run)
+    assert record["status"] == "stopped" and "interrupted" in record["error"]
+    assert kaizen.load_run(run).status == "stopped"
+    kept = last_epoch(run)
+    assert kept >= 1 and not (run / rundir.LOCK_FILE).exists()
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--resume", str(run), "--set", f"train.epochs={kept + 1}"
+    )
+    assert code == 0, err
+    assert meta(run)["status"] == "done"
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid`'s descendants, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_sigterm_to_a_compare_stops_its_runs_and_ends_its_workers(tmp_path):
+    out = tmp_path / "study"
+    compare = kaizen_process(
+        "compare",
+        "--out",
+        str(out),
+        "--vary",
+        "optim.lr=0.01,0.02",
+        "--seeds",
+        "1",
+        "--workers",
+        "2",
+        *SETS,
+        "--set",
+        "train.epochs=5000",
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while len([path for path in out.rglob("last.pt")]) < 2:
+            assert compare.poll() is None, compare.stderr.read().decode()
+            assert time.monotonic() < deadline, "the runs never started"
+            time.sleep(0.2)
+        workers = process_tree(compare.pid)
+        os.killpg(compare.pid, signal.SIGTERM)  # what docker stop and Slurm send: every process of the job
+        code = compare.wait(timeout=180)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(compare.pid, signal.SIGKILL)
+        compare.wait()
+    assert code == 128 + signal.SIGTERM, compare.stderr.read().decode()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    metas = list(out.rglob("meta.json"))
+    assert len(metas) == 2
+    for path in metas:
+        record = json.loads(path.read_text())
+        assert record["status"] == "stopped", record
+
+
+# --- files written never through a link; doctor --verify resumes -------------------------------------
+
+
+@pytest.fixture
+def finished(tmp_path) -> Path:
+    return kaizen.train(tiny_config(tmp_path / "runs", "schedule.name=constant", "train.threads=1")).path
+
+
+def test_verify_replaces_a_planted_link_instead_of_writing_through_it(finished, tmp_path):
+    from kaizen.doctor.verify import race
+
+    outside = tmp_path / "precious.txt"
+    outside.write_text("not kaizen's")
+    (finished / "doctor").mkdir()
+    (finished / "doctor" / "verify.png").symlink_to(outside)
+    (finished / "doctor" / "verify.json").symlink_to(outside)
+    race(finished, overrides=["optim.lr=0.05"])
+    assert outside.read_text() == "not kaizen's"
+    for name in ("verify.png", "verify.json"):
+        written = finished / "doctor" / name
+        assert not written.is_symlink() and written.stat().st_size > 0
+    assert (finished / "doctor" / "verify.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_doctor_folder_that_is_a_link_is_refused(finished, tmp_path):
+    from kaizen.doctor.verify import race
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (finished / "doctor").symlink_to(elsewhere)
+    with pytest.raises(KaizenError, match="symbolic link"):
+        race(finished, overrides=["optim.lr=0.05"])
+    assert not list(elsewhere.iterdir())
+
+
+def test_a_record_rewritten_in_place_on_a_full_disk_never_writes_through_a_link(tmp_path, monkeypatch):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("not kaizen's")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "meta.json").symlink_to(outside)
+
+    def full(path, text):
+        raise KaizenError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(rundir, "atomic_write_text", full)
+    with pytest.raises(KaizenError, match="cannot write"):
+        rundir.write_record(tmp_path / "run" / "meta.json", {"status": "failed"})
+    assert outside.read_text() == "not kaizen's"
+
+
+def test_ctrl_c_in_doctor_verify_then_verify_again_resumes_its_trials(finished, monkeypatch):
+    from kaizen.doctor.verify import race
+    from kaizen.training import loop
+
+    real_fit, calls = loop.fit, []
+
+    def fit(cfg, run_dir=None, resume=False, **kwargs):
+        calls.append((cfg.optim.lr, resume))
+        if cfg.optim.lr == 0.2 and not resume and len(calls) == 2:  # Ctrl-C in the second trial's first epoch
+
+            def stop(epoch, metrics):
+                raise KeyboardInterrupt
+
+            kwargs["on_epoch"] = stop
+        return real_fit(cfg, run_dir=run_dir, resume=resume, **kwargs)
+
+    monkeypatch.setattr(loop, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        race(finished, overrides=["optim.lr=0.05", "optim.lr=0.2"])
+    assert calls == [(0.05, False), (0.2, False)]
+    result = race(finished, overrides=["optim.lr=0.05", "optim.lr=0.2"])
+    assert calls[2:] == [(0.2, True)], "the finished trial is reused, the stopped one resumed"
+    assert len(result.ranking) == 3
+    trials = [Path(entry.paths[0]) for entry in result.ranking if entry.changes]
+    assert all(meta(path)["status"] == "done" for path in trials)
+    assert len(list(finished.parent.glob("*-verify*"))) == 2, "no trial was trained twice"

@@ -894,6 +894,8 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(exit_code())
+    except SystemExit as exited:  # typer ends an interrupted command with 130; after SIGTERM it is 143
+        sys.exit(exit_code() if exited.code == 130 else exited.code)
     except Exception:
         if os.environ.get("RANK", "0") != "0":  # a peer's failure (its line is printed) ends this one too
             from kaizen.training.distributed import error_prefix
