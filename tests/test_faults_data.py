@@ -439,3 +439,46 @@ def test_ctrl_c_in_doctor_verify_then_verify_again_resumes_its_trials(finished, 
     trials = [Path(entry.paths[0]) for entry in result.ranking if entry.changes]
     assert all(meta(path)["status"] == "done" for path in trials)
     assert len(list(finished.parent.glob("*-verify*"))) == 2, "no trial was trained twice"
+
+
+# --- keep.txt names its files -------------------------------------------------------------------------
+
+
+def folder_sets(root: Path, *overrides: str) -> list[str]:
+    items = ["data.name=folder", f"data.path={root}", "data.val_split=0", *overrides]
+    return [option for item in items for option in ("--set", item)]
+
+
+def test_a_keep_file_names_its_files_and_a_renamed_one_is_an_error(tmp_path, monkeypatch, capsys):
+    from kaizen.audit.report import write_keep
+
+    root = make_classes(tmp_path / "ds", {"a": 8, "b": 8})
+    data = load(root)
+    keep = tmp_path / "audit" / "keep.txt"
+    keep.parent.mkdir()
+    dropped = {0, 5}
+    write_keep(keep, len(data.y_train), dropped, data.paths["train"], root)
+    names = keep.read_text().splitlines()[1:]
+    assert all(not name.startswith("/") and (root / name).is_file() for name in names)
+    kept = load(root, f"data.keep={keep}")
+    assert kept.paths["train"] == [p for i, p in enumerate(data.paths["train"]) if i not in dropped]
+    # one file renamed: the same number of files, so row numbers would now name other images
+    victim = Path(kept.paths["train"][2])
+    victim.rename(victim.with_name("renamed.png"))
+    relative = victim.relative_to(root).as_posix()
+    code, _, err = cli(monkeypatch, capsys, "data", *folder_sets(root, f"data.keep={keep}"))
+    one_line_error(code, err, str(keep), relative, "not a training file of this data")
+    code, _, err = cli(monkeypatch, capsys, "train", *SETS, *folder_sets(root, f"data.keep={keep}"))
+    one_line_error(code, err, str(keep), relative)
+
+
+def test_an_older_keep_file_of_row_numbers_is_refused_for_files_and_read_for_arrays(
+    tmp_path, monkeypatch, capsys
+):
+    root = make_classes(tmp_path / "ds", {"a": 8, "b": 8})
+    keep = tmp_path / "keep.txt"
+    keep.write_text("0\n1\n2\n9\n10\n")
+    code, _, err = cli(monkeypatch, capsys, "data", *folder_sets(root, f"data.keep={keep}"))
+    one_line_error(code, err, str(keep), "row numbers only", "kaizen audit --fix")
+    digits = load_data(kaizen.Config().override([f"data.keep={keep}", "data.val_split=0"]).data)
+    assert len(digits.y_train) == 5  # an array's rows are all that name its examples

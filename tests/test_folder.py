@@ -16,6 +16,7 @@ from PIL import Image
 import kaizen
 from kaizen.data import folder as folder_module
 from kaizen.data import imagecache, load_data
+from kaizen.data.selection import keep_text
 from kaizen.errors import KaizenError
 
 
@@ -465,7 +466,10 @@ def test_kaizen_data_counts_a_kept_subset_and_says_where_the_training_images_go(
     code, out, _ = cli(monkeypatch, capsys, *args, "--set", "data.val_split=0")
     assert code == 0 and "training images 1.0 KiB: in memory" in out  # 16 examples x 1 x 8 x 8 uint8
     keep = tmp_path / "keep.txt"
-    keep.write_text("0\n1\n14\n15\n")  # two of each class among the 16 left after the test split
+    files = load(root, "data.image_size=8", "data.val_split=0").paths["train"]
+    keep.write_text(
+        keep_text([0, 1, 14, 15], files, root)
+    )  # two of each class among the 16 left for training
     code, out, _ = cli(
         monkeypatch,
         capsys,
