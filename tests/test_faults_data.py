@@ -482,3 +482,32 @@ def test_an_older_keep_file_of_row_numbers_is_refused_for_files_and_read_for_arr
     one_line_error(code, err, str(keep), "row numbers only", "kaizen audit --fix")
     digits = load_data(kaizen.Config().override([f"data.keep={keep}", "data.val_split=0"]).data)
     assert len(digits.y_train) == 5  # an array's rows are all that name its examples
+
+
+# --- a class that cannot be learned -------------------------------------------------------------------
+
+
+def test_a_class_whose_training_images_all_fail_is_an_error_when_tested(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "ds"
+    make_classes(root / "train", {"a": 6, "b": 6})
+    make_classes(root / "test", {"a": 2, "b": 2, "c": 3})
+    (root / "train" / "c").mkdir()
+    for index in range(3):  # its training files are all broken: every image of class c is in test/
+        (root / "train" / "c" / f"{index}.png").write_bytes(b"not a png")
+    for command in (["data"], ["train", *SETS]):
+        code, _, err = cli(monkeypatch, capsys, *command, *folder_sets(root))
+        one_line_error(code, err, "class 'c' has no training example", "3 in test", "cannot learn")
+
+
+def test_a_class_with_no_example_anywhere_is_a_warning(tmp_path, monkeypatch, capsys, caplog):
+    root = tmp_path / "ds"
+    make_classes(root / "train", {"a": 6, "b": 6})
+    make_classes(root / "test", {"a": 2, "b": 2})
+    (root / "train" / "c").mkdir()
+    (root / "train" / "c" / "0.png").write_bytes(b"not a png")
+    for command in (["data"], ["train", *SETS, "--quiet"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = cli(monkeypatch, capsys, *command, *folder_sets(root))
+        assert code == 0, err
+        assert "class 'c' has no example" in caplog.text, command

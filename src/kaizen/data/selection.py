@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,8 @@ from kaizen.errors import KaizenError
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
     from kaizen.data.datasets import RawData
+
+log = logging.getLogger(__name__)
 
 FIXABLE = ("label", "duplicate", "leak")
 AUDIT_FILE = "audit.json"
@@ -191,3 +194,27 @@ def _index(key: str, path: Path, where: str, text: str, count: int) -> int:
             "training examples)"
         )
     return index
+
+
+def check_classes(class_names: list[str], counts: dict[str, np.ndarray]) -> None:
+    """A class with no training example, given per-split class counts (train, val, test) as a run sees them.
+
+    One that validation or test expects (it has examples there) cannot be learned, yet it is scored: a
+    KaizenError naming it. One with no example anywhere (all its files undecodable, or left out by data.keep)
+    only leaves an output the model never learns: a warning.
+    """
+    for number, name in enumerate(class_names):
+        if counts["train"][number]:
+            continue
+        expected = {split: int(counts[split][number]) for split in ("val", "test") if counts[split][number]}
+        if expected:
+            where = ", ".join(f"{count:,} in {split}" for split, count in expected.items())
+            raise KaizenError(
+                f"class '{name}' has no training example ({where}): a model cannot learn it; give it training "
+                "images (or move some of its test images to training)"
+            )
+        log.warning(
+            "class '%s' has no example (in training, validation or test): the model has an output it never "
+            "learns",
+            name,
+        )
