@@ -127,17 +127,18 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
         val_seed = (cfg.split_seed, _VAL_STREAM)
         train, val = stratified_split(raw.train_y, cfg.val_split, val_seed, "data.val_split")
     note = f"; validation {len(val):,} of {len(raw.train_y):,} training examples"
-    if cfg.fraction < 1:
-        train = train[stratified_subset(raw.train_y[train], cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
-        note += f"; training on fraction {cfg.fraction:g} ({len(train):,} examples)"
     classes = len(raw.class_names)
-    check_classes(  # a class with no training example: an error where it is scored, else a warning
+    check_classes(  # a class with no training example: an error where it is scored, else a warning (before
+        # data.fraction, whose small subsets may leave a class out on purpose: datacurve)
         list(raw.class_names),
         {
             split: np.bincount(y, minlength=classes)
             for split, y in (("train", raw.train_y[train]), ("val", raw.train_y[val]), ("test", raw.test_y))
         },
     )
+    if cfg.fraction < 1:
+        train = train[stratified_subset(raw.train_y[train], cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
+        note += f"; training on fraction {cfg.fraction:g} ({len(train):,} examples)"
     if raw.test_x.shape[1:] != raw.train_x.shape[1:]:
         raise KaizenError(
             f"dataset {cfg.name}: test images {raw.test_x.shape[1:]} differ from {raw.train_x.shape[1:]}"

@@ -120,14 +120,20 @@ def _describe_folder(cfg: DataConfig) -> DataReport:
             train, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split"
         )
         train, val = train[train_rows], train[val_rows]
+    classes = len(scan.class_names)
+    check_classes(  # as load_data does, before data.fraction: what a run would be told
+        scan.class_names,
+        {
+            name: np.bincount(y, minlength=classes)
+            for name, y in (("train", train), ("val", val), ("test", test))
+        },
+    )
     if cfg.fraction < 1:
         train = train[stratified_subset(train, cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
-    classes = len(scan.class_names)
     counts = {
         name: np.bincount(split, minlength=classes)
         for name, split in (("train", train), ("val", val), ("test", test))
     }
-    check_classes(scan.class_names, counts)  # as load_data does: what a run would be told
     sizes = np.array(readable) if readable else None
     return DataReport(
         source=scan.source,
