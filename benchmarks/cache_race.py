@@ -4,10 +4,12 @@ Two worker processes load one folder at once with kaizen's data loading (`kaizen
 run does first), sharing one image cache, and each compares every image it loaded (train, validation and
 test) with a fresh decode of that image's file under its own settings. A pair is either two different
 settings (data.resize crop against stretch: what `kaizen compare --vary data.resize=crop,stretch` runs) or
-the same settings twice. Before each pair one image is rewritten with new pixels, so both processes find the
-cache stale and race to decode and commit it; the second of each pair starts a random 0-0.3 s after the
-first, so it sometimes decodes too and sometimes reads what the first has just committed. `--widen S` sleeps
-S seconds just before each commit, widening the window in which another process can interleave.
+the same settings twice. Before half the pairs (at random) one image is rewritten with new pixels, so both
+processes find the cache stale and race to decode and commit it; the second of each pair starts a random
+0-0.3 s after the first, so it sometimes decodes too and sometimes reads what the first has just committed.
+`--widen S` sleeps S seconds right after a process moves its decoded pixels into place (before its manifest
+and before it reads them back), widening the window in which the other process can interleave: with kaizen
+before issue 21 (one cache per folder, one `images.npy`) this gives wrong pixels.
 
 Prints, per kind of pair: pairs, loads that decoded and loads read from the cache, and the images whose pixels
 differ from a fresh decode (target: 0).
@@ -51,17 +53,18 @@ def worker(connection, root: str, cache: str, widen: float) -> None:
 
     import kaizen
     from kaizen.data import folder as folder_module
-    from kaizen.data import imagecache, load_data
+    from kaizen.data import load_data
 
     logging.disable(logging.WARNING)  # "decoding again" is expected here: the pairs race on purpose
-    if widen:
-        commit = imagecache._commit
+    if widen:  # a pause after the pixels are moved into place, before the manifest and the read-back
+        replace = os.replace
 
-        def slow_commit(*args, **kwargs):
-            time.sleep(widen)
-            return commit(*args, **kwargs)
+        def slow_replace(source, target, *args, **kwargs):
+            replace(source, target, *args, **kwargs)
+            if Path(target).name.startswith("images"):
+                time.sleep(widen)
 
-        imagecache._commit = slow_commit
+        os.replace = slow_replace
     while True:
         task = connection.recv()
         if task is None:
@@ -93,7 +96,7 @@ def main() -> None:
         "--pairs", type=int, default=200, help="pairs of each kind (different, same settings)"
     )
     parser.add_argument("--images", type=int, default=48)
-    parser.add_argument("--widen", type=float, default=0.0, help="seconds of sleep before each cache commit")
+    parser.add_argument("--widen", type=float, default=0.0, help="seconds of sleep after the pixels' commit")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
@@ -116,7 +119,8 @@ def main() -> None:
             for kind, (first, second) in SETTINGS.items():
                 totals = {"wrong": 0, "checked": 0, "cached": 0, "decoded": 0}
                 for _ in range(args.pairs):
-                    write(files[int(rng.integers(len(files)))], rng)  # the cache is stale for everyone
+                    if rng.random() < 0.5:  # half the pairs find the cache stale and race to rebuild it
+                        write(files[int(rng.integers(len(files)))], rng)
                     start_at = time.time() + 0.05
                     pipes[0].send((first, start_at))
                     pipes[1].send((second, start_at + jitter.uniform(0.0, 0.3)))
