@@ -51,6 +51,7 @@ CACHE_FORMAT = 3
 MANIFEST_FILE, FILES_FILE = "manifest.json", "files.tsv"
 _IMAGES_NAME = re.compile(r"images-[0-9a-f]{16}\.npy")  # what a manifest may name: a file in its folder
 _CHECKSUM_CHUNK = 1 << 24  # bytes hashed at a time: a memory-mapped cache is never read whole into memory
+_ABANDONED_SECONDS = 3600  # a partial images file untouched this long belongs to no live process
 _OPEN_TRIES = 3  # a manifest replaced between reading it and opening its file: read the new one
 
 
@@ -387,4 +388,8 @@ def _commit(folder: Path, temp: Path, name: str, scan: FolderScan, manifest: dic
         if old.name != name:
             with contextlib.suppress(OSError):
                 old.unlink()
+    for part in folder.glob(".images-*.part"):  # left by a killed process (a live one writes its file as it goes)
+        with contextlib.suppress(OSError):
+            if time.time() - part.stat().st_mtime > _ABANDONED_SECONDS:
+                part.unlink()
     return True
