@@ -388,7 +388,8 @@ def _commit(folder: Path, temp: Path, name: str, scan: FolderScan, manifest: dic
         if old.name != name:
             with contextlib.suppress(OSError):
                 old.unlink()
-    for part in folder.glob(".images-*.part"):  # left by a killed process (a live one writes its file as it goes)
+    # partial files a killed process left (a live one writes to its file as it decodes)
+    for part in folder.glob(".images-*.part"):
         with contextlib.suppress(OSError):
             if time.time() - part.stat().st_mtime > _ABANDONED_SECONDS:
                 part.unlink()
