@@ -19,7 +19,7 @@ from kaizen.audit.report import GRID_MAX
 from kaizen.config import DataConfig
 from kaizen.data import load_data
 from kaizen.data.datasets import digits_dataset
-from kaizen.data.selection import FIXABLE, select_training
+from kaizen.data.selection import FIXABLE, KEEP_HEADER, select_training
 from kaizen.errors import KaizenError
 
 FOLDS = 3
@@ -108,7 +108,9 @@ def test_files_agree_with_the_findings(audited):
         assert f"… and {len(label_rows) - GRID_MAX} more in issues.csv" in page
     assert "http" not in page.replace("http-equiv", "")  # self-contained
     dropped = {int(row["index"]) for row in rows if row["issue"] in FIXABLE}
-    kept = [int(line) for line in (out / "keep.txt").read_text().split()]
+    lines = (out / "keep.txt").read_text().splitlines()
+    assert lines[0].startswith(KEEP_HEADER)  # NPZ arrays: examples named by their row
+    kept = [int(line.removeprefix("row ")) for line in lines[1:]]
     assert len(kept) == result.kept == summary["data"]["train_examples"] - len(dropped)
     assert not dropped & set(kept)
     assert sorted(path.name for path in (out / "runs").iterdir()) == [f"fold{k + 1}" for k in range(FOLDS)]
@@ -174,7 +176,7 @@ def test_an_exclude_path_must_be_the_file_at_that_index(tmp_path):
 def test_a_keep_file_is_checked(tmp_path):
     keep = tmp_path / "keep.txt"
     keep.write_text("1\n2\n2\n")
-    with pytest.raises(KaizenError, match="lists index 2 twice"):
+    with pytest.raises(KaizenError, match="lists row 2 twice"):
         load_data(DataConfig(keep=str(keep)))
     keep.write_text("1\n2000\n")
     with pytest.raises(KaizenError, match="index 2000 is out of range"):

@@ -50,7 +50,7 @@ def refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
     """Make every new file under `folder` fail with `code` (EROFS: a read-only filesystem; ENOSPC: a full
     disk), as the kernel does; files already there can still be read, and rewritten in place."""
     folder = folder.resolve()
-    real_mkstemp, real_open, real_unlink = tempfile.mkstemp, Path.open, Path.unlink
+    real_mkstemp, real_open, real_unlink, real_os_open = tempfile.mkstemp, Path.open, Path.unlink, os.open
 
     def refused(path: Path | str) -> bool:
         return Path(path).resolve().is_relative_to(folder)
@@ -70,7 +70,13 @@ def refuse_writes_under(monkeypatch, folder: Path, code: int) -> None:
             raise OSError(code, os.strerror(code), str(self))
         return real_unlink(self, missing_ok=missing_ok)
 
+    def os_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and refused(path):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "open", os_open)
     monkeypatch.setattr(Path, "open", open_)
     monkeypatch.setattr(Path, "unlink", unlink)
 

@@ -16,6 +16,7 @@ from PIL import Image
 import kaizen
 from kaizen.data import folder as folder_module
 from kaizen.data import imagecache, load_data
+from kaizen.data.selection import keep_text
 from kaizen.errors import KaizenError
 
 
@@ -186,16 +187,25 @@ def test_cache_reused_then_rebuilt_for_changes_settings_and_versions(tmp_path, m
         changed = load(root)
     assert len(calls) == 1 and "changed since" in caplog.text
     assert float(changed.x_train.max()) > float(first.x_train.max())
-    load(root, "data.resize=pad")
-    assert len(calls) == 2 and "other settings" in caplog.text
-    manifest_path = next((tmp_path / "user-cache").rglob("manifest.json"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load(root, "data.resize=pad")  # other settings: a cache of their own, the first one is kept
+        load(root)
+    assert len(calls) == 2 and "decoding again" not in caplog.text
+    assert len(list((tmp_path / "user-cache").rglob("manifest.json"))) == 2
+    manifest_path = (
+        imagecache.cache_dir(
+            folder_config(root, "data.resize=pad").data, folder_module.scan_folder(folder_config(root).data)
+        )
+        / "manifest.json"
+    )
     manifest = json.loads(manifest_path.read_text())
     manifest["kaizen"] = "0.0.1"
     manifest_path.write_text(json.dumps(manifest))
     load(root, "data.resize=pad")
     assert len(calls) == 3 and "written by kaizen 0.0.1" in caplog.text
     load(root, "data.resize=pad", f"data.cache={tmp_path / 'elsewhere'}")
-    assert len(calls) == 4 and any((tmp_path / "elsewhere").rglob("images.npy"))
+    assert len(calls) == 4 and any((tmp_path / "elsewhere").rglob("images-*.npy"))
 
 
 def grey_levels_match_labels(data) -> bool:
@@ -236,9 +246,15 @@ def test_cache_that_cannot_be_written_decodes_into_memory(tmp_path, monkeypatch,
     real_write = imagecache._Rows.add
     written = []
 
+    real_write_all = imagecache._write_all
+
     def full_after_three(self, pixels):
         if self.memory is None and len(written) == 3:
-            self.stream.write = lambda _: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+            monkeypatch.setattr(
+                imagecache,
+                "_write_all",
+                lambda *_: (_ for _ in ()).throw(OSError(28, "No space left on device")),
+            )
         written.append(1)
         real_write(self, pixels)
 
@@ -249,6 +265,7 @@ def test_cache_that_cannot_be_written_decodes_into_memory(tmp_path, monkeypatch,
     assert "No space left on device" in caplog.text
     assert torch.equal(data.pixels["train"], expected.pixels["train"])
     assert not list((tmp_path / "full").rglob("*.npy*")), "no half-written cache file is left"
+    monkeypatch.setattr(imagecache, "_write_all", real_write_all)
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -449,7 +466,10 @@ def test_kaizen_data_counts_a_kept_subset_and_says_where_the_training_images_go(
     code, out, _ = cli(monkeypatch, capsys, *args, "--set", "data.val_split=0")
     assert code == 0 and "training images 1.0 KiB: in memory" in out  # 16 examples x 1 x 8 x 8 uint8
     keep = tmp_path / "keep.txt"
-    keep.write_text("0\n1\n14\n15\n")  # two of each class among the 16 left after the test split
+    files = load(root, "data.image_size=8", "data.val_split=0").paths["train"]
+    keep.write_text(
+        keep_text([0, 1, 14, 15], files, root)
+    )  # two of each class among the 16 left for training
     code, out, _ = cli(
         monkeypatch,
         capsys,

@@ -14,6 +14,7 @@ from test_folder import make_classes
 import kaizen
 from kaizen.data import load_data, normalize, to_float
 from kaizen.data.memory import parse_bytes
+from kaizen.data.selection import keep_text
 
 
 @pytest.fixture(autouse=True)
@@ -120,7 +121,8 @@ def test_streamed_data_reads_whole_splits_and_batches_like_in_memory(tmp_path):
 def test_a_kept_subset_streams_from_the_cache_file_and_matches_memory(tmp_path):
     root = folder(tmp_path)
     keep = tmp_path / "keep.txt"
-    keep.write_text("\n".join(str(index) for index in range(0, 33, 2)))  # 17 of the 33 training examples
+    files = load_data(kaizen.Config().override([*TINY_FOLDER, f"data.path={root}", "data.val_split=0"]).data)
+    keep.write_text(keep_text(list(range(0, 33, 2)), files.paths["train"], root))  # 17 of the 33 examples
     settings = [*TINY_FOLDER, f"data.path={root}", f"data.keep={keep}", "data.val_split=3"]
     memory = load_data(kaizen.Config().override(settings).data)
     streamed = load_data(kaizen.Config().override([*settings, "data.max_memory=1"]).data)

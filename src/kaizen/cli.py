@@ -843,8 +843,11 @@ def export_(
 def main() -> None:
     """Entry point: run the app, turning KaizenError (and an OS refusal) into one line and exit code 2."""
     warnings.showwarning = _show_warning
+    from kaizen.interrupts import exit_code, sigterm_as_interrupt
+
     try:
-        app()
+        with sigterm_as_interrupt():  # docker stop, Slurm, systemd: recorded as Ctrl-C is
+            app()
     except (KaizenError, OSError) as error:
         prefix = ""
         if os.environ.get("RANK", "0") != "0":  # one of several data-parallel processes
@@ -857,7 +860,9 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
-        sys.exit(130)
+        sys.exit(exit_code())
+    except SystemExit as exited:  # typer ends an interrupted command with 130; after SIGTERM it is 143
+        sys.exit(exit_code() if exited.code == 130 else exited.code)
     except Exception:
         if os.environ.get("RANK", "0") != "0":  # a peer's failure (its line is printed) ends this one too
             from kaizen.training.distributed import error_prefix

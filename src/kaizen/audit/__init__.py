@@ -79,7 +79,10 @@ def run_audit(
     kept = None
     if fix:
         dropped = {issue.index for issue in issues if issue.issue in FIXABLE}
-        kept = report.write_keep(out_dir / KEEP_FILE, len(labels), dropped)
+        paths = (
+            raw.train_paths if raw.train_paths is not None and len(raw.train_paths) == len(labels) else None
+        )
+        kept = report.write_keep(out_dir / KEEP_FILE, len(labels), dropped, paths, cfg.data.path)
     summary = {
         "config_name": cfg.run_name(),
         "counts": counts,

@@ -43,10 +43,15 @@ def write_issues(path: Path, issues: list[Issue], raw: RawData) -> None:
     rundir.atomic_write_text(path, buffer.getvalue())
 
 
-def write_keep(path: Path, count: int, dropped: set[int]) -> int:
-    """keep.txt: the training indices not in `dropped`, one per line; returns how many are kept."""
+def write_keep(
+    path: Path, count: int, dropped: set[int], paths: list[str] | None = None, root: str | Path | None = None
+) -> int:
+    """keep.txt: the training examples not in `dropped`, one a line, each named by its file relative to
+    `root` (the data folder) when the data has `paths`, else as `row N`; returns how many are kept."""
+    from kaizen.data.selection import keep_text
+
     kept = [index for index in range(count) if index not in dropped]
-    rundir.atomic_write_text(path, "".join(f"{index}\n" for index in kept))
+    rundir.atomic_write_text(path, keep_text(kept, paths, root))
     return len(kept)
 
 

@@ -23,7 +23,7 @@ from kaizen import registry
 from kaizen.data.inputs import read_inputs
 from kaizen.data.memory import HostImages, describe_bytes, memory_budget, take_rows
 from kaizen.data.raw import RawData
-from kaizen.data.selection import select_training
+from kaizen.data.selection import check_classes, select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
 
@@ -127,6 +127,15 @@ def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
         val_seed = (cfg.split_seed, _VAL_STREAM)
         train, val = stratified_split(raw.train_y, cfg.val_split, val_seed, "data.val_split")
     note = f"; validation {len(val):,} of {len(raw.train_y):,} training examples"
+    classes = len(raw.class_names)
+    check_classes(  # a class with no training example: an error where it is scored, else a warning (before
+        # data.fraction, whose small subsets may leave a class out on purpose: datacurve)
+        list(raw.class_names),
+        {
+            split: np.bincount(y, minlength=classes)
+            for split, y in (("train", raw.train_y[train]), ("val", raw.train_y[val]), ("test", raw.test_y))
+        },
+    )
     if cfg.fraction < 1:
         train = train[stratified_subset(raw.train_y[train], cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
         note += f"; training on fraction {cfg.fraction:g} ({len(train):,} examples)"

@@ -1,22 +1,36 @@
-"""The decoded-image cache of a folder data set: one uint8 `images.npy` beside a `manifest.json`.
+"""The decoded-image cache of a folder data set: one uint8 `images-<token>.npy` named by a `manifest.json`.
 
 The manifest holds what the pixels depend on: kaizen's version, the cache format, the image settings
-(data.channels, data.image_size, data.resize) and a digest of every file's path, size and modification time
-(the list itself is written beside it, `files.tsv`, for people: checking a manifest that held it took 15 MiB
-of memory at its peak for 20,000 files). A cache is used only when all of them match the folder as it is now; otherwise it is
-decoded again and rewritten, and the reason is logged. One cache per data folder (the key is the folders'
-resolved paths), under `data.cache` or the user's cache directory.
+(data.channels, data.image_size, data.resize) and a digest of every file's path, size, modification and
+change times and inode (the list itself is written beside it, `files.tsv`, for people: checking a manifest
+that held it took 15 MiB of memory at its peak for 20,000 files). The change time and the inode catch a file
+rewritten with its old size and modification time (`cp -p`, `rsync -t`, `touch -r`), at no extra cost. A
+cache is used only when all of them match the folder as it is now; otherwise it is decoded again and
+rewritten, and the reason is logged.
+
+One cache per data folder *and* image settings (the key is the folders' resolved paths with the settings),
+under `data.cache` or the user's cache directory: runs of one folder with other settings (`kaizen compare
+--vary data.resize=crop,stretch`) each keep their own cache and never rebuild each other's.
+
+Commits are atomic and never change a file a reader may hold: the pixels go to a new file with a unique name,
+which is flushed to disk before the manifest naming it (with its shape and a CRC-32 of its pixels) replaces
+the old manifest. A reader maps the file its manifest names and checks its shape and checksum: a file
+replaced, truncated or damaged is decoded again (with a warning), never trained on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
-IMAGES_FILE, MANIFEST_FILE, FILES_FILE = "images.npy", "manifest.json", "files.tsv"
+CACHE_FORMAT = 3
+MANIFEST_FILE, FILES_FILE = "manifest.json", "files.tsv"
+_IMAGES_NAME = re.compile(r"images-[0-9a-f]{16}\.npy")  # what a manifest may name: a file in its folder
+_CHECKSUM_CHUNK = 1 << 24  # bytes hashed at a time: a memory-mapped cache is never read whole into memory
+_ABANDONED_SECONDS = 3600  # a partial images file untouched this long belongs to no live process
+_OPEN_TRIES = 3  # a manifest replaced between reading it and opening its file: read the new one
 
 
 @dataclass
@@ -55,10 +73,10 @@ def user_cache_dir() -> Path:
 
 
 def cache_dir(cfg: DataConfig, scan: FolderScan) -> Path:
-    """Return the cache folder of this data set: one per set of data folders."""
+    """Return the cache folder of this data set: one per set of data folders and image settings."""
     root = Path(cfg.cache) if cfg.cache else user_cache_dir() / "folders"
-    key = hashlib.sha256("\n".join(str(path) for path in scan.roots).encode()).hexdigest()[:16]
-    return root / key
+    key = "\n".join([*(str(path) for path in scan.roots), json.dumps(_settings(cfg), sort_keys=True)])
+    return root / hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _settings(cfg: DataConfig) -> dict[str, Any]:
@@ -66,16 +84,21 @@ def _settings(cfg: DataConfig) -> dict[str, Any]:
     return {"channels": cfg.channels, "image_size": size, "resize": cfg.resize}
 
 
+FILES_HEADER = "split\tpath\tsize\tmtime_ns\tctime_ns\tinode\n"
+
+
 def _file_lines(scan: FolderScan) -> Iterator[str]:
-    """Yield "split<TAB>path<TAB>size<TAB>mtime_ns" of every image file (-1, -1 when it cannot be stat'ed)."""
+    """Yield "split path size mtime_ns ctime_ns inode" (tab-separated) of every image file (-1s when it cannot
+    be stat'ed). Writing a file changes its ctime, and `cp -p` or a rename over it its inode, whatever its
+    mtime says."""
     for split in SPLITS:
         for path in scan.files[split]:
             try:
                 stat = os.stat(path)
-                size, mtime = stat.st_size, stat.st_mtime_ns
+                facts = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
             except OSError:
-                size = mtime = -1
-            yield f"{split}\t{path}\t{size}\t{mtime}\n"
+                facts = (-1, -1, -1, -1)
+            yield f"{split}\t{path}\t" + "\t".join(map(str, facts)) + "\n"
 
 
 def _files_digest(scan: FolderScan) -> str:
@@ -118,12 +141,14 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     # one pass over the files' sizes and times, before any decoding: a file changed while it is decoded makes
     # the next run decode again
     digest = _files_digest(scan)
-    state, manifest = cache_state(cfg, scan, digest)
     images = None
-    if manifest is not None:
-        images = _open_images(folder, manifest)
-        if images is None:
-            state = "images.npy unreadable or not what its manifest says"
+    for _ in range(_OPEN_TRIES):  # another process may replace the manifest between reading it and the file
+        state, manifest = cache_state(cfg, scan, digest)
+        if manifest is None:
+            break
+        images, state = _open_images(folder, manifest)
+        if images is not None or state != "its images file is gone":
+            break
     if images is not None:
         result = FolderImages(
             images,
@@ -141,16 +166,37 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     return result
 
 
-def _open_images(folder: Path, manifest: dict[str, Any]) -> np.ndarray | None:
-    """Return the cache's images memory-mapped (its first `rows`), or None when the file does not match."""
+def _open_images(folder: Path, manifest: dict[str, Any]) -> tuple[np.ndarray | None, str]:
+    """Return (the cache's images memory-mapped, its first `rows`; "up to date"), or (None, why not) when the
+    file the manifest names is gone, unreadable, or not the shape and checksum the manifest says."""
+    name, rows = manifest.get("images"), manifest.get("rows")
+    if not isinstance(name, str) or not _IMAGES_NAME.fullmatch(name) or not isinstance(rows, int):
+        return None, "unreadable manifest"
     try:
-        images = np.load(folder / IMAGES_FILE, mmap_mode="r", allow_pickle=False)
+        images = np.load(folder / name, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        return None, "its images file is gone"
     except (OSError, ValueError):
-        return None
-    rows = manifest.get("rows")
-    if list(images.shape) != manifest.get("shape") or images.dtype != np.uint8 or not isinstance(rows, int):
-        return None
-    return images[:rows]
+        return None, f"{name} is unreadable"
+    if (
+        list(images.shape) != manifest.get("shape")
+        or images.dtype != np.uint8
+        or not 0 <= rows <= len(images)
+    ):
+        return None, f"{name} is not the shape its manifest says"
+    images = images[:rows]
+    if pixels_checksum(images) != manifest.get("crc32"):
+        return None, f"{name} is damaged (its pixels do not match the manifest's checksum)"
+    return images, "up to date"
+
+
+def pixels_checksum(images: np.ndarray) -> int:
+    """CRC-32 of the images' bytes, read a chunk at a time (a memory map is never read whole into memory)."""
+    flat = images.reshape(-1)
+    crc = 0
+    for start in range(0, len(flat), _CHECKSUM_CHUNK):
+        crc = zlib.crc32(memoryview(np.ascontiguousarray(flat[start : start + _CHECKSUM_CHUNK])), crc)
+    return crc
 
 
 def strict_error(path: str, reason: str) -> KaizenError:
@@ -199,33 +245,45 @@ def _decode(cfg: DataConfig, scan: FolderScan, folder: Path, described: dict[str
     return FolderImages(images, kept, problems, note)
 
 
+def _write_all(handle: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to the file descriptor, unbuffered: what returns has reached the file (an OSError,
+    a full disk say, leaves nothing pending that a later close would try to write again)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view) :]
+
+
 class _Rows:
-    """Where decoded images go, in order: the cache's images file (.npy, written as they come, so they sit
-    in the page cache, not in this process) or, when it cannot be written, an array in memory."""
+    """Where decoded images go, in order: a new images file in the cache (.npy, written as they come, so they
+    sit in the page cache, not in this process) or, when it cannot be written, an array in memory."""
 
     def __init__(self, folder: Path, shape: tuple[int, ...]) -> None:
         self.folder, self.shape, self.count, self.header = folder, shape, 0, 0
         self.memory: np.ndarray | None = None
         self.temp: Path | None = None
+        self.handle = -1
+        self.crc = 0
+        self.name = f"images-{secrets.token_hex(8)}.npy"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / MANIFEST_FILE).unlink(missing_ok=True)  # no manifest may vouch for half-written pixels
-            handle, name = tempfile.mkstemp(dir=folder, suffix=".npy.part")
-            self.temp, self.stream = Path(name), os.fdopen(handle, "wb")
-            header = {"descr": "|u1", "fortran_order": False, "shape": shape}
-            np.lib.format.write_array_header_1_0(self.stream, header)
-            self.header = self.stream.tell()
+            self.handle, name = tempfile.mkstemp(dir=folder, prefix=f".{self.name}.", suffix=".part")
+            self.temp = Path(name)
+            header = _npy_header(shape)
+            _write_all(self.handle, header)
+            self.header = len(header)
         except OSError as error:
             self._to_memory(error)
 
     def add(self, pixels: np.ndarray) -> None:
+        data = pixels.tobytes()
         if self.memory is None:
             try:
-                self.stream.write(pixels.tobytes())
+                _write_all(self.handle, data)
             except OSError as error:
                 self._to_memory(error)
         if self.memory is not None:
             self.memory[self.count] = pixels
+        self.crc = zlib.crc32(data, self.crc)
         self.count += 1
 
     def _to_memory(self, error: OSError) -> None:
@@ -236,64 +294,103 @@ class _Rows:
             error,
         )
         self.memory = np.empty(self.shape, dtype=np.uint8)
+        self._close()
         if self.temp is not None:
-            self.stream.close()
             if self.count:
                 size = self.count * int(np.prod(self.shape[1:]))
                 written = np.fromfile(self.temp, np.uint8, size, offset=self.header)
                 self.memory[: self.count] = written.reshape(self.count, *self.shape[1:])
             self._discard()
 
+    def _close(self) -> None:
+        if self.handle >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.handle)
+            self.handle = -1
+
     def finish(self, scan: FolderScan, manifest: dict[str, Any]) -> np.ndarray:
         """Return the images: memory-mapped from the cache, once it and its manifest are written."""
         if self.memory is None:
             try:
-                self.stream.truncate(self.header + int(np.prod(self.shape)))  # the unused rows (sparse)
-                self.stream.close()
+                os.ftruncate(self.handle, self.header + int(np.prod(self.shape)))  # the unused rows (sparse)
+                os.fsync(self.handle)  # on disk before any manifest vouches for it
             except OSError as error:
                 self._to_memory(error)
         if self.memory is not None:
             return self.memory[: self.count]
-        if _commit(self.folder, self.temp, scan, manifest):
+        self._close()
+        # mapped before it is committed: another process's commit may remove it from the folder, never from
+        # this map
+        images = np.load(self.temp, mmap_mode="r", allow_pickle=False)[: self.count]
+        manifest = {**manifest, "images": self.name, "crc32": self.crc}
+        if _commit(self.folder, self.temp, self.name, scan, manifest):
             self.temp = None
-            images = _open_images(self.folder, manifest)
-            if images is not None:
-                return images
-        # no manifest vouches for the file: read it whole and let the next run decode again
-        written = self.temp if self.temp is not None and self.temp.exists() else self.folder / IMAGES_FILE
-        images = np.load(written, allow_pickle=False)[: self.count]
-        self._discard()
+        else:
+            images = np.array(images)  # no manifest vouches for the file: read it whole, the file goes
+            self._discard()
         return images
 
     def _discard(self) -> None:
         if self.temp is not None:
-            self.temp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.temp.unlink(missing_ok=True)
             self.temp = None
 
     def __enter__(self) -> _Rows:
         return self
 
     def __exit__(self, *exc: object) -> None:  # an error (or Ctrl-C) while decoding: no half-written file
-        if self.temp is not None:
-            self.stream.close()
-            self._discard()
+        self._close()
+        self._discard()
 
 
-def _commit(folder: Path, temp: Path, scan: FolderScan, manifest: dict[str, Any]) -> bool:
-    """Move the decoded images into place, write files.tsv, then the manifest that vouches for them (each
-    atomically); warn and return False on error."""
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The .npy header of a C-ordered uint8 array of `shape`."""
+    import io
+
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return stream.getvalue()
+
+
+def _write_file(folder: Path, name: str, data: bytes) -> None:
+    """Write `folder/name` atomically and durably (a temporary file, fsync, rename); the temporary file is
+    removed whatever fails."""
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
     try:
-        os.replace(temp, folder / IMAGES_FILE)
-        handle, name = tempfile.mkstemp(dir=folder, suffix=".tsv.part")
-        with os.fdopen(handle, "w", encoding="utf-8", errors="surrogateescape") as stream:
-            stream.write("split\tpath\tsize\tmtime_ns\n")
-            stream.writelines(_file_lines(scan))
-        os.replace(name, folder / FILES_FILE)
-        handle, name = tempfile.mkstemp(dir=folder, suffix=".json.part")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(manifest, stream)
-        os.replace(name, folder / MANIFEST_FILE)
-        return True
+        try:
+            _write_all(handle, data)
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        os.replace(temp, folder / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _commit(folder: Path, temp: Path, name: str, scan: FolderScan, manifest: dict[str, Any]) -> bool:
+    """Move the decoded images into place under their own name, write files.tsv, then the manifest that
+    vouches for them (each atomically), then remove the images files no manifest names any more; warn and
+    return False on error (leaving no temporary file behind)."""
+    try:
+        os.replace(temp, folder / name)
+        lines = FILES_HEADER + "".join(_file_lines(scan))
+        _write_file(folder, FILES_FILE, lines.encode("utf-8", "surrogateescape"))
+        _write_file(folder, MANIFEST_FILE, json.dumps(manifest).encode())
     except OSError as error:
+        with contextlib.suppress(OSError):
+            (folder / name).unlink(missing_ok=True)
         log.warning("cannot write the image cache %s (%s); the next run decodes again", folder, error)
         return False
+    for old in folder.glob("images*.npy"):  # earlier commits' files: a reader that mapped one keeps it
+        if old.name != name:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    # partial files a killed process left (a live one writes to its file as it decodes)
+    for part in folder.glob(".images-*.part"):
+        with contextlib.suppress(OSError):
+            if time.time() - part.stat().st_mtime > _ABANDONED_SECONDS:
+                part.unlink()
+    return True

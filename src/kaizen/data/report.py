@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kaizen.data.selection import kept_examples
+from kaizen.data.selection import check_classes, kept_examples
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
 
@@ -93,8 +93,12 @@ def _describe_folder(cfg: DataConfig) -> DataReport:
     if manifest is not None:  # the cache knows which files decode
         kept = {split: np.asarray(manifest["kept"][split], dtype=np.int64) for split in SPLITS}
         problems = list(manifest["problems"].items())
-    else:
-        kept = {split: np.arange(len(scan.files[split])) for split in SPLITS}
+    else:  # the files whose headers cannot be read will not decode either
+        readable_file = np.array([header.problem is None for header in headers], dtype=bool)
+        bounds = np.cumsum([0] + [len(scan.files[split]) for split in SPLITS])
+        kept = {
+            split: np.flatnonzero(readable_file[bounds[i] : bounds[i + 1]]) for i, split in enumerate(SPLITS)
+        }
         problems = [
             (str(path), h.problem) for path, h in zip(scan.all_files(), headers) if h.problem is not None
         ]
@@ -116,9 +120,16 @@ def _describe_folder(cfg: DataConfig) -> DataReport:
             train, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split"
         )
         train, val = train[train_rows], train[val_rows]
+    classes = len(scan.class_names)
+    check_classes(  # as load_data does, before data.fraction: what a run would be told
+        scan.class_names,
+        {
+            name: np.bincount(y, minlength=classes)
+            for name, y in (("train", train), ("val", val), ("test", test))
+        },
+    )
     if cfg.fraction < 1:
         train = train[stratified_subset(train, cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
-    classes = len(scan.class_names)
     counts = {
         name: np.bincount(split, minlength=classes)
         for name, split in (("train", train), ("val", val), ("test", test))

@@ -1,11 +1,18 @@
 """Train on a cleaned index: `data.exclude` (an audit's issues.csv) or `data.keep` (an audit's keep.txt).
 
-Both name examples by their index in the training split as loaded (the row of the training file, or the
-position in a folder's sorted file list), before the validation split. `data.exclude` drops the training rows
-whose issue is one a fix removes (FIXABLE: wrong labels, duplicates, train/test leaks); the other kinds
-(outliers, high-loss examples) are there to be looked at. A file made for other data fails with one line: an
-audit.json beside it that counted another number of training examples, an index out of range, or a path that
-is not the one at that index.
+`data.exclude` names examples by their index in the training split as loaded (the row of the training file, or
+the position in a folder's sorted file list), before the validation split, with the file at that index; it
+drops the training rows whose issue is one a fix removes (FIXABLE: wrong labels, duplicates, train/test
+leaks); the other kinds (outliers, high-loss examples) are there to be looked at.
+
+keep.txt (KEEP_HEADER first) names each example to keep by its file, relative to data.path, for data read
+from files (an image folder), or as `row N` for array formats; a file renamed, moved or deleted since is an
+error naming it, as a file that is not at its index is for data.exclude. An older keep.txt of bare row
+numbers is read for array formats (a row is all that names their examples) and refused for files, where a
+renamed file would shift every row after it.
+
+A file made for other data fails with one line: an audit.json beside it that counted another number of
+training examples, an index out of range, a file that is not (or no longer) among the training files.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +33,12 @@ if TYPE_CHECKING:
     from kaizen.config import DataConfig
     from kaizen.data.raw import RawData
 
+log = logging.getLogger(__name__)
+
 FIXABLE = ("label", "duplicate", "leak")
 AUDIT_FILE = "audit.json"
+KEEP_HEADER = "# kaizen keep.txt 2: the training examples to keep, one a line"
+ROW_PREFIX = "row "
 
 
 def select_training(raw: RawData, cfg: DataConfig) -> RawData:
@@ -60,7 +73,7 @@ def kept_examples(cfg: DataConfig, count: int, paths: list[str] | None) -> np.nd
     if cfg.exclude is not None:
         keep = np.setdiff1d(np.arange(count), _read_exclude(key, path, count, paths))
     else:
-        keep = _read_keep(key, path, count)
+        keep = _read_keep(key, path, count, paths, cfg.path)
     if len(keep) == 0:
         raise KaizenError(f"{key}: {path} leaves no training example")
     return keep
@@ -113,19 +126,60 @@ def _read_exclude(key: str, path: Path, count: int, paths: list[str] | None) -> 
     return np.array(sorted(set(dropped)), dtype=np.int64)
 
 
-def _read_keep(key: str, path: Path, count: int) -> np.ndarray:
+def keep_name(path: str | None, row: int, root: str | Path | None) -> str:
+    """keep.txt's name of one training example: its file relative to the data folder, or `row N`."""
+    if path is None:
+        return f"{ROW_PREFIX}{row}"
+    return Path(os.path.relpath(path, root)).as_posix() if root is not None else Path(path).as_posix()
+
+
+def keep_text(kept: list[int], paths: list[str] | None, root: str | Path | None) -> str:
+    """keep.txt's text: KEEP_HEADER, then each kept example's `keep_name`."""
+    names = [keep_name(None if paths is None else paths[index], index, root) for index in kept]
+    where = f"files relative to {root}" if paths is not None else "rows of the training split"
+    return f"{KEEP_HEADER} ({where})\n" + "".join(f"{name}\n" for name in names)
+
+
+def _read_keep(
+    key: str, path: Path, count: int, paths: list[str] | None, root: str | Path | None
+) -> np.ndarray:
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise KaizenError(f"{key}: cannot read {path} ({error})") from None
-    keep = [
-        _index(key, path, f"line {number}", text, count)
-        for number, text in enumerate(lines, start=1)
-        if text.strip()
-    ]
+    named = [(number, text.strip()) for number, text in enumerate(lines, start=1) if text.strip()]
+    if not (lines and lines[0].startswith(KEEP_HEADER)):  # an older keep.txt: bare row numbers
+        if paths is not None:
+            raise KaizenError(
+                f"{key}: {path} lists row numbers only (an older kaizen's keep.txt), which cannot tell a "
+                "renamed or replaced file; write it again with kaizen audit --fix (a new keep.txt names "
+                "each file)"
+            )
+        keep = [_index(key, path, f"line {number}", text, count) for number, text in named]
+    else:
+        index_of = {keep_name(file, row, root): row for row, file in enumerate(paths or [])}
+        keep = []
+        for number, text in named:
+            if text.startswith("#"):
+                continue
+            if paths is None:
+                if not text.startswith(ROW_PREFIX):
+                    raise KaizenError(
+                        f"{key}: {path} line {number} names file {text}, but this data has rows, not files"
+                    )
+                keep.append(_index(key, path, f"line {number}", text[len(ROW_PREFIX) :], count))
+            elif text not in index_of:
+                raise KaizenError(
+                    f"{key}: {path} line {number}: {text} is not a training file of this data (renamed, moved "
+                    "or deleted since the audit?); audit this data again (kaizen audit --fix)"
+                )
+            else:
+                keep.append(index_of[text])
     if len(set(keep)) != len(keep):
-        repeated = next(index for index in keep if keep.count(index) > 1)
-        raise KaizenError(f"{key}: {path} lists index {repeated} twice")
+        seen: set[int] = set()
+        repeated = next(index for index in keep if index in seen or seen.add(index))
+        name = keep_name(None if paths is None else paths[repeated], repeated, root)
+        raise KaizenError(f"{key}: {path} lists {name} twice")
     return np.array(sorted(keep), dtype=np.int64)
 
 
@@ -140,3 +194,27 @@ def _index(key: str, path: Path, where: str, text: str, count: int) -> int:
             "training examples)"
         )
     return index
+
+
+def check_classes(class_names: list[str], counts: dict[str, np.ndarray]) -> None:
+    """A class with no training example, given per-split class counts (train, val, test) as a run sees them.
+
+    One that validation or test expects (it has examples there) cannot be learned, yet it is scored: a
+    KaizenError naming it. One with no example anywhere (all its files undecodable, or left out by data.keep)
+    only leaves an output the model never learns: a warning.
+    """
+    for number, name in enumerate(class_names):
+        if counts["train"][number]:
+            continue
+        expected = {split: int(counts[split][number]) for split in ("val", "test") if counts[split][number]}
+        if expected:
+            where = ", ".join(f"{count:,} in {split}" for split, count in expected.items())
+            raise KaizenError(
+                f"class '{name}' has no training example ({where}): a model cannot learn it; give it training "
+                "images (or move some of its test images to training)"
+            )
+        log.warning(
+            "class '%s' has no example (in training, validation or test): the model has an output it never "
+            "learns",
+            name,
+        )

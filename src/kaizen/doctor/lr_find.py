@@ -12,6 +12,7 @@ off, the steepest-slope rule up to 1.24.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from torch import nn
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError
+from kaizen.track import rundir
 
 START, END = 1e-7, 10.0
 MAX_STEPS = 200  # at most one epoch, and at most this many steps
@@ -152,6 +154,8 @@ def plot(result: RangeTest, path: Path) -> Path:
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
+    rundir.atomic_write_bytes(path, buffer.getvalue())  # replaces a link at `path`, never writes through it
     return path

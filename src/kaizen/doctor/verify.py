@@ -3,10 +3,15 @@
 `verify` tries one override; `race` trains the top distinct recommendations of the top findings from the
 same seed (and budget, unless one is given), over one or more seeds, and ranks them by best validation
 accuracy with a 95% interval; the result is stored in RUN/doctor/verify.json and RUN/doctor/verify.png.
+
+A race is resumable, as a compare is: RUN/doctor/trials.json maps each trial (its overrides) to its run
+directory, written before the trial trains. Run again after Ctrl-C (or SIGTERM), `--verify` reuses every
+finished trial, resumes a stopped one from its last checkpoint, and trains only the rest.
 """
 
 from __future__ import annotations
 
+import io
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -83,16 +88,34 @@ class Verification:
         }
 
 
-def _train(record: RunRecord, overrides: list[str], name: str, quiet: bool) -> RunRecord:
-    """Train the run's config with `overrides` next to the run, as `<name>`; return the new run, read."""
-    from kaizen.track import rundir
+TRIALS_FILE = "trials.json"  # RUN/doctor/: {trial key: its run directory}, for resuming a race
+
+
+def _train(
+    record: RunRecord, overrides: list[str], name: str, quiet: bool, journal: Path | None = None
+) -> RunRecord:
+    """Train the run's config with `overrides` next to the run, as `<name>`; return the new run, read.
+
+    With a `journal` (RUN/doctor/trials.json), a trial it names that is done is reused, one that stopped is
+    resumed from its last checkpoint, and a new trial is entered in it before it trains.
+    """
     from kaizen.track.progress import Reporter
     from kaizen.training.loop import fit
 
     cfg = record.config.override(overrides)
     cfg.name = name
-    run_dir = rundir.new_run_dir(record.path.parent, cfg.run_name())
     cfg.log.runs_dir = str(record.path.parent)
+    key = " ".join(overrides)
+    trials = _read_trials(journal) if journal is not None else {}
+    earlier = _earlier_trial(trials.get(key), cfg)
+    if earlier is not None and earlier.status == "done":
+        return earlier
+    if earlier is not None:  # stopped (or killed) with a checkpoint: continue it
+        fit(earlier.config, run_dir=earlier.path, resume=True, reporter=Reporter(enabled=not quiet))
+        return read_run(earlier.path)
+    run_dir = rundir.new_run_dir(record.path.parent, cfg.run_name())
+    if journal is not None:
+        rundir.write_json(journal, {**trials, key: run_dir.name})
     try:
         fit(cfg, run_dir=run_dir, reporter=Reporter(enabled=not quiet))
     except KaizenError:
@@ -100,6 +123,35 @@ def _train(record: RunRecord, overrides: list[str], name: str, quiet: bool) -> R
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
     return read_run(run_dir)
+
+
+def _read_trials(journal: Path) -> dict[str, str]:
+    """The race's trials so far, {key: run directory name}; nothing when there is no (readable) journal."""
+    try:
+        trials = rundir.read_json(journal)
+    except KaizenError:
+        return {}
+    return {k: v for k, v in trials.items() if isinstance(v, str)} if isinstance(trials, dict) else {}
+
+
+def _earlier_trial(name: str | None, cfg: Any) -> RunRecord | None:
+    """The earlier trial `name` (beside the run) when it trained this very config and is done, or stopped with
+    a checkpoint to resume from; else None (it is trained anew)."""
+    if name is None or "/" in name or name in ("", ".", ".."):
+        return None
+    path = Path(cfg.log.runs_dir) / name
+    try:
+        trial = read_run(path)
+    except KaizenError:
+        return None
+    trained, wanted = trial.config.to_dict(), cfg.to_dict()
+    differs = set(rundir.changed_keys(trained, wanted)) - {"train.threads"}  # fit records the count in effect
+    if differs:
+        return None
+    if trial.status == "done":
+        return trial
+    resumable = trial.status in ("stopped", "running or killed: no live process")
+    return trial if resumable and (path / "checkpoints" / "last.pt").is_file() else None
 
 
 def candidates(findings: list[Finding], count: int) -> list[tuple[str, str]]:
@@ -231,6 +283,8 @@ def race(
         return None
     epochs = budget or record.config.train.epochs
     extra = [] if epochs == record.config.train.epochs else [f"train.epochs={epochs}"]
+    folder = _doctor_folder(record.path)
+    journal = folder / TRIALS_FILE
     base_seed = record.config.train.seed
     name = record.config.run_name()
     entries = []
@@ -242,17 +296,28 @@ def race(
             if not changes:
                 trial = record  # the run itself: same config, same seed, same budget
             else:
-                trial = _train(record, changes, f"{name}-verify", quiet)
+                trial = _train(record, changes, f"{name}-verify", quiet, journal)
             accuracies.append(max((row["acc"] for row in trial.val), default=0.0))
             paths.append(str(trial.path))
         entries.append(Entry(label, [*([change] if change else []), *extra], addresses, accuracies, paths))
     n_val = record.summary.get("data", {}).get("val") or 0
     result = Race(record.path, epochs, seeds, n_val, sorted(entries, key=lambda entry: -entry.mean))
-    folder = record.path / "doctor"
-    folder.mkdir(exist_ok=True)
     rundir.write_json(folder / "verify.json", result.to_dict())
     _plot(result, folder / "verify.png")
     return result
+
+
+def _doctor_folder(run: Path) -> Path:
+    """RUN/doctor/, created if needed; a symbolic link there (which would carry the files out of the run) is
+    refused."""
+    folder = run / "doctor"
+    if folder.is_symlink():
+        raise KaizenError(f"{folder} is a symbolic link; kaizen writes a run's files only inside the run")
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as error:
+        raise KaizenError(f"cannot write {folder}: {error.strerror or error}") from None
+    return folder
 
 
 def _plot(result: Race, path: Path) -> None:
@@ -275,8 +340,10 @@ def _plot(result: Race, path: Path) -> None:
     axes.set_xlabel("best validation accuracy (%), 95% interval")
     axes.set_title(f"doctor --verify: {result.budget} epochs, {result.seeds} seed(s)")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
+    rundir.atomic_write_bytes(path, buffer.getvalue())  # replaces a link planted at `path`, never follows it
 
 
 def verify(run_path: str | Path, overrides: list[str] | None = None, quiet: bool = True) -> Verification:

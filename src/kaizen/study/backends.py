@@ -192,21 +192,27 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_interrupt)  # docker stop, Slurm, systemd: as Ctrl-C
     threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
-# How often a worker looks for its parent, and how long it then has to record its run as stopped.
+# How often a worker looks for its parent, and the most it then waits for its run to be recorded as stopped.
 PARENT_POLL_SECONDS = 0.5
-ORPHAN_GRACE_SECONDS = 10.0
+ORPHAN_GRACE_SECONDS = 120.0
 
 
 def _end_with_parent(parent: int) -> None:
     """A worker whose study process died (kill -9 gives it no chance to end its pool) stops too: its run is
-    recorded as stopped, as on Ctrl-C, and the worker exits instead of training on with no one to report to."""
+    recorded as stopped, as on Ctrl-C, and the worker exits instead of training on with no one to report to.
+
+    It exits once the run has recorded its stop (not after a fixed pause: on a loaded machine recording can
+    take longer than any pause chosen on an idle one), or after ORPHAN_GRACE_SECONDS at the most."""
     while os.getppid() == parent:
         time.sleep(PARENT_POLL_SECONDS)
     os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(ORPHAN_GRACE_SECONDS)
+    deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+    while _worker["running"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     os._exit(1)
 
 

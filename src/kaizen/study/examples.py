@@ -8,11 +8,13 @@ run ended with. A run without the file (older kaizen, multi-task heads) simply h
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from kaizen.errors import KaizenError
+from kaizen.track import rundir
 
 CORRECT_FILE = "test_correct.npy"
 
@@ -29,9 +31,9 @@ def write_test_correct(run_dir: Path | str) -> Path:
     probabilities = predict_proba(model, data.pixels["test"], run.config.train.eval_batch_size, data.prepare)
     correct = (probabilities.argmax(1) == data.y_test).numpy()
     path = Path(run_dir) / CORRECT_FILE
-    temporary = path.with_suffix(".tmp.npy")
-    np.save(temporary, correct)
-    temporary.replace(path)
+    buffer = io.BytesIO()
+    np.save(buffer, correct)
+    rundir.atomic_write_bytes(path, buffer.getvalue())  # never through a link planted in the run
     return path
 
 

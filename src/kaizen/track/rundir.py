@@ -2,7 +2,8 @@
 
 Layout (DESIGN.md): config.yaml, meta.json, metrics.csv, summary.json, curves.png, checkpoints/{last,best}.pt.
 Every file is written atomically (temporary file in the same folder, then rename), so a crash never leaves a
-half-written record behind.
+half-written record behind; the rename replaces whatever is at the name, a symbolic link included, and never
+writes through one. A run directory has one writer: `RunLock` (RUN/.lock, the writer's pid and host).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import io
 import json
 import os
 import platform
+import secrets
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,9 @@ os.umask(_UMASK)
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the new one, never a partial one.
 
-    An unwritable place (read-only, full disk, no such folder) is a KaizenError naming `path`; the file that
+    The data goes to a new temporary file beside `path` (created exclusively: never an existing file or
+    link), which is then renamed over `path`: a symbolic link at `path` is replaced by the file, and whatever
+    it pointed to is left alone. An unwritable place (read-only, full disk, no such folder) is a KaizenError naming `path`; the file that
     was there is left as it was.
     """
     path = Path(path)
@@ -83,7 +88,8 @@ def write_record(path: Path, data: Any) -> None:
         if not Path(path).is_file():
             raise
         try:
-            with open(path, "r+b") as file:
+            handle = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))  # never through a link
+            with os.fdopen(handle, "r+b") as file:
                 file.write(text.encode("utf-8"))
                 file.truncate()
         except OSError as error:
@@ -169,6 +175,118 @@ def process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": platform.node()}
 
 
+LOCK_FILE = ".lock"
+_TAKEOVER_TRIES = 5
+_UNREADABLE_GRACE_SECONDS = 5.0  # a lock file without its content yet may be one being written
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` of this host is alive (another user's live process counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """The one writer of a run directory: RUN/.lock holds its pid, host and start, created exclusively.
+
+    A live holder (or one on another host, which cannot be checked) makes `acquire` fail with one line; the
+    lock of a process that is gone (this host, pid not alive) is taken over. `release` removes the lock only
+    while this process holds it.
+    """
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.owner = {"pid": os.getpid(), "host": platform.node()}
+
+    def acquire(self, run_dir: str | Path) -> None:
+        """Take RUN/.lock or raise KaizenError naming the process that writes the run."""
+        path = Path(run_dir) / LOCK_FILE
+        for _ in range(_TAKEOVER_TRIES):
+            try:
+                handle = os.open(
+                    path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o644
+                )
+            except FileExistsError:
+                holder = _read_lock(path)
+                if holder is None:  # being written this moment (or garbage): look again shortly
+                    time.sleep(0.05)
+                    holder = _read_lock(path)
+                if holder is None and _age(path) < _UNREADABLE_GRACE_SECONDS:
+                    raise KaizenError(
+                        f"{path.parent} is being opened by another kaizen process ({path})"
+                    ) from None
+                if holder is not None and _holder_alive(holder):
+                    raise KaizenError(
+                        f"{path.parent} is being written by another kaizen process (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, since {holder.get('since', '?')}); wait for it to end or stop it "
+                        f"(delete {path} only if that process is gone)"
+                    ) from None
+                _take_over(path, holder)
+                continue
+            except OSError as error:
+                raise KaizenError(f"cannot write {path}: {error.strerror or error}") from None
+            with os.fdopen(handle, "w") as file:
+                since = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                json.dump({**self.owner, "since": since}, file)
+            self.path = path
+            return
+        raise KaizenError(f"cannot take the lock {path}: it keeps changing hands")
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if self.path is None:
+            return
+        holder = _read_lock(self.path)
+        if holder is not None and all(holder.get(key) == value for key, value in self.owner.items()):
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        self.path = None
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:  # gone: nothing to wait for
+        return float("inf")
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    pid = holder.get("pid")
+    if holder.get("host") != platform.node():
+        return True  # another machine's process cannot be checked from here
+    return isinstance(pid, int) and pid_alive(pid)
+
+
+def _take_over(path: Path, stale: dict[str, Any] | None) -> None:
+    """Remove the stale lock `stale` at `path`, and only it: it is first renamed aside (atomic), then checked;
+    a lock another process took meanwhile is put back (a hard link, which never replaces a file)."""
+    aside = path.with_name(f"{LOCK_FILE}.{secrets.token_hex(6)}.stale")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return  # someone else took it over: try again
+    except OSError as error:
+        raise KaizenError(f"cannot take over the stale lock {path}: {error.strerror or error}") from None
+    if _read_lock(aside) != stale and stale is not None:
+        with contextlib.suppress(OSError):
+            os.link(aside, path)  # a fresh lock renamed by mistake goes back (unless a newer one is there)
+    with contextlib.suppress(OSError):
+        aside.unlink()
+
+
 def status_of(meta: dict[str, Any]) -> str:
     """meta.json's status; a "running" run whose process is gone (same host) reads "running or killed: no live
     process", since a killed process records nothing."""
@@ -176,13 +294,7 @@ def status_of(meta: dict[str, Any]) -> str:
     pid = meta.get("pid")
     if status != "running" or not isinstance(pid, int) or meta.get("host") != platform.node():
         return status
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return "running or killed: no live process"
-    except PermissionError:  # another user's live process
-        pass
-    return status
+    return status if pid_alive(pid) else "running or killed: no live process"
 
 
 def environment(device: torch.device) -> dict[str, Any]:

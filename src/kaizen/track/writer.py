@@ -254,12 +254,19 @@ def complete_pictures(path: Path) -> bool:
     meta = rundir.read_json(Path(path) / "meta.json")
     if meta.get("status") == "done" or meta.get("error") != PICTURES_MISSING:
         return False
-    writer = RunWriter(path)
-    writer.meta = meta
-    writer.rows = rundir.read_metrics(writer.path / "metrics.csv")
-    writer.stat_records = rundir.read_stats(writer.path / rundir.STATS_FILE)
-    writer.draw()
-    writer._write_status("done", None)
+    lock = rundir.RunLock()
+    lock.acquire(path)  # one writer: a second --resume of the same run is refused
+    try:
+        writer = RunWriter(path)
+        writer.meta = rundir.read_json(Path(path) / "meta.json")
+        if writer.meta.get("error") != PICTURES_MISSING:  # the holder before us drew them
+            return writer.meta.get("status") == "done"
+        writer.rows = rundir.read_metrics(writer.path / "metrics.csv")
+        writer.stat_records = rundir.read_stats(writer.path / rundir.STATS_FILE)
+        writer.draw()
+        writer._write_status("done", None)
+    finally:
+        lock.release()
     return True
 
 

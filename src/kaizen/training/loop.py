@@ -33,6 +33,7 @@ from kaizen.data import Data, load_data
 from kaizen.data.augment import Augment, Batch
 from kaizen.errors import KaizenError
 from kaizen.evaluate import predict_proba
+from kaizen.interrupts import sigterm_as_interrupt
 from kaizen.nn import build_model
 from kaizen.run import load_model_state
 from kaizen.track import rundir
@@ -118,21 +119,38 @@ def fit(
 
     Started by torchrun (or `kaizen train --devices N`), every process calls `fit`: they join the process group
     and train data-parallel (see kaizen.training.distributed); only rank 0 reports progress and writes.
+
+    The writing process holds the run directory's lock (`rundir.RunLock`) throughout: a second `--resume` of a
+    run in progress is refused. SIGTERM is handled as Ctrl-C (recorded "stopped", resumable).
     """
     # a run that trained to the end but lost its pictures to an interrupt only draws them
     if resume and run_dir is not None and complete_pictures(run_dir):
         return run_dir
     device = resolve_device(cfg.train.device)
     group, device = distributed.setup(device)  # one process: Group() and the device unchanged
+    lock = rundir.RunLock()
+    training = None
     try:
-        reporter = reporter if reporter is not None and group.is_main else Reporter(enabled=False)
-        training = _prepare(cfg, device, group, reporter, resume)
-        _open_run(training, run_dir, resume, metrics)
-        _train(training, on_epoch)
-        written = _finish(training)
-        group.barrier()  # all processes are done before any of them takes the group down
-        return written
+        with sigterm_as_interrupt():
+            reporter = reporter if reporter is not None and group.is_main else Reporter(enabled=False)
+            if resume and run_dir is not None and group.is_main:  # before anything of the run is read
+                lock.acquire(run_dir)
+            training = _prepare(cfg, device, group, reporter, resume)
+            _open_run(training, run_dir, resume, metrics, lock)
+            _train(training, on_epoch)
+            written = _finish(training)
+            group.barrier()  # all processes are done before any of them takes the group down
+            return written
+    except KeyboardInterrupt as stop:
+        # an interrupt outside the epochs (just after meta.json was written, or while scoring the test split)
+        # is recorded as a stop too: no run may say "running" when its process has ended
+        writer = training.writer if training is not None else None
+        if isinstance(stop, Interrupted) or writer is None or writer.meta.get("status") != "running":
+            raise
+        writer.finish("stopped", error="interrupted; continue with kaizen train --resume")
+        raise Interrupted(training.run_dir, training.progress.kept) from None
     finally:
+        lock.release()
         group.close()
 
 
@@ -364,14 +382,20 @@ def _prepare(
 
 
 def _open_run(
-    training: _Training, run_dir: Path | None, resume: bool, metrics: dict[str, Metric] | None
+    training: _Training,
+    run_dir: Path | None,
+    resume: bool,
+    metrics: dict[str, Metric] | None,
+    lock: rundir.RunLock,
 ) -> None:
-    """Create the run directory (or resume it from checkpoints/last.pt), its writer and the stats recorder."""
+    """Create the run directory (or resume it from checkpoints/last.pt) and lock it, its writer and the stats
+    recorder."""
     cfg, group = training.cfg, training.group
     if resume:
         _restore(training, run_dir)
     elif training.is_main:
         run_dir = run_dir or rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
+        lock.acquire(run_dir)
     training.run_dir = run_dir
     writer = make_writer(
         run_dir,
@@ -381,6 +405,7 @@ def _open_run(
         tensorboard=cfg.log.tensorboard,
         histograms=cfg.log.histograms,
     )
+    training.writer = writer
     if resume:
         writer.resume(training.progress.start_epoch, cfg.to_yaml())
     else:
@@ -388,7 +413,6 @@ def _open_run(
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
-    training.writer = writer
     progress = training.progress
     progress.kept = progress.start_epoch
     progress.train_seconds = sum(row["seconds"] for row in writer.rows if row["split"] == "train")
