@@ -68,7 +68,9 @@ def _launch(
         rundir.check_writable(resume)  # before any process starts
         distributed.launch(devices, distributed.worker_args(None, overrides, resume, None, quiet))
         return resume
-    run_dir = run_dir or rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
+    if run_dir is None:
+        rundir.check_writable(cfg.log.runs_dir)  # says what is in the way, before anything is made
+        run_dir = rundir.new_run_dir(cfg.log.runs_dir, cfg.run_name())
     with tempfile.TemporaryDirectory(prefix="kaizen-launch-") as folder:
         config_path = Path(folder) / "config.yaml"
         config_path.write_text(cfg.to_yaml())
