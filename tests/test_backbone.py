@@ -255,15 +255,26 @@ def test_fine_tuning_run_records_its_settings_and_pretrained_normalisation(fine_
     assert fine_tuned.status == "done"
 
 
-def test_frozen_body_keeps_its_batch_norm_statistics_in_the_head_epoch(photos, small_weights, tmp_path):
+def test_frozen_body_keeps_its_batch_norm_statistics_and_resumes(monkeypatch, capsys, photos, small_weights, tmp_path):
     cfg = kaizen.Config().override(
         [arg.removeprefix("--set=") for arg in backbone_args(photos, tmp_path, "train.epochs=1",
-                                                              f"model.pretrained={small_weights[0]}")]
+                                                              f"model.pretrained={small_weights[0]}",
+                                                              "schedule.name=constant")]  # extendable
     )
     run = kaizen.train(cfg, quiet=True)
     weights = run.checkpoint("last.pt")["model"]
     for key in ("body.conv1.0.weight", "body.bn1.running_mean", "body.layer3.0.bn1.running_var"):
         assert torch.equal(weights[key], small_weights[1][key.removeprefix("body.")]), key
+    head = weights["head.weight"].clone()
+
+    # resumed for a second epoch: it continues from last.pt under the recorded freezing (no reload)
+    code, _, err = cli(monkeypatch, capsys, "train", "--quiet", "--resume", str(run.path), "--set", "train.epochs=2")
+    assert code == 0, err
+    resumed = kaizen.load_run(run.path)
+    assert [row["epoch"] for row in resumed.metrics() if row["split"] == "val"] == [1, 2]
+    after = resumed.checkpoint("last.pt")["model"]
+    assert torch.equal(after["body.layer3.0.bn1.running_var"], small_weights[1]["layer3.0.bn1.running_var"])
+    assert not torch.equal(after["head.weight"], head)
 
 
 def test_commands_work_on_a_backbone_run(monkeypatch, capsys, fine_tuned, photos, tmp_path):

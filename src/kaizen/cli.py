@@ -793,7 +793,7 @@ def inspect_(
     rows = inspect_config(cfg, batch, train_mode=not eval_mode)
     mode = "inference mode" if eval_mode else "training mode"
     title = (
-        f"{cfg.model.preset or 'layer list'} on {cfg.data.name} · one batch of {rows[0].shape[0]} · {mode}"
+        f"{cfg.model.preset or cfg.model.backbone or 'layer list'} on {cfg.data.name} · one batch of {rows[0].shape[0]} · {mode}"
     )
     out.print(render_inspection(rows, title))
 
