@@ -327,3 +327,11 @@ def test_models_lists_parameters_macs_and_weights_at_hand(monkeypatch, capsys):
     assert "3.37 M" in out and "383.9 M" in out and "efficientnet_lite0_pytorch" in out
     code, _, err = cli(monkeypatch, capsys, "models", "resnxt*")
     one_line_error(code, err, "resnxt*")
+
+
+def test_multi_task_heads_sit_on_the_backbone_features():
+    cfg = kaizen.Config().override([f"model.backbone={SMALL}", "model.tasks=[{name: class}, {name: parity}]"])
+    net = build_model(cfg.model, cfg.init, (3, 32, 32), 10)
+    outputs = net.eval().forward_all(torch.zeros(2, 3, 32, 32))
+    assert outputs["class"].shape == (2, 10) and outputs["parity"].shape[0] == 2
+    assert [name for name, _ in net.named_children()] == ["body", "drop", "head", "tasks"]

@@ -156,7 +156,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     A checkpoint that wraps the weights (`state_dict`, `model`) is unwrapped. Anything else (an object that
     would need unpickling, a truncated file, something other than named tensors) is refused in one line.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     where = f"model.pretrained: {path}"
     if not path.is_file():
         raise KaizenError(f"{where} is not a file")
