@@ -106,27 +106,30 @@ def run(base: list[str], extra: list[str], runs: str) -> tuple[float, float, kai
     return result.summary["test"]["acc"], seconds, result
 
 
-def plain_loop(root: Path, size: int, batch: int, epochs: int, lr: float, weights: str) -> float:
+def plain_loop(root: Path, size: int, batch: int, epochs: int, lr: float, weights: str, device: str) -> float:
     """A minimal PyTorch + timm fine-tuning loop over the same training images; median images/s per epoch."""
     cfg = kaizen.Config().override(["data.name=folder", f"data.path={root}", f"data.image_size={size}"])
-    data = load_data(cfg.data, "cpu")
+    data = load_data(cfg.data, device)
     mean, std = backbone.normalization(BACKBONE, 3)
-    x = (data.pixels["train"].float() / 255 - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    mean_t, std_t = (torch.tensor(values, device=device).view(1, 3, 1, 1) for values in (mean, std))
+    x = (data.pixels["train"].float() / 255 - mean_t) / std_t
     y = data.y_train
     body = timm.create_model(BACKBONE, num_classes=0)
     body.load_state_dict(backbone.match_state(backbone.read_state_dict(weights), body.state_dict(), None, "")[0])
-    model = nn.Sequential(body, nn.Linear(body.num_features, data.num_classes))
+    model = nn.Sequential(body, nn.Linear(body.num_features, data.num_classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr)
     rates = []
     for _ in range(epochs):
         model.train()
         start = time.perf_counter()
-        for index in torch.randperm(len(x)).split(batch):
+        for index in torch.randperm(len(x), device=x.device).split(batch):
             if len(index) < 2:
                 continue
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(x[index]), y[index]).backward()
             optimizer.step()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
         rates.append(len(x) / (time.perf_counter() - start))
     return statistics.median(rates[1:])
 
@@ -211,7 +214,7 @@ def main() -> None:
         )
         n_train = measured.summary["data"]["train"]
         kaizen_rate = statistics.median(n_train / seconds for seconds in train_seconds(measured.metrics())[1:])
-        plain_rate = plain_loop(root, args.size, args.batch, epochs, args.lr, weights)
+        plain_rate = plain_loop(root, args.size, args.batch, epochs, args.lr, weights, args.device)
         print(
             f"\nthroughput, whole network, fp32, batch {args.batch}, {n_train} training images, median of epochs "
             f"2-{epochs}: kaizen {kaizen_rate:.1f} images/s, plain PyTorch + timm {plain_rate:.1f} images/s "
