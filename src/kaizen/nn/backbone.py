@@ -30,6 +30,7 @@ DEFAULT_SCHEDULE = "cosine"  # config's default; fine-tuning replaces it by one-
 HEAD_ONLY_EPOCHS = 1  # fine-tuning: epochs that train the head alone before the whole network
 # discriminative rates while fine-tuning: the body's first, middle and last third (of its top-level blocks)
 BODY_RATE_MULTIPLIERS = (0.01, 0.1, 0.3)
+SMALL_INPUT_FACTOR = 4  # inputs this many times smaller than the pretrained size get a note
 TRAINING_BYTES_PER_PARAMETER = 16  # weights, gradients and two optimiser moments in float32
 TRAINING_BYTES_PER_ACTIVATION = 8  # each layer output kept for the backward pass, plus its gradient
 
@@ -416,6 +417,13 @@ def prepare(cfg: Any, data: Any, model: nn.Module, device: torch.device, resume:
         return data
     if not resume:
         note(load_pretrained(model, backbone, cfg.model.pretrained, data.input_shape[0]))
+        expected = default_size(backbone)
+        if max(data.input_shape[1:]) * SMALL_INPUT_FACTOR < min(expected):
+            note(
+                f"{backbone}'s weights were trained on {expected[0]}×{expected[1]} images and these are "
+                f"{data.input_shape[1]}×{data.input_shape[2]}: pretrained features help little this small "
+                "(for an image folder, data.image_size: auto takes the backbone's size)"
+            )
     mean, std = normalization(backbone, data.input_shape[0])
     return dataclasses.replace(data, mean=mean, std=std)
 
