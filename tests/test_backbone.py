@@ -335,3 +335,16 @@ def test_multi_task_heads_sit_on_the_backbone_features():
     outputs = net.eval().forward_all(torch.zeros(2, 3, 32, 32))
     assert outputs["class"].shape == (2, 10) and outputs["parity"].shape[0] == 2
     assert [name for name, _ in net.named_children()] == ["body", "drop", "head", "tasks"]
+
+
+def test_vit_weights_from_a_file_follow_another_image_size(tmp_path):
+    torch.manual_seed(0)
+    source = timm.create_model("vit_tiny_patch16_224", num_classes=0)  # 14×14 patches
+    path = tmp_path / "vit.safetensors"
+    save_file({key: value.contiguous() for key, value in source.state_dict().items()}, str(path))
+    net = build_model(kaizen.Config().override(["model.backbone=vit_tiny_patch16_224"]).model, None, (3, 64, 48), 3)
+    line = backbone.load_pretrained(net, "vit_tiny_patch16_224", str(path), 3)
+    assert "by name" in line
+    assert net.body.pos_embed.shape == (1, 1 + 4 * 3, 192)
+    assert torch.equal(net.body.pos_embed[0, 0], source.pos_embed[0, 0])  # the class token's embedding kept
+    assert torch.equal(net.body.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)

@@ -26,6 +26,7 @@ from torch import nn
 from kaizen.errors import KaizenError
 
 INSTALL_HINT = "pip install 'kaizen[backbones]'"
+Grid = tuple[tuple[int, int], int]  # a transformer's patch grid (rows, columns) and its prefix-token count
 DEFAULT_SCHEDULE = "cosine"  # config's default; fine-tuning replaces it by one-cycle (another choice stays)
 HEAD_ONLY_EPOCHS = 1  # fine-tuning: epochs that train the head alone before the whole network
 # discriminative rates while fine-tuning: the body's first, middle and last third (of its top-level blocks)
@@ -188,19 +189,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _fit(tensor: torch.Tensor, own: torch.Tensor, first_conv: bool) -> torch.Tensor | None:
-    """`tensor` shaped as `own` (an RGB first convolution adapted to other input channels), else None."""
+def _fit(tensor: torch.Tensor, own: torch.Tensor, first_conv: bool, grid: Grid | None = None) -> torch.Tensor | None:
+    """`tensor` shaped as `own`, else None. Two differences are adapted: an RGB first convolution to other input
+    channels (summed, as timm does), and a transformer's position embeddings to another grid (`grid`: this
+    model's (rows, columns) and prefix tokens; the file's grid is taken as square)."""
     if tensor.shape == own.shape:
         return tensor
     if first_conv and tensor.dim() == 4 and tensor.shape[0] == own.shape[0] and tensor.shape[2:] == own.shape[2:]:
         from timm.models import adapt_input_conv
 
         return adapt_input_conv(own.shape[1], tensor.float()).to(own.dtype)
+    if grid is not None and tensor.dim() == 3 and tensor.shape[::2] == own.shape[::2]:
+        (rows, columns), prefix = grid
+        side = math.isqrt(tensor.shape[1] - prefix)
+        if side * side == tensor.shape[1] - prefix and own.shape[1] == prefix + rows * columns:
+            from timm.layers import resample_abs_pos_embed
+
+            return resample_abs_pos_embed(tensor.float(), [rows, columns], [side, side], prefix).to(own.dtype)
     return None
 
 
 def match_state(
-    source: dict[str, torch.Tensor], own: dict[str, torch.Tensor], first_conv: str | None, label: str
+    source: dict[str, torch.Tensor],
+    own: dict[str, torch.Tensor],
+    first_conv: str | None,
+    label: str,
+    grid: Grid | None = None,
 ) -> tuple[dict[str, torch.Tensor], str]:
     """Return (tensors for every key of `own`, how they were matched) or raise saying how much differs.
 
@@ -210,7 +224,7 @@ def match_state(
     by_name: dict[str, torch.Tensor] = {}
     for key, tensor in own.items():
         there = source.get(key)
-        fitted = None if there is None else _fit(there, tensor, key == first_conv)
+        fitted = None if there is None else _fit(there, tensor, key == first_conv, _grid_for(key, grid))
         if fitted is not None:
             by_name[key] = fitted
     counters = [key for key in own if key.endswith("num_batches_tracked")]
@@ -233,7 +247,9 @@ def match_state(
         leftover = len(items) - len(keys)
         if not 0 <= leftover <= 2 or any(value.dim() > 2 for _, value in items[len(keys):]):
             continue
-        fitted = {key: _fit(value, own[key], key == first_conv) for key, (_, value) in zip(keys, items)}
+        fitted = {
+            key: _fit(value, own[key], key == first_conv, _grid_for(key, grid)) for key, (_, value) in zip(keys, items)
+        }
         differ = sum(value is None for value in fitted.values())
         if differ == 0:
             extra = f"; the last {leftover} (its classifier) not used" if leftover else ""
@@ -255,6 +271,19 @@ def match_state(
     )
 
 
+def _grid_for(key: str, grid: Grid | None) -> Grid | None:
+    return grid if key.endswith("pos_embed") else None
+
+
+def _token_grid(body: nn.Module) -> Grid | None:
+    """A vision transformer's patch grid and prefix-token count; None for other networks."""
+    patch_embed = getattr(body, "patch_embed", None)
+    grid = getattr(patch_embed, "grid_size", None)
+    if grid is None or not hasattr(body, "pos_embed") or getattr(body, "no_embed_class", False):
+        return None
+    return (int(grid[0]), int(grid[1])), int(getattr(body, "num_prefix_tokens", 0))
+
+
 def load_pretrained(model: nn.Module, backbone: str, pretrained: bool | str, channels: int) -> str | None:
     """Load `pretrained` weights into `model.body`; return one line saying what loaded (None when off)."""
     if pretrained is False:
@@ -265,7 +294,7 @@ def load_pretrained(model: nn.Module, backbone: str, pretrained: bool | str, cha
     if pretrained is True:
         return _load_from_timm(body, backbone, channels)
     source = read_state_dict(pretrained)
-    weights, how = match_state(source, body.state_dict(), first_conv, str(pretrained))
+    weights, how = match_state(source, body.state_dict(), first_conv, str(pretrained), _token_grid(body))
     body.load_state_dict(weights, strict=False)
     return f"pretrained weights from {pretrained}: {how}"
 
