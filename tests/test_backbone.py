@@ -321,10 +321,15 @@ def test_scratch_backbone_records_a_bounded_representative_set_of_layers(photos,
     assert {"body.conv_stem", "head"} <= layers and any(name.startswith("body.blocks.5") for name in layers)
 
 
-def test_models_lists_parameters_macs_and_weights_at_hand(monkeypatch, capsys):
+def test_models_lists_parameters_macs_and_weights_at_hand(monkeypatch, capsys, photos):
     code, out, err = cli(monkeypatch, capsys, "models", "efficientnet_lite0")
     assert code == 0, err
     assert "3.37 M" in out and "383.9 M" in out and "efficientnet_lite0_pytorch" in out
+    # at the data's size: MACs scale with the pixels (1,096.7 M at 224 px -> (32/224)² of it)
+    code, out, err = cli(monkeypatch, capsys, "models", SMALL, "--set", "data.name=folder", "--set",
+                         f"data.path={photos}", "--set", "data.image_size=32")
+    assert code == 0, err
+    assert "3×32×32" in out and "22.4 M" in out
     code, _, err = cli(monkeypatch, capsys, "models", "resnxt*")
     one_line_error(code, err, "resnxt*")
 

@@ -501,7 +501,7 @@ def describe_backbone(name: str, input_shape: Sequence[int] | None = None) -> di
         kwargs["img_size"] = shape[1:]
     macs: int | None = None
     with torch.device("meta"):
-        body = timm.create_model(name, **kwargs)
+        body = timm.create_model(name, **kwargs).eval()  # batch norm on one image needs its running statistics
         parameters = sum(parameter.numel() for parameter in body.parameters())
         try:
             with FlopCounterMode(display=False) as counter:
