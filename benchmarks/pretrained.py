@@ -115,7 +115,9 @@ def plain_loop(root: Path, size: int, batch: int, epochs: int, lr: float, weight
     x = (data.pixels["train"].float() / 255 - mean_t) / std_t
     y = data.y_train
     body = timm.create_model(BACKBONE, num_classes=0)
-    body.load_state_dict(backbone.match_state(backbone.read_state_dict(weights), body.state_dict(), None, "")[0])
+    body.load_state_dict(
+        backbone.match_state(backbone.read_state_dict(weights), body.state_dict(), None, "")[0]
+    )
     model = nn.Sequential(body, nn.Linear(body.num_features, data.num_classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr)
     rates = []
@@ -144,7 +146,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--datasets", default="sklearn,matplotlib")
-    parser.add_argument("--presets", default="vgg_small,resnet_small", help="kaizen scratch presets to compare")
+    parser.add_argument(
+        "--presets", default="vgg_small,resnet_small", help="kaizen scratch presets to compare"
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -172,7 +176,10 @@ def main() -> None:
                 f"model.pretrained={weights}",
             ],
             "EfficientNet-Lite0 from scratch": [f"model.backbone={BACKBONE}"],
-            **{f"kaizen preset {name} from scratch": [f"model.preset={name}"] for name in args.presets.split(",")},
+            **{
+                f"kaizen preset {name} from scratch": [f"model.preset={name}"]
+                for name in args.presets.split(",")
+            },
         }
         print(
             f"\n{args.per_class} crops per class (80% train+val, 20% test), {args.size} px, {args.epochs} epochs, "
@@ -188,7 +195,10 @@ def main() -> None:
                 for name, extra in variants.items():
                     acc, seconds, _ = run(base, [*extra, f"train.seed={seed}"], runs)
                     results[name].append((acc, seconds))
-                    print(f"{dataset} · seed {seed} · {name}: test {100 * acc:.1f}% · {seconds:.0f} CPU s", flush=True)
+                    print(
+                        f"{dataset} · seed {seed} · {name}: test {100 * acc:.1f}% · {seconds:.0f} CPU s",
+                        flush=True,
+                    )
             print(f"\n{dataset}: {len(DATASETS[dataset])} classes")
             print("| model | test accuracy % (mean ± 95% CI) | per seed | CPU s per run (mean) |")
             print("|---|---|---|---|")
@@ -213,7 +223,9 @@ def main() -> None:
             runs,
         )
         n_train = measured.summary["data"]["train"]
-        kaizen_rate = statistics.median(n_train / seconds for seconds in train_seconds(measured.metrics())[1:])
+        kaizen_rate = statistics.median(
+            n_train / seconds for seconds in train_seconds(measured.metrics())[1:]
+        )
         plain_rate = plain_loop(root, args.size, args.batch, epochs, args.lr, weights, args.device)
         print(
             f"\nthroughput, whole network, fp32, batch {args.batch}, {n_train} training images, median of epochs "

@@ -84,7 +84,10 @@ def fine_tuned(photos, small_weights, tmp_path_factory) -> kaizen.Run:
     """A 2-epoch fine-tuning run of resnet10t from saved weights on the photo folder."""
     runs = tmp_path_factory.mktemp("runs")
     cfg = kaizen.Config().override(
-        [arg.removeprefix("--set=") for arg in backbone_args(photos, runs, f"model.pretrained={small_weights[0]}")]
+        [
+            arg.removeprefix("--set=")
+            for arg in backbone_args(photos, runs, f"model.pretrained={small_weights[0]}")
+        ]
     )
     return kaizen.train(cfg, quiet=True)
 
@@ -110,16 +113,22 @@ def test_packaged_lite0_weights_load_by_order_and_see_a_building_in_china_jpg():
 
 def test_kaizen_body_with_packaged_weights_gives_the_pretrained_features():
     net = build_model(
-        kaizen.Config().override(["model.backbone=efficientnet_lite0", "model.dropout=0"]).model, None, (3, 64, 64), 5
+        kaizen.Config().override(["model.backbone=efficientnet_lite0", "model.dropout=0"]).model,
+        None,
+        (3, 64, 64),
+        5,
     )
     line = backbone.load_pretrained(net, "efficientnet_lite0", str(lite0_weights()), 3)
     assert "294 tensors matched by order" in line and "classifier" in line
     reference = timm.create_model("efficientnet_lite0").eval()
-    reference.load_state_dict(backbone.match_state(backbone.read_state_dict(lite0_weights()),
-                                                   reference.state_dict(), None, "x")[0])
+    reference.load_state_dict(
+        backbone.match_state(backbone.read_state_dict(lite0_weights()), reference.state_dict(), None, "x")[0]
+    )
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(net.eval().body(x), reference.forward_head(reference.forward_features(x), pre_logits=True))
+        assert torch.allclose(
+            net.eval().body(x), reference.forward_head(reference.forward_features(x), pre_logits=True)
+        )
 
 
 # ------------------------------------------------------------------------------ each loading path
@@ -163,7 +172,9 @@ def test_grayscale_data_adapts_the_first_convolution(small_weights):
 
 
 def test_weights_of_another_architecture_are_refused_with_counts(small_weights):
-    net = build_model(kaizen.Config().override(["model.backbone=efficientnet_lite0"]).model, None, (3, 32, 32), 2)
+    net = build_model(
+        kaizen.Config().override(["model.backbone=efficientnet_lite0"]).model, None, (3, 32, 32), 2
+    )
     with pytest.raises(KaizenError, match=r"another architecture: \d+ of this backbone's \d+ tensors"):
         backbone.load_pretrained(net, "efficientnet_lite0", str(small_weights[0]), 3)
 
@@ -192,8 +203,9 @@ def test_files_that_are_not_state_dicts_are_refused_without_unpickling(tmp_path,
 
 
 def test_unknown_backbone_is_one_line_with_did_you_mean(monkeypatch, capsys, tmp_path):
-    code, _, err = cli(monkeypatch, capsys, "train", "--set", "model.backbone=resnet19", "--set",
-                       f"log.runs_dir={tmp_path}")
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--set", "model.backbone=resnet19", "--set", f"log.runs_dir={tmp_path}"
+    )
     one_line_error(code, err, "resnet19", "did you mean 'resnet18'")
     assert not any(tmp_path.iterdir())
 
@@ -207,7 +219,9 @@ def test_backbone_too_large_for_memory_is_refused_before_training(monkeypatch, c
 
 def test_image_size_the_backbone_cannot_take(monkeypatch, capsys, photos, tmp_path):
     code, _, err = cli(
-        monkeypatch, capsys, "train",
+        monkeypatch,
+        capsys,
+        "train",
         *backbone_args(photos, tmp_path / "runs", "model.backbone=inception_v3"),  # needs 75 px or more
     )
     one_line_error(code, err, "inception_v3 cannot take 32×32 images", "data.image_size to 299")
@@ -255,11 +269,20 @@ def test_fine_tuning_run_records_its_settings_and_pretrained_normalisation(fine_
     assert fine_tuned.status == "done"
 
 
-def test_frozen_body_keeps_its_batch_norm_statistics_and_resumes(monkeypatch, capsys, photos, small_weights, tmp_path):
+def test_frozen_body_keeps_its_batch_norm_statistics_and_resumes(
+    monkeypatch, capsys, photos, small_weights, tmp_path
+):
     cfg = kaizen.Config().override(
-        [arg.removeprefix("--set=") for arg in backbone_args(photos, tmp_path, "train.epochs=1",
-                                                              f"model.pretrained={small_weights[0]}",
-                                                              "schedule.name=constant")]  # extendable
+        [
+            arg.removeprefix("--set=")
+            for arg in backbone_args(
+                photos,
+                tmp_path,
+                "train.epochs=1",
+                f"model.pretrained={small_weights[0]}",
+                "schedule.name=constant",
+            )
+        ]  # extendable
     )
     run = kaizen.train(cfg, quiet=True)
     weights = run.checkpoint("last.pt")["model"]
@@ -268,7 +291,9 @@ def test_frozen_body_keeps_its_batch_norm_statistics_and_resumes(monkeypatch, ca
     head = weights["head.weight"].clone()
 
     # resumed for a second epoch: it continues from last.pt under the recorded freezing (no reload)
-    code, _, err = cli(monkeypatch, capsys, "train", "--quiet", "--resume", str(run.path), "--set", "train.epochs=2")
+    code, _, err = cli(
+        monkeypatch, capsys, "train", "--quiet", "--resume", str(run.path), "--set", "train.epochs=2"
+    )
     assert code == 0, err
     resumed = kaizen.load_run(run.path)
     assert [row["epoch"] for row in resumed.metrics() if row["split"] == "val"] == [1, 2]
@@ -305,7 +330,10 @@ def test_load_run_predict_from_python(fine_tuned, photos):
 def test_scratch_backbone_records_a_bounded_representative_set_of_layers(photos, tmp_path):
     deep = "mobilenetv3_small_050"  # 52 conv and dense layers
     cfg = kaizen.Config().override(
-        [arg.removeprefix("--set=") for arg in backbone_args(photos, tmp_path, "train.epochs=1", f"model.backbone={deep}")]
+        [
+            arg.removeprefix("--set=")
+            for arg in backbone_args(photos, tmp_path, "train.epochs=1", f"model.backbone={deep}")
+        ]
     )
     run = kaizen.train(cfg, quiet=True)
     assert run.config.transfer.freeze == [] and run.config.schedule.name == "cosine"  # no fine-tuning
@@ -326,8 +354,18 @@ def test_models_lists_parameters_macs_and_weights_at_hand(monkeypatch, capsys, p
     assert code == 0, err
     assert "3.37 M" in out and "383.9 M" in out and "efficientnet_lite0_pytorch" in out
     # at the data's size: MACs scale with the pixels (1,096.7 M at 224 px -> (32/224)² of it)
-    code, out, err = cli(monkeypatch, capsys, "models", SMALL, "--set", "data.name=folder", "--set",
-                         f"data.path={photos}", "--set", "data.image_size=32")
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "models",
+        SMALL,
+        "--set",
+        "data.name=folder",
+        "--set",
+        f"data.path={photos}",
+        "--set",
+        "data.image_size=32",
+    )
     assert code == 0, err
     assert "3×32×32" in out and "22.4 M" in out
     code, _, err = cli(monkeypatch, capsys, "models", "resnxt*")
@@ -347,9 +385,27 @@ def test_vit_weights_from_a_file_follow_another_image_size(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", num_classes=0)  # 14×14 patches
     path = tmp_path / "vit.safetensors"
     save_file({key: value.contiguous() for key, value in source.state_dict().items()}, str(path))
-    net = build_model(kaizen.Config().override(["model.backbone=vit_tiny_patch16_224"]).model, None, (3, 64, 48), 3)
+    net = build_model(
+        kaizen.Config().override(["model.backbone=vit_tiny_patch16_224"]).model, None, (3, 64, 48), 3
+    )
     line = backbone.load_pretrained(net, "vit_tiny_patch16_224", str(path), 3)
     assert "by name" in line
     assert net.body.pos_embed.shape == (1, 1 + 4 * 3, 192)
     assert torch.equal(net.body.pos_embed[0, 0], source.pos_embed[0, 0])  # the class token's embedding kept
     assert torch.equal(net.body.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
+
+
+@pytest.mark.parametrize("kind", ["another architecture", "not a state dict"])
+def test_bad_weights_file_is_one_line_before_any_run_is_written(monkeypatch, capsys, photos, tmp_path, kind):
+    path = tmp_path / "weights.pth"
+    if kind == "another architecture":
+        torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), path)
+    else:
+        path.write_bytes(pickle.dumps(Payload()))
+    code, _, err = cli(
+        monkeypatch, capsys, "train", *backbone_args(photos, tmp_path / "runs", f"model.pretrained={path}")
+    )
+    one_line_error(
+        code, err, "model.pretrained", str(path), kind if kind == "another architecture" else "state dict"
+    )
+    assert not (tmp_path / "runs").exists()

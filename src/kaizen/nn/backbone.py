@@ -98,9 +98,7 @@ def normalization(name: str, channels: int) -> tuple[list[float], list[float]]:
 # --------------------------------------------------------------------------------------------- build
 
 
-def build_backbone(
-    name: str, dropout: float, input_shape: Sequence[int], num_classes: int
-) -> nn.Sequential:
+def build_backbone(name: str, dropout: float, input_shape: Sequence[int], num_classes: int) -> nn.Sequential:
     """Return body (timm, no classifier) + drop + head for (C, H, W) inputs; random weights.
 
     Raises one line when the backbone cannot take images of this size (checked with one forward pass).
@@ -114,8 +112,10 @@ def build_backbone(
     try:
         body = timm.create_model(name, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as error:
-        raise KaizenError(f"model.backbone {name} cannot be built for {channels}×{height}×{width} images: "
-                          f"{_first_line(error)}") from None
+        raise KaizenError(
+            f"model.backbone {name} cannot be built for {channels}×{height}×{width} images: "
+            f"{_first_line(error)}"
+        ) from None
     features = _probe(body, name, (channels, height, width))
     net = nn.Sequential()
     net.add_module("body", body)
@@ -189,13 +189,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _fit(tensor: torch.Tensor, own: torch.Tensor, first_conv: bool, grid: Grid | None = None) -> torch.Tensor | None:
+def _fit(
+    tensor: torch.Tensor, own: torch.Tensor, first_conv: bool, grid: Grid | None = None
+) -> torch.Tensor | None:
     """`tensor` shaped as `own`, else None. Two differences are adapted: an RGB first convolution to other input
     channels (summed, as timm does), and a transformer's position embeddings to another grid (`grid`: this
     model's (rows, columns) and prefix tokens; the file's grid is taken as square)."""
     if tensor.shape == own.shape:
         return tensor
-    if first_conv and tensor.dim() == 4 and tensor.shape[0] == own.shape[0] and tensor.shape[2:] == own.shape[2:]:
+    if (
+        first_conv
+        and tensor.dim() == 4
+        and tensor.shape[0] == own.shape[0]
+        and tensor.shape[2:] == own.shape[2:]
+    ):
         from timm.models import adapt_input_conv
 
         return adapt_input_conv(own.shape[1], tensor.float()).to(own.dtype)
@@ -245,10 +252,11 @@ def match_state(
     best_differ, best_total = None, 0
     for items, keys in attempts:
         leftover = len(items) - len(keys)
-        if not 0 <= leftover <= 2 or any(value.dim() > 2 for _, value in items[len(keys):]):
+        if not 0 <= leftover <= 2 or any(value.dim() > 2 for _, value in items[len(keys) :]):
             continue
         fitted = {
-            key: _fit(value, own[key], key == first_conv, _grid_for(key, grid)) for key, (_, value) in zip(keys, items)
+            key: _fit(value, own[key], key == first_conv, _grid_for(key, grid))
+            for key, (_, value) in zip(keys, items)
         }
         differ = sum(value is None for value in fitted.values())
         if differ == 0:
@@ -408,7 +416,9 @@ def training_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int
     return parameters * TRAINING_BYTES_PER_PARAMETER + outputs * batch_size * TRAINING_BYTES_PER_ACTIVATION
 
 
-def check_memory(model: nn.Module, name: str, input_shape: Sequence[int], batch_size: int, budget: int) -> None:
+def check_memory(
+    model: nn.Module, name: str, input_shape: Sequence[int], batch_size: int, budget: int
+) -> None:
     """Raise one line, before training, when training `model` would need more than `budget` bytes."""
     from kaizen.data.memory import describe_bytes
 
@@ -501,7 +511,9 @@ def describe_backbone(name: str, input_shape: Sequence[int] | None = None) -> di
         kwargs["img_size"] = shape[1:]
     macs: int | None = None
     with torch.device("meta"):
-        body = timm.create_model(name, **kwargs).eval()  # batch norm on one image needs its running statistics
+        body = timm.create_model(
+            name, **kwargs
+        ).eval()  # batch norm on one image needs its running statistics
         parameters = sum(parameter.numel() for parameter in body.parameters())
         try:
             with FlopCounterMode(display=False) as counter:
