@@ -408,3 +408,23 @@ def test_bad_weights_file_is_one_line_before_any_run_is_written(monkeypatch, cap
         code, err, "model.pretrained", str(path), kind if kind == "another architecture" else "state dict"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_image_size_auto_takes_the_backbone_size_not_the_cap_of_64(monkeypatch, capsys, photos):
+    cfg = kaizen.Config().override(
+        ["data.name=folder", f"data.path={photos}", "model.backbone=efficientnet_lite1"]
+    )
+    assert backbone.resolve(cfg).data.image_size == [240, 240]
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "summary",
+        "--set",
+        "data.name=folder",
+        "--set",
+        f"data.path={photos}",
+        "--set",
+        f"model.backbone={SMALL}",
+    )
+    assert code == 0, err
+    assert "input 3×176×176" in out  # resnet10t.c3_in1k was trained at 176 px (timm's input_size)
