@@ -108,10 +108,14 @@ def summary(config: ConfigOption = None, overrides: SetOption = None) -> None:
     from kaizen.nn.summary import render_summary, summarize
 
     cfg = load_config(config, overrides)
+    if cfg.model.backbone is not None:  # its image size, as training resolves it
+        from kaizen.nn.backbone import resolve
+
+        cfg = resolve(cfg)
     input_shape, num_classes = data_shape(cfg.data)
     model = build_model(cfg.model, cfg.init, input_shape, num_classes)
     shape = "×".join(str(size) for size in input_shape)
-    out.print(f"{cfg.model.preset or 'layer list'} · input {shape} · {num_classes} classes · {cfg.data.name}")
+    out.print(f"{cfg.model.preset or cfg.model.backbone or 'layer list'} · input {shape} · {num_classes} classes · {cfg.data.name}")
     out.print(render_summary(summarize(model, input_shape)))
 
 
@@ -171,7 +175,9 @@ def predict(
             "--input", "-i", help="Kaggle CSV, NPZ (x) or IDX file; or image files and folders (repeat --input)."
         ),
     ],
-    output: Annotated[Path, typer.Option("--out", "-o", help="CSV to write.")],
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="CSV to write (else printed to the terminal).")
+    ] = None,
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
@@ -181,6 +187,9 @@ def predict(
     from kaizen.inference import predict_file
 
     report = predict_file([load_run(path) for path in runs], input, output, tta)
+    if output is None:
+        print(report["text"], end="")
+        return
     models = "1 model" if report["runs"] == 1 else f"an ensemble of {report['runs']} models"
     out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}")
 
@@ -764,7 +773,7 @@ def inspect_(
     rows = inspect_config(cfg, batch, train_mode=not eval_mode)
     mode = "inference mode" if eval_mode else "training mode"
     title = (
-        f"{cfg.model.preset or 'layer list'} on {cfg.data.name} · one batch of {rows[0].shape[0]} · {mode}"
+        f"{cfg.model.preset or cfg.model.backbone or 'layer list'} on {cfg.data.name} · one batch of {rows[0].shape[0]} · {mode}"
     )
     out.print(render_inspection(rows, title))
 
@@ -838,6 +847,50 @@ def export_(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("models")
+def models_(
+    pattern: Annotated[str | None, typer.Argument(help="Shell-style pattern of timm names, e.g. 'efficientnet*'.")] = None,
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    limit: Annotated[int, typer.Option(help="Describe at most this many backbones.")] = 25,
+) -> None:
+    """List timm backbones (model.backbone): parameters, MACs per image at the data's size, weights at hand."""
+    from rich.table import Table
+
+    from kaizen.data import data_shape
+    from kaizen.nn import backbone
+
+    names = backbone.find_backbones(pattern)
+    if not names:
+        raise KaizenError(f"no timm backbone matches '{pattern}'{backbone.did_you_mean_backbone(pattern or '')}")
+    shape = None
+    if config is not None or overrides:
+        cfg = load_config(config, overrides)
+        if cfg.model.backbone is not None:
+            cfg = backbone.resolve(cfg)
+        shape, _ = data_shape(cfg.data)
+    table = Table("backbone", "parameters", "MACs / image", "input", "weights at hand", box=None)
+    files = []
+    for name in names[:limit]:
+        row = backbone.describe_backbone(name, shape)
+        macs = "does not fit" if row["macs"] is None else f"{row['macs'] / 1e6:,.1f} M"
+        where = row["weights"][0].split()[0] if row["weights"] else "no"
+        table.add_row(name, f"{row['parameters'] / 1e6:,.2f} M", macs, "×".join(map(str, row["input"])), where)
+        if row["weights"]:
+            files.append(f"{name} ({row['weights'][0]}): model.pretrained={row['weights'][1]}")
+    out.print(table)
+    for line in files:
+        out.print(line, highlight=False, soft_wrap=True)
+    out.print(
+        "weights 'no': model.pretrained=true downloads them from the hub where it is reachable; else give a "
+        ".safetensors or .pth file",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if len(names) > limit:
+        out.print(f"{len(names) - limit} more match; narrow the pattern or raise --limit")
 
 
 def main() -> None:

@@ -238,6 +238,13 @@ class ModelConfig(Section):
         description="multi-task: [{name: parity, weight: 0.5}, ...] heads on the shared trunk, beside the "
         "classifier (`class`, weight 1 unless listed); empty: the classifier alone",
     )
+    backbone: str | None = Field(
+        None, description="a timm architecture (resnet18, efficientnet_lite0, ...) instead of a preset; "
+        "its classifier becomes kaizen's head (needs kaizen[backbones])",
+    )
+    pretrained: bool | str = Field(
+        False, description="backbone weights: true (timm's cache or hub) or a .safetensors / .pth state dict"
+    )
 
     _check_preset = field_validator("preset")(_registered(registry.PRESETS))
     _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
@@ -269,6 +276,16 @@ class ModelConfig(Section):
 
     @model_validator(mode="after")
     def _preset_or_layers(self) -> ModelConfig:
+        if self.backbone is not None:
+            if self.layers:
+                raise ValueError("give model.backbone or model.layers, not both")
+            default = type(self).model_fields["preset"].default
+            if self.preset not in (None, default):
+                raise ValueError("give model.backbone or model.preset, not both (set model.preset: null)")
+            self.__dict__["preset"] = None  # the backbone replaces the default preset; config.yaml says so
+            return self
+        if self.pretrained is not False:
+            raise ValueError("model.pretrained needs model.backbone (a timm architecture)")
         if self.preset is None and not self.layers:
             raise ValueError("set model.preset, or set it to null and give model.layers")
         if self.preset is not None and self.layers:
@@ -603,7 +620,7 @@ class Config(Section):
 
     def run_name(self) -> str:
         """The name used for run directories."""
-        return self.name or f"{self.data.name}-{self.model.preset or 'layers'}"
+        return self.name or f"{self.data.name}-{self.model.preset or self.model.backbone or 'layers'}"
 
 
 class _StrictLoader(yaml.SafeLoader):

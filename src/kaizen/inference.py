@@ -72,21 +72,28 @@ def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluatio
     return result, [*paths, report]
 
 
-def predict_file(
-    runs: list[Run], inputs: str | Path | Sequence[str | Path], out_path: str | Path, tta: int = 0
-) -> dict[str, object]:
-    """Predict every image of `inputs` with the runs (probabilities averaged) and write `out_path`.
+@dataclasses.dataclass
+class Predictions:
+    """What `Run.predict` returns: a label and the class probabilities of each image, in the order given."""
 
-    `inputs` is one CSV, NPZ or IDX file, or image files and folders (decoded and resized as the run's
-    training data). CSV input gets Kaggle's `ImageId,Label`; images get `path,label,probability`; other
-    inputs get `index,label,confidence`. Returns a small report.
-    """
-    from kaizen.data import normalize, read_inputs, to_float
-    from kaizen.data.folder import is_image_input, read_image_inputs
+    labels: list[str]
+    probabilities: np.ndarray  # N x classes, rows sum to 1
+    class_names: list[str]
+    files: list[str] | None = None  # the file of each row, where the inputs were files
 
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        """The probability of each predicted label."""
+        return self.probabilities.max(axis=1)
+
+
+def _models(runs: list[Run]) -> list[tuple[torch.nn.Module, dict]]:
+    """Each run's model and checkpoint record; an error when they cannot be ensembled."""
     if not runs:
         raise KaizenError("predict needs at least one run")
-    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     models = [run.model() for run in runs]
     first_state = models[0][1]
     for run, (_, state) in zip(runs[1:], models[1:]):
@@ -96,6 +103,75 @@ def predict_file(
                     f"cannot ensemble {runs[0].path.name} and {run.path.name}: "
                     f"{key} {first_state[key]} vs {state[key]}"
                 )
+    return models
+
+
+def _average(runs: list[Run], models: list[tuple[torch.nn.Module, dict]], raw: np.ndarray, tta: int) -> torch.Tensor:
+    """Probabilities averaged over the runs, each normalising with its own recorded mean and std."""
+    from kaizen.data import normalize, to_float
+
+    x = torch.from_numpy(to_float(raw))
+    probs = torch.zeros(len(x), models[0][1]["num_classes"])
+    for (model, state), run in zip(models, runs):
+        probs += probabilities(run, model, normalize(x, state["mean"], state["std"]), tta)
+    return probs / len(models)
+
+
+def _image_bytes(image: object) -> io.BytesIO:
+    """A PIL image or an H x W (x C) uint8 array as PNG bytes, so it is decoded exactly as files are."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise KaizenError(f"an image array must be H x W or H x W x C uint8, got {image.dtype} {image.shape}")
+        image = Image.fromarray(image)
+    if not isinstance(image, Image.Image):
+        raise KaizenError(f"cannot predict a {type(image).__name__}: give image paths, PIL images or arrays")
+    stream = io.BytesIO()
+    image.save(stream, format="PNG")
+    stream.seek(0)
+    return stream
+
+
+def predict_images(runs: list[Run], images: Sequence[object] | object, tta: int = 0) -> Predictions:
+    """Predict image files, folders, PIL images or uint8 arrays with one run or an ensemble (probabilities
+    averaged); each image is decoded and resized as the first run's training images were."""
+    from kaizen.data.folder import decode_image, read_image_inputs
+
+    items = list(images) if isinstance(images, list | tuple) else [images]
+    models = _models(runs)
+    state = models[0][1]
+    channels, height, width = (int(side) for side in state["input_shape"])
+    resize = runs[0].config.data.resize
+    if all(isinstance(item, str | Path) for item in items):
+        raw, files = read_image_inputs(items, state["input_shape"], resize)
+    else:
+        decoded = [decode_image(_image_bytes(item), (height, width), channels, resize, None) for item in items]
+        for index, item in enumerate(decoded):
+            if item.pixels is None:
+                raise KaizenError(f"image {index}: {item.problem}")
+        raw, files = np.stack([item.pixels for item in decoded]), None
+    probs = _average(runs, models, raw, tta).numpy()
+    names = list(state["class_names"])
+    return Predictions([names[i] for i in probs.argmax(1)], probs, names, files)
+
+
+def predict_file(
+    runs: list[Run], inputs: str | Path | Sequence[str | Path], out_path: str | Path | None, tta: int = 0
+) -> dict[str, object]:
+    """Predict every image of `inputs` with the runs (probabilities averaged) and write `out_path`.
+
+    `inputs` is one CSV, NPZ or IDX file, or image files and folders (decoded and resized as the run's
+    training data). CSV input gets Kaggle's `ImageId,Label`; images get `path,label,probability`; other
+    inputs get `index,label,confidence`. Without `out_path` nothing is written and the report's `text` holds
+    the CSV. Returns a small report.
+    """
+    from kaizen.data import read_inputs
+    from kaizen.data.folder import is_image_input, read_image_inputs
+
+    inputs = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    models = _models(runs)
+    first_state = models[0][1]
     files = None
     if any(is_image_input(item) for item in inputs):
         raw, files = read_image_inputs(inputs, first_state["input_shape"], runs[0].config.data.resize)
@@ -104,11 +180,7 @@ def predict_file(
         raw, kind = read_inputs(str(inputs[0]), tuple(first_state["input_shape"]))
     else:
         raise KaizenError("several inputs must be image files or folders; give one CSV, NPZ or IDX file")
-    x = torch.from_numpy(to_float(raw))
-    probs = torch.zeros(len(x), first_state["num_classes"])
-    for (model, state), run in zip(models, runs):
-        probs += probabilities(run, model, normalize(x, state["mean"], state["std"]), tta)
-    probs /= len(models)
+    probs = _average(runs, models, raw, tta)
     confidence, labels = probs.max(1)
     names = first_state["class_names"]
 
@@ -129,10 +201,13 @@ def predict_file(
             (i, names[label], f"{conf:.4f}")
             for i, (label, conf) in enumerate(zip(labels.tolist(), confidence.tolist()))
         )
+    counts = np.bincount(labels.numpy(), minlength=first_state["num_classes"])
+    report = {"images": len(raw), "runs": len(runs), "counts": counts.tolist()}
+    if out_path is None:
+        return {**report, "out": None, "text": text.getvalue()}
     out_path = Path(out_path)
     try:
         rundir.atomic_write_text(out_path, text.getvalue())
     except OSError as error:
         raise KaizenError(f"cannot write {out_path}: {error.strerror}") from None
-    counts = np.bincount(labels.numpy(), minlength=first_state["num_classes"])
-    return {"images": len(x), "runs": len(runs), "out": str(out_path), "counts": counts.tolist()}
+    return {**report, "out": str(out_path)}

@@ -54,6 +54,13 @@ class Run:
         load_model_state(model, state, self.path / "checkpoints" / name)
         return model.to(device).eval(), state
 
+    def predict(self, images: Any, tta: int = 0) -> Any:
+        """Predict image paths (files or folders), PIL images or uint8 arrays with this run's model; returns
+        `kaizen.inference.Predictions` (labels, probabilities, class_names, files)."""
+        from kaizen.inference import predict_images
+
+        return predict_images([self], images, tta)
+
 
 def load_run(path: str | Path) -> Run:
     """Open a run directory; KaizenError when the folder is not a kaizen run."""

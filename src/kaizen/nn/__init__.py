@@ -39,9 +39,17 @@ def build_model(
     """Return the network described by `model_cfg`: its preset (else its layer list), initialised by
     `init_cfg`, with a head for each extra task of `model_cfg.tasks` (those keep PyTorch's initialisation).
 
-    `input_shape` is one sample's (channels, height, width); the output is (N, num_classes) logits.
+    A `model_cfg.backbone` is a timm network (kaizen.nn.backbone) with random weights; pretrained ones are
+    loaded by the trainer. `input_shape` is one sample's (channels, height, width); the output is (N, num_classes) logits.
     """
     shape = check_input_shape(input_shape)
+    if model_cfg.backbone is not None:  # timm's initialisation, unless init.* asks for another
+        from kaizen.nn.backbone import build_backbone
+
+        model = build_backbone(model_cfg.backbone, model_cfg.dropout, shape, num_classes)
+        if init_cfg is not None and (init_cfg.weights != "default" or init_cfg.bias is not None):
+            apply_init(model, init_cfg)
+        return attach_tasks(model, model_cfg.tasks, shape)
     if model_cfg.preset is not None:
         model = PRESETS.create(model_cfg.preset, model_cfg, shape, num_classes)
     else:

@@ -125,6 +125,9 @@ def _red(text: str, flagged: bool) -> str:
 
 def inspect_config(cfg: Config, batch_size: int | None = None, train_mode: bool = True) -> list[LayerOutput]:
     """Build `cfg`'s model (initialised with its seed) and inspect it on the first training batch."""
+    from kaizen.nn.backbone import resolve
+
+    cfg = resolve(cfg)  # a backbone's image size, as training resolves it
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)

@@ -62,13 +62,29 @@ def _macs(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Ten
     return output.numel() * (module.in_channels // module.groups) * kernel_area
 
 
+def _rows(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The modules that get a row: the top-level layers, with a timm backbone (`body`) shown block by block."""
+    rows: list[tuple[str, nn.Module]] = []
+    for name, child in model.named_children():
+        if name != "body" or not list(child.children()):
+            rows.append((name, child))
+            continue
+        for inner, block in child.named_children():
+            stages = list(block.named_children()) if isinstance(block, nn.Sequential | nn.ModuleList) else []
+            if len(stages) > 1 and all(list(stage.children()) for _, stage in stages):
+                rows.extend((f"body.{inner}.{index}", stage) for index, stage in stages)
+            else:
+                rows.append((f"body.{inner}", block))
+    return rows or [(type(model).__name__.lower(), model)]
+
+
 def summarize(model: nn.Module, input_shape: Sequence[int]) -> Summary:
     """Return the Summary of `model` on inputs of per-sample shape `input_shape` (e.g. (1, 28, 28)).
 
     One zero sample runs through the model in eval mode without gradients; each module's train/eval mode is
     restored afterwards.
     """
-    layers = list(model.named_children()) or [(type(model).__name__.lower(), model)]
+    layers = _rows(model)
     row_of = {id(sub): name for name, layer in layers for sub in layer.modules()}
     shapes: dict[str, tuple[int, ...]] = {}
     macs: dict[str, int] = {name: 0 for name, _ in layers}

@@ -38,8 +38,20 @@ if TYPE_CHECKING:
 SAMPLES_PER_EPOCH = 4
 HISTOGRAM_BINS = 30
 HISTOGRAM_VALUES = 4096  # activation values kept per layer for the histograms (a strided subsample)
+# A deep backbone has hundreds of layers: record at most this many weight layers (and as many activations),
+# evenly spaced from the first to the last, so the record stays small and the doctor still sees every depth.
+MAX_RECORDED_LAYERS = 32
 
 Metric = Callable[[nn.Module, Any], float]
+
+
+def representative(layers: dict[str, nn.Module], limit: int = MAX_RECORDED_LAYERS) -> dict[str, nn.Module]:
+    """At most `limit` of `layers`, evenly spaced in order, the first and the last always among them."""
+    if len(layers) <= limit:
+        return layers
+    names = list(layers)
+    kept = sorted({round(index * (len(names) - 1) / (limit - 1)) for index in range(limit)})
+    return {names[index]: layers[names[index]] for index in kept}
 
 
 def sample_every(steps_per_epoch: int, every: int | None) -> int:
@@ -72,12 +84,14 @@ class StatsRecorder:
         self.histograms = writer.wants_histograms
         self.every = sample_every(steps_per_epoch, log.stats_every)
         self.last_sampled = (steps_per_epoch // self.every) * self.every - 1
-        self.layers = {
-            name: module
-            for name, module in model.named_modules()
-            if isinstance(module, WEIGHT_LAYERS) and module.weight.requires_grad
-        }
-        self.activations = activation_modules(model)
+        self.layers = representative(
+            {
+                name: module
+                for name, module in model.named_modules()
+                if isinstance(module, WEIGHT_LAYERS) and module.weight.requires_grad
+            }
+        )
+        self.activations = representative(activation_modules(model))
         classes = activation_classes()
         # each activation layer's registry traits: its family (dead units) and saturation bounds
         self.activation_traits = {

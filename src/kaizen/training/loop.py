@@ -34,7 +34,7 @@ from kaizen.data.augment import Augment, Batch
 from kaizen.errors import KaizenError
 from kaizen.evaluate import predict_proba
 from kaizen.interrupts import sigterm_as_interrupt
-from kaizen.nn import build_model
+from kaizen.nn import backbone, build_model
 from kaizen.run import load_model_state
 from kaizen.track import rundir
 from kaizen.track.progress import Reporter
@@ -298,6 +298,7 @@ def _prepare(
         torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
     # the thread count changes a run's numbers (float summation order), so config.yaml records it
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
+    cfg = backbone.resolve(cfg)  # what model.backbone implies (image size, fine-tuning), recorded in config.yaml
     torch.manual_seed(cfg.train.seed)
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
@@ -307,6 +308,7 @@ def _prepare(
     data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)
     # 3. the network with its task heads, then transferred weights (not on resume: the checkpoint has them)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
+    data = backbone.prepare(cfg, data, model, device, resume, reporter.note)  # its weights and normalisation
     transferred = None if resume else init_weights(model, cfg.transfer)
     # 4. the optimiser, over every parameter (discriminative rates: transfer.lr_groups), built before anything
     # is frozen so that the layers gradual unfreezing releases later are in it
