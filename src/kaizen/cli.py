@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError, KaizenWarning, one_line
@@ -26,8 +27,8 @@ app = typer.Typer(
 config_app = typer.Typer(no_args_is_help=True, help="Show configs.")
 app.add_typer(config_app, name="config")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # a path or a value holding :fire: is text, not an emoji
+err = Console(stderr=True, emoji=False)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: the digits CNN).")
@@ -90,7 +91,7 @@ def train(
             run_dir = fit(cfg, reporter=Reporter(enabled=cfg.log.progress and not quiet, console=err))
     except KeyboardInterrupt as stop:  # what was kept, and how to continue
         if os.environ.get("RANK", "0") == "0":
-            err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True)
+            err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True, markup=False)
         raise
     if run_dir is None:  # a data-parallel process other than rank 0: rank 0 reports
         return
@@ -104,7 +105,7 @@ def train(
         f"[bold green]done[/] {summary['epochs_completed']} epochs in {summary['timings']['train_seconds']:.1f}s · "
         f"{val}[bold]test acc {summary['test']['acc']:.2%}[/] ({summary['checkpoint']})"
     )
-    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}", soft_wrap=True)
+    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}", soft_wrap=True, markup=False)
 
 
 @config_app.command("show")
@@ -145,7 +146,7 @@ def data_(
         print(line)
     if output is not None:
         draw_grid(cfg.data, output)
-        out.print(f"wrote {output}")
+        out.print(f"wrote {output}", markup=False)
 
 
 @app.command("eval")
@@ -168,9 +169,9 @@ def eval_(
     out.print(render_evaluation(result))
     mistakes = mistake_files(result)
     if mistakes:
-        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True)
+        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True, markup=False)
     for path in paths:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
 
 
 @app.command()
@@ -195,7 +196,7 @@ def predict(
 
     report = predict_file([load_run(path) for path in runs], input, output, tta)
     models = "1 model" if report["runs"] == 1 else f"an ensemble of {report['runs']} models"
-    out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}")
+    out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}", markup=False)
 
 
 @app.command("augment-preview")
@@ -212,7 +213,7 @@ def augment_preview(
 
     cfg = load_config(config, overrides)
     plot_augment_preview(preview(cfg, images, copies), output)
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 SeedsOption = Annotated[
@@ -309,7 +310,7 @@ def _execute_study(
         )
         if event.error:
             line += f": {event.error}"
-        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True)
+        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True, markup=False)
 
     def start(to_run: int, finished: int) -> None:
         runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
@@ -320,10 +321,10 @@ def _execute_study(
         )
 
     def tuned(variant: str, best: str) -> None:
-        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True)
+        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True, markup=False)
 
     def round_end(seeds: int, why: str) -> None:
-        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True)
+        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True, markup=False)
 
     try:
         if tune is not None:
@@ -356,7 +357,7 @@ def _execute_study(
         soft_wrap=True,
     )
     if outcome.throughput is not None:
-        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True)
+        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True, markup=False)
     _print_results(report, out_dir)
 
 
@@ -367,19 +368,28 @@ def _print_results(report, out_dir: Path) -> None:
     out.print(render_table(report.results, out.width))
     for variant in report.results.variants:
         if variant.errors:
-            out.print(f"[red]{variant.id}[/]: {variant.errors[0]}", highlight=False, soft_wrap=True)
+            out.print(
+                f"[red]{escape(variant.id)}[/]: {escape(str(variant.errors[0]))}", highlight=False, soft_wrap=True
+            )
     if report.curve is not None:
         out.print(f"[bold]{report.curve.reading}[/]", highlight=False, soft_wrap=True)
     for line in headline(report.results):
-        out.print(line, highlight=False, soft_wrap=True)
-    out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
+    out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True, markup=False)
 
 
 def _study_options(seeds: str, split_seeds: int, correction: str | None, tune: list[str] | None, trials: int):
     """Parse --seeds, check a verdict request against it, and build the tuning spec (None: no tuning)."""
-    from kaizen.study import TuneSpec, parse_seeds
+    from kaizen.study import TuneSpec, parse_seeds, stats
     from kaizen.study.session import check_verdict_request
 
+    if correction is not None and correction not in stats.CORRECTIONS:  # its name first, then what it asks for
+        from kaizen.registry import did_you_mean
+
+        raise KaizenError(
+            f"--correction: unknown value '{correction}'{did_you_mean(correction, list(stats.CORRECTIONS))}; "
+            f"valid: {', '.join(stats.CORRECTIONS)}"
+        )
     parsed = parse_seeds(seeds)
     check_verdict_request(parsed, split_seeds, correction)
     spec = TuneSpec(tuple(tune), trials) if tune and trials else None
@@ -541,11 +551,11 @@ def audit(
     def progress(event) -> None:
         if event.status != "skipped":
             line = f"[{event.index}/{event.total}] {event.variant} · {event.status} in {event.seconds:.1f}s"
-            err.print(line + (f": {event.error}" if event.error else ""), highlight=False, soft_wrap=True)
+            err.print(line + (f": {event.error}" if event.error else ""), highlight=False, soft_wrap=True, markup=False)
 
     def start(to_run: int, finished: int) -> None:
         earlier = f", {finished} finished earlier" if finished else ""
-        err.print(f"audit: {folds} fold models, {to_run} to train{earlier} -> {out_dir}", soft_wrap=True)
+        err.print(f"audit: {folds} fold models, {to_run} to train{earlier} -> {out_dir}", soft_wrap=True, markup=False)
 
     try:
         result = run_audit(cfg, out_dir, folds, workers, budget, fix, on_event=progress, on_start=start)
@@ -559,14 +569,14 @@ def audit(
         f"out-of-fold accuracy) · class balance: largest/smallest {balance['imbalance']:.2f}",
         highlight=False,
     )
-    out.print("  ".join(f"{kind} {count}" for kind, count in result.counts.items()), highlight=False)
+    out.print("  ".join(f"{kind} {count}" for kind, count in result.counts.items()), highlight=False, markup=False)
     if result.kept is not None:
         out.print(
             f"keep.txt: {result.kept:,} of {data['train_examples']:,} kept (label, duplicate and leak issues "
             f"dropped) -> train with --set data.keep={result.out_dir / 'keep.txt'}",
             soft_wrap=True,
         )
-    out.print(f"report: {result.out_dir / 'report.html'}  (also issues.csv, audit.json)", soft_wrap=True)
+    out.print(f"report: {result.out_dir / 'report.html'}  (also issues.csv, audit.json)", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -689,7 +699,7 @@ def doctor(
         raise KaizenError("--try goes with --verify: kaizen doctor RUN --verify --try optim.lr=0.01")
     record = read_run(run)
     for warning in record.corrupt_lines:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     findings = examine(record)
     report = findings_json(record, findings)
     if not as_json:
@@ -763,7 +773,7 @@ def lr_find(
         f"{VALLEY_FACTOR:g}); steepest-slope rule: {result.steepest or float('nan'):.2g}",
         highlight=False,
     )
-    out.print(f"curve: {path}\nuse: --set optim.lr={result.suggestion:.2g}", highlight=False)
+    out.print(f"curve: {path}\nuse: --set optim.lr={result.suggestion:.2g}", highlight=False, markup=False)
 
 
 @app.command("inspect")
@@ -832,11 +842,11 @@ def ensemble(
             method or "seeds",
             members,
             out_dir,
-            progress=lambda line: err.print(line, highlight=False),
+            progress=lambda line: err.print(line, highlight=False, markup=False),
         )
     out.print(render_table(result))
     for note in result.notes:
-        out.print(note, highlight=False, soft_wrap=True)
+        out.print(note, highlight=False, soft_wrap=True, markup=False)
     out.print(f"[bold]{result.headline()}[/]", highlight=False, soft_wrap=True)
     if runs and out_dir is not None:
         try:
@@ -845,7 +855,7 @@ def ensemble(
             raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
         rundir.write_json(out_dir / "ensemble.json", result.to_dict())
     if out_dir is not None:
-        out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True)
+        out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True, markup=False)
 
 
 @app.command("export")
@@ -884,8 +894,6 @@ def main() -> None:
             from kaizen.training.distributed import error_prefix
 
             prefix = error_prefix()
-        from rich.markup import escape  # a message may hold brackets: pip install "kaizen[ray]"
-
         err.print(f"[bold red]error:[/] {prefix}{escape(_one_line(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -902,8 +910,6 @@ def main() -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A KaizenWarning is one line, `warning: …`; other warnings as Python prints them."""
     if issubclass(category, KaizenWarning):
-        from rich.markup import escape
-
         err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _python_warning(message, category, filename, lineno, file, line)

@@ -17,7 +17,7 @@ class Reporter:
 
     def __init__(self, enabled: bool = True, console: Console | None = None):
         self.enabled = enabled
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, emoji=False)
         self.progress: Progress | None = None
         self.task = None
         self.steps_per_epoch = 1

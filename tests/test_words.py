@@ -1,0 +1,106 @@
+"""Words a user can act on (issue 22): messages that say what is wrong in the user's terms, one line and exit
+code 2 where kaizen used to end in a traceback, and output that reads the same in a log file."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import cli, one_line_error
+
+from kaizen import Config, KaizenError
+
+# --- messages that mislead --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["0", "7", "[0, 3]", "[8, 8, 8]", "auto:x", "true"])
+def test_image_size_is_explained_in_the_users_words(size):
+    with pytest.raises(KaizenError) as error:
+        Config().override([f"data.image_size={size}"])
+    message = str(error.value)
+    assert "give auto, an integer >= 8 or [H, W]" in message
+    assert "literal" not in message and "Input should be" not in message
+
+
+def test_image_size_accepts_what_the_message_offers():
+    for size, expected in (("auto", "auto"), ("8", 8), ("[8, 10]", (8, 10))):
+        assert Config().override([f"data.image_size={size}"]).data.image_size == expected
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_max_memory_refuses_a_switch(value):
+    with pytest.raises(KaizenError, match="data.max_memory = (True|False): give bytes or a size like 2GB"):
+        Config().override([f"data.max_memory={value}"])
+    assert Config().override(["data.max_memory=2GB"]).data.max_memory == "2GB"
+
+
+LAYERS = "model.layers=[{type: dense, units: 16}]"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[LAYERS], ["model.preset=null", LAYERS], [LAYERS, "model.preset=null"]],
+    ids=["layers alone", "preset null first", "preset null after"],
+)
+def test_switching_from_a_preset_to_layers_with_set(overrides):
+    model = Config().override(overrides).model
+    assert model.preset is None
+    assert [layer.type for layer in model.layers] == ["dense"]
+
+
+def test_the_later_of_preset_and_layers_wins():
+    model = Config().override([LAYERS, "model.preset=mlp"]).model
+    assert (model.preset, model.layers) == ("mlp", None)
+
+
+def test_preset_null_alone_asks_for_what_is_missing():
+    with pytest.raises(KaizenError) as error:
+        Config().override(["model.preset=null"])
+    assert "model.layers is empty" in str(error.value)
+    assert "set it to null" not in str(error.value)  # the user just did
+
+
+def test_a_bad_shorthand_is_named_even_when_refined_later():
+    with pytest.raises(KaizenError, match="unknown augmentation preset 'kagle'"):
+        Config().override(["augment=kagle", "augment.mixup=0.2"])
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("optim.lrr", "(did you mean 'optim.lr'?)"),
+        ("optim.momentun", "(did you mean 'optim.momentum'?)"),
+        ("trian.epochs", "(did you mean 'train.epochs'?)"),
+        ("train.lr", "(did you mean 'optim.lr'?)"),
+        ("optim.lr.x", "'optim.lr' is a value, not a section"),
+    ],
+)
+def test_did_you_mean_for_typos(key, expected):
+    with pytest.raises(KaizenError) as error:
+        Config().override([f"{key}=1"])
+    assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "section_keys"),
+    [("train.newthing", "epochs, batch_size"), ("optim.future_opt", "name, lr, momentum")],
+)
+def test_a_key_from_a_newer_version_is_not_pointed_at_an_unrelated_one(key, section_keys):
+    with pytest.raises(KaizenError) as error:
+        Config().override([f"{key}=1"])
+    message = str(error.value)
+    assert "did you mean" not in message
+    assert "has no such key" in message and section_keys in message
+
+
+def test_unknown_correction_is_named_before_the_seed_count(tmp_path, monkeypatch, capsys):
+    args = ["--vary", "optim.lr=0.01,0.02", "--seeds", "1", "-o", str(tmp_path / "study")]
+    code, _, err = cli(monkeypatch, capsys, "compare", *args, "--correction", "banana")
+    line = one_line_error(code, err, "--correction", "'banana'", "holm, bonferroni, none")
+    assert "seeds" not in line
+
+
+def test_error_text_is_not_markup(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / ":fire: [red]photos"
+    code, _, err = cli(monkeypatch, capsys, "data", "--set", "data.name=folder", "--set", f"data.path={folder}")
+    one_line_error(code, err, str(folder))
+    code, _, err = cli(monkeypatch, capsys, "config", "show", "--set", "data.image_size=auto:x")
+    one_line_error(code, err, "'auto:x'")
