@@ -3,10 +3,16 @@ code 2 where kaizen used to end in a traceback, and output that reads the same i
 
 from __future__ import annotations
 
-import pytest
-from conftest import cli, one_line_error
+import json
+import shutil
+from pathlib import Path
 
+import pytest
+from conftest import cli, one_line_error, tiny_config
+
+import kaizen
 from kaizen import Config, KaizenError
+from kaizen.study import compare_plan, execute
 
 # --- messages that mislead --------------------------------------------------------------------------
 
@@ -104,3 +110,58 @@ def test_error_text_is_not_markup(tmp_path, monkeypatch, capsys):
     one_line_error(code, err, str(folder))
     code, _, err = cli(monkeypatch, capsys, "config", "show", "--set", "data.image_size=auto:x")
     one_line_error(code, err, "'auto:x'")
+
+
+# --- tracebacks still reachable ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "culprit"),
+    [("[1, 2]", "holds a JSON list, not an object"), ('{"status": 3}', "'status' should be text, not number 3")],
+)
+def test_meta_json_of_the_wrong_shape_is_one_line(finished_run, tmp_path, monkeypatch, capsys, content, culprit):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run[1].path, run)
+    (run / "meta.json").write_text(content)
+    for command in (["eval", str(run)], ["doctor", str(run)], ["export", str(run), "--onnx", str(tmp_path / "m")]):
+        code, _, err = cli(monkeypatch, capsys, *command)
+        one_line_error(code, err, "meta.json", culprit)
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory) -> Path:
+    """A finished one-seed compare of two learning rates on the tiny MLP."""
+    folder = tmp_path_factory.mktemp("study") / "study"
+    cfg = tiny_config(folder.parent / "runs", "train.epochs=1", "model.hidden=[8]")
+    execute(compare_plan(cfg, ["optim.lr=0.01,0.02"], "grid", 1, "test.acc"), folder, workers=1)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("change", "culprit"),
+    [
+        (lambda study: [study], "holds a JSON list"),
+        (lambda study: {**study, "seeds": 3}, "'seeds' should be a list, not number 3"),
+        (lambda study: {**study, "seeds": ["a"]}, "'seeds' should be a list of integers"),
+        (lambda study: {**study, "variants": [1]}, "each of 'variants' should be an object"),
+        (lambda study: {**study, "baseline": "zz"}, "baseline 'zz' is not one of its variants"),
+        (lambda study: {key: value for key, value in study.items() if key != "metric"}, "has no 'metric'"),
+    ],
+)
+def test_study_json_of_the_wrong_shape_is_one_line(small_study, tmp_path, monkeypatch, capsys, change, culprit):
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    record = json.loads((study / "study.json").read_text())
+    (study / "study.json").write_text(json.dumps(change(record)))
+    code, _, err = cli(monkeypatch, capsys, "report", str(study))
+    one_line_error(code, err, "study.json", culprit)
+
+
+def test_another_runs_checkpoint_is_one_line(finished_run, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run[1].path, run)
+    other = kaizen.train(tiny_config(tmp_path / "runs", "model.preset=simple_cnn", "train.epochs=1"))
+    shutil.copy(other.path / "checkpoints" / "best.pt", run / "checkpoints" / "best.pt")
+    for command in (["eval", str(run)], ["export", str(run), "--onnx", str(tmp_path / "m.onnx")]):
+        code, _, err = cli(monkeypatch, capsys, *command)
+        one_line_error(code, err, "best.pt belongs to another architecture", "there", "here")
