@@ -165,3 +165,41 @@ def test_another_runs_checkpoint_is_one_line(finished_run, tmp_path, monkeypatch
     for command in (["eval", str(run)], ["export", str(run), "--onnx", str(tmp_path / "m.onnx")]):
         code, _, err = cli(monkeypatch, capsys, *command)
         one_line_error(code, err, "best.pt belongs to another architecture", "there", "here")
+
+
+# --- kaizen --version and kaizen runs ---------------------------------------------------------------
+
+
+def test_version(monkeypatch, capsys):
+    code, out, _ = cli(monkeypatch, capsys, "--version")
+    assert code == 0 and out.strip() == f"kaizen {kaizen.__version__}"
+
+
+def test_runs_lists_each_run_and_a_broken_one_as_broken(finished_run, tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "runs"
+    shutil.copytree(finished_run[1].path, folder / "good")
+    shutil.copytree(finished_run[1].path, folder / "damaged")
+    (folder / "damaged" / "meta.json").write_text('"done"')
+    code, out, err = cli(monkeypatch, capsys, "runs", str(folder))
+    assert code == 0 and "Traceback" not in err
+    lines = out.splitlines()
+    assert lines[0].split() == ["run", "status", "data", "model", "epochs", "val", "acc", "test", "acc"]
+    summary = finished_run[1].summary
+    good = next(line for line in lines if line.startswith("good"))
+    assert good.split() == [
+        "good",
+        "done",
+        "digits",
+        "mlp",
+        "3/3",
+        f"{summary['best']['val_acc']:.2%}",
+        f"{summary['test']['acc']:.2%}",
+    ]
+    assert next(line for line in lines if line.startswith("damaged")).split()[1] == "broken"
+    assert any(line.startswith("broken: ") and "meta.json holds a JSON text" in line for line in lines)
+    assert lines[-1] == "2 runs, 1 broken"
+
+
+def test_runs_of_a_missing_folder_is_one_line(tmp_path, monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "runs", str(tmp_path / "absent"))
+    one_line_error(code, err, "runs folder not found", "absent")

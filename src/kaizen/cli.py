@@ -24,6 +24,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="kaizen: train image classifiers, see why they work, prove which technique helps.",
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from kaizen import __version__
+
+        print(f"kaizen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print kaizen's version.")
+    ] = False,
+) -> None:
+    """kaizen: train image classifiers, see why they work, prove which technique helps."""
+
+
 config_app = typer.Typer(no_args_is_help=True, help="Show configs.")
 app.add_typer(config_app, name="config")
 
@@ -856,6 +875,22 @@ def ensemble(
         rundir.write_json(out_dir / "ensemble.json", result.to_dict())
     if out_dir is not None:
         out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True, markup=False)
+
+
+@app.command("runs")
+def runs_(
+    folder: Annotated[Path, typer.Argument(help="A folder of runs (searched below too).")] = Path("runs"),
+) -> None:
+    """List runs: status, data, model, epochs, validation accuracy at the best checkpoint, test accuracy."""
+    from kaizen.track.listing import find_runs, read_row, render_rows
+
+    paths = find_runs(folder)
+    if not paths:
+        out.print(f"no runs in {folder}", markup=False)
+        return
+    rows = [read_row(path) for path in paths]
+    for line in render_rows(rows, folder):
+        print(line)
 
 
 @app.command("export")
