@@ -4,14 +4,21 @@ code 2 where kaizen used to end in a traceback, and output that reads the same i
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import struct
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import cli, one_line_error, tiny_config
+from PIL import Image, ImageOps
 
 import kaizen
 from kaizen import Config, KaizenError
+from kaizen.data.folder import folder_dataset as load_raw
 from kaizen.study import compare_plan, execute
 
 # --- messages that mislead --------------------------------------------------------------------------
@@ -203,3 +210,89 @@ def test_runs_lists_each_run_and_a_broken_one_as_broken(finished_run, tmp_path, 
 def test_runs_of_a_missing_folder_is_one_line(tmp_path, monkeypatch, capsys):
     code, _, err = cli(monkeypatch, capsys, "runs", str(tmp_path / "absent"))
     one_line_error(code, err, "runs folder not found", "absent")
+
+
+# --- photos: a malformed EXIF tag, warnings once, plurals -------------------------------------------
+
+
+def broken_exif() -> bytes:
+    """EXIF whose orientation asks for a rotation and whose ResolutionUnit (a SHORT tag) holds a LONG too big
+    for a SHORT: Pillow reads it, and raises struct.error when exif_transpose writes the EXIF back."""
+    entries = [(0x0112, 3, 1, 6), (0x0128, 4, 1, 70000)]  # (tag, type, count, value)
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd + b"\x00\x00\x00\x00"
+
+
+def photo_folder(root: Path, bad_exif: int = 1, notes: int = 1) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for index in range(12):
+            pixels = rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{index}.jpg")
+    for index in range(bad_exif):
+        Image.new("RGB", (16, 12), (200, 30, 30)).save(root / "cat" / f"exif{index}.jpg", exif=broken_exif())
+    for index in range(notes):
+        (root / "dog" / f"notes{index}.txt").write_text("not a photo")
+    return root
+
+
+def folder_sets(root: Path, tmp_path: Path) -> list[str]:
+    overrides = [
+        "data.name=folder",
+        f"data.path={root}",
+        "data.image_size=8",
+        f"data.cache={tmp_path / 'cache'}",
+        "data.val_split=0",
+    ]
+    return [option for item in overrides for option in ("--set", item)]
+
+
+def test_a_photo_with_malformed_exif_is_skipped_and_counted(tmp_path, monkeypatch, capsys):
+    with pytest.raises(struct.error):  # the defect is real: Pillow itself fails on this photo
+        with Image.open(photo_folder(tmp_path / "photos") / "cat" / "exif0.jpg") as image:
+            ImageOps.exif_transpose(image)
+    sets = folder_sets(tmp_path / "photos", tmp_path)
+    code, out, err = cli(monkeypatch, capsys, "data", *sets)
+    assert code == 0, err
+    assert "skipped files: 2" in out and "exif0.jpg: corrupt EXIF metadata" in out
+    runs = ["--set", f"log.runs_dir={tmp_path / 'runs'}", "--set", "model.preset=mlp", "--set", "train.epochs=1"]
+    code, out, err = cli(monkeypatch, capsys, "train", *sets, *runs, "--set", "train.threads=1", "-q")
+    assert code == 0 and "Traceback" not in err, err
+    summary = kaizen.load_run(out.strip()).summary
+    assert summary["data"]["train"] + summary["data"]["test"] == 24  # the 24 good photos, not the broken one
+
+
+@pytest.mark.parametrize(("notes", "said"), [(1, "skipped 1 file that is not an image"), (2, "skipped 2 files")])
+def test_skipped_files_in_the_right_number(tmp_path, caplog, notes, said):
+    cfg = Config().override(["data.image_size=8", "data.name=folder", f"data.path={tmp_path / 'photos'}"])
+    photo_folder(tmp_path / "photos", bad_exif=0, notes=notes)
+    with caplog.at_level(logging.WARNING):
+        load_raw(cfg.data.model_copy(update={"cache": str(tmp_path / "cache")}))
+    assert said in caplog.text and "1 files" not in caplog.text
+
+
+def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
+    """Each run of a compare loads the data set again, in several worker processes: the warnings come once."""
+    root = photo_folder(tmp_path / "photos", bad_exif=1, notes=2)
+    data = Config().override(
+        ["data.image_size=8", "data.name=folder", f"data.path={root}", f"data.cache={tmp_path / 'cache'}"]
+    ).data
+    with caplog.at_level(logging.WARNING):
+        load_raw(data)
+        load_raw(data)
+    assert caplog.text.count("exif0.jpg") == 1 and caplog.text.count("skipped 2 files") == 1
+    # two worker processes of one command (one process group): the second says nothing
+    root = photo_folder(tmp_path / "more photos", bad_exif=1, notes=2)
+    script = (
+        "from kaizen import Config; from kaizen.data.folder import folder_dataset as load_raw; "
+        f"load_raw(Config().override(['data.image_size=8', 'data.name=folder', 'data.path={root}', "
+        f"'data.cache={tmp_path / 'cache2'}']).data)"
+    )
+    first, second = (
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        for _ in range(2)
+    )
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert "exif0.jpg" in first.stderr and "skipped 2 files" in first.stderr
+    assert "exif0.jpg" not in second.stderr and "skipped" not in second.stderr
