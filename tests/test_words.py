@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cli, one_line_error, tiny_config
+import torch
+from conftest import TINY, cli, one_line_error, tiny_config
 from PIL import Image, ImageOps
 
 import kaizen
 from kaizen import Config, KaizenError
 from kaizen.data.folder import folder_dataset as load_raw
 from kaizen.study import compare_plan, execute
+from kaizen.training import threads
 
 # --- messages that mislead --------------------------------------------------------------------------
 
@@ -296,3 +298,44 @@ def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert "exif0.jpg" in first.stderr and "skipped 2 files" in first.stderr
     assert "exif0.jpg" not in second.stderr and "skipped" not in second.stderr
+
+
+# --- a busy machine ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "expected", "why"),
+    [(2, 0.1, 2, "2 of 2 cores free"), (2, 1.2, 1, "1 of 2 cores free"), (2, 6.7, 1, "no core free"),
+     (8, 2.6, 5, "5 of 8 cores free")],
+)
+def test_default_threads_are_the_cores_free(monkeypatch, cores, load, expected, why):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: cores)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    count, said = threads.free_threads()
+    assert count == expected and why in said and f"{load:.2f}" in said
+
+
+def test_a_run_says_how_many_threads_and_why(make_config, monkeypatch, capsys):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))  # another job holds both cores
+    before = torch.get_num_threads()
+    try:
+        code, out, err = cli(monkeypatch, capsys, "train", *tiny_sets(make_config), "--set", "log.progress=true")
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0, err
+    assert "threads: 1 (no core free: 1-minute load average 1.90 on 2 cores" in err
+    run = kaizen.load_run(out.strip().splitlines()[-1].split()[1])
+    assert run.meta["threads"] == {"count": 1, "why": "no core free: 1-minute load average 1.90 on 2 cores; 1 thread"}
+    assert run.config.train.threads == 1
+
+
+def tiny_sets(make_config) -> list[str]:
+    """The tiny config of conftest as --set options (train.threads left unset)."""
+    cfg = make_config()
+    items = [*TINY, f"log.runs_dir={cfg.log.runs_dir}"]
+    return [option for item in items for option in ("--set", item)]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kaizen.config import Config
+from kaizen.training.threads import set_threads
 
 # Class balance: the rarest class at least a fifth of the commonest (digits 0.95, mnist-10k 0.79). Below that,
 # accuracy hides the rare classes and the loss needs weights or resampling.
@@ -56,8 +57,7 @@ def run_checks(cfg: Config) -> list[Check]:
     """Run every check on `cfg` (on the CPU, with the config's seed); KaizenError on bad input."""
     from kaizen.data import load_data
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)  # the cores free when unset
     data = load_data(cfg.data, "cpu")
     return [
         class_balance(data),

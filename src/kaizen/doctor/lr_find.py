@@ -21,6 +21,7 @@ from torch import nn
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError
+from kaizen.training.threads import set_threads
 
 START, END = 1e-7, 10.0
 MAX_STEPS = 200  # at most one epoch, and at most this many steps
@@ -65,8 +66,7 @@ def range_test(cfg: Config) -> RangeTest:
     from kaizen.nn import build_model
     from kaizen.training.optim import build_optimizer
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)  # the cores free when unset
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)

@@ -41,6 +41,7 @@ from kaizen.training.multitask import TaskObjective
 from kaizen.training.optim import build_optimizer, calmer_lr
 from kaizen.training.regularize import Penalties
 from kaizen.training.schedule import LRSchedule
+from kaizen.training.threads import set_threads
 from kaizen.training.transfer import FineTune, TransferReport, init_weights, lr_multiplier
 
 
@@ -158,6 +159,7 @@ class _Training:
     forward: Callable[[torch.Tensor], torch.Tensor]  # channels-last, torch.compile / CUDA graphs
     parallel_forward: Callable[[], Callable[[torch.Tensor], torch.Tensor]]  # DDP around `forward`, per epoch
     augment: Augment
+    threads_why: str  # how torch's thread count was chosen (train.threads, or the cores free), for meta.json
     # set by _open_run
     run_dir: Path | None = None
     writer: RunWriter | None = None
@@ -234,10 +236,15 @@ def _prepare(
 ) -> _Training:
     """Build what the run trains with. The order matters and is this one."""
     # 1. the process: threads, seed, denormals
+    threads_why = "train.threads"
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
         torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
+        threads_why = f"the cores shared among {group.local_world_size} processes"
+    else:  # the cores actually free, so a busy machine slows the run down gracefully
+        threads_why = set_threads(None)
+        reporter.note(f"threads: {torch.get_num_threads()} ({threads_why}; train.threads=N sets it)")
     # the thread count changes a run's numbers (float summation order), so config.yaml records it
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
     torch.manual_seed(cfg.train.seed)
@@ -319,6 +326,7 @@ def _prepare(
         forward=forward,
         parallel_forward=parallel_forward,
         augment=augment,
+        threads_why=threads_why,
     )
 
 
@@ -344,6 +352,7 @@ def _open_run(
         writer.resume(training.start_epoch, cfg.to_yaml())
     else:
         meta = {**rundir.environment(training.device), "seed": cfg.train.seed}
+        meta["threads"] = {"count": cfg.train.threads, "why": training.threads_why}
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
