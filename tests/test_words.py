@@ -339,3 +339,19 @@ def tiny_sets(make_config) -> list[str]:
     cfg = make_config()
     items = [*TINY, f"log.runs_dir={cfg.log.runs_dir}"]
     return [option for item in items for option in ("--set", item)]
+
+
+# --- a log file -------------------------------------------------------------------------------------
+
+
+def test_a_log_file_gets_one_plain_line_per_epoch(make_config, monkeypatch, capsys):
+    """stderr captured is not a terminal, as under nohup, CI or Slurm: no live display, a line per epoch."""
+    args = [*tiny_sets(make_config), "--set", "train.epochs=3", "--set", "train.threads=1"]
+    code, out, err = cli(monkeypatch, capsys, "train", *args)
+    assert code == 0, err
+    epochs = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" · ")[0] for line in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    rows = kaizen.load_run(out.strip().splitlines()[-1].split()[1]).metrics()
+    last_val = next(row for row in reversed(rows) if row["split"] == "val")
+    assert f"val loss {last_val['loss']:.4f} acc {last_val['acc']:.2%}" in epochs[-1]
+    assert "\x1b[" not in err and "━" not in err  # no escape codes, no bar
