@@ -20,8 +20,9 @@ from PIL import Image, ImageOps
 import kaizen
 from kaizen import Config, KaizenError
 from kaizen.data.folder import folder_dataset as load_raw
+from kaizen.nn import build_model
 from kaizen.study import compare_plan, execute
-from kaizen.training import threads
+from kaizen.training import estimate, threads
 
 # --- messages that mislead --------------------------------------------------------------------------
 
@@ -355,3 +356,41 @@ def test_a_log_file_gets_one_plain_line_per_epoch(make_config, monkeypatch, caps
     last_val = next(row for row in reversed(rows) if row["split"] == "val")
     assert f"val loss {last_val['loss']:.4f} acc {last_val['acc']:.2%}" in epochs[-1]
     assert "\x1b[" not in err and "━" not in err  # no escape codes, no bar
+
+
+# --- sizes that cannot fit, sets too small ----------------------------------------------------------
+
+
+def test_lr_find_on_a_tiny_training_set_is_one_line(tmp_path, monkeypatch, capsys):
+    args = ["--set", "model.preset=mlp", "--set", "data.fraction=0.02", "--set", "train.threads=1"]
+    code, _, err = cli(monkeypatch, capsys, "lr-find", *args, "--set", f"log.runs_dir={tmp_path}")
+    one_line_error(code, err, "lr-find needs at least 40 training images", "holds 26", "data.fraction")
+    code, out, err = cli(monkeypatch, capsys, "lr-find", "--apply", *args[:2], "--set", "data.fraction=0.031")
+    assert code == 0 and out.startswith("--set optim.lr="), err  # 40 images: batches of 2 through batch norm
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, monkeypatch, capsys):
+    sets = ["--set", "model.preset=mlp", "--set", "model.hidden=[100000000]", "--set", f"log.runs_dir={tmp_path}"]
+    code, _, err = cli(monkeypatch, capsys, "train", *sets)
+    one_line_error(code, err, "model.hidden = [100000000] needs about", "GiB to train", "is available")
+    assert not any(tmp_path.iterdir())  # no run directory was started
+    code, out, err = cli(monkeypatch, capsys, "data", *sets)
+    assert code == 0 and "class" in out
+    assert "warning: model.hidden = [100000000] needs about" in err
+
+
+def test_an_image_size_too_large_is_refused_before_decoding(tmp_path, monkeypatch, capsys):
+    root = photo_folder(tmp_path / "photos", bad_exif=0, notes=0)
+    sets = folder_sets(root, tmp_path)
+    sets[sets.index("data.image_size=8")] = "data.image_size=100000"
+    code, _, err = cli(monkeypatch, capsys, "train", *sets, "--set", f"log.runs_dir={tmp_path / 'runs'}")
+    one_line_error(code, err, "data.image_size = 100000 needs about", "TiB to train")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "runs").exists()
+
+
+def test_the_estimate_is_of_the_right_size():
+    cfg = Config().override(["model.preset=mlp", "model.hidden=[32]", "train.batch_size=16"])
+    found = estimate.estimate(cfg, (1, 8, 8), 10)
+    model = build_model(cfg.model, cfg.init, (1, 8, 8), 10)
+    assert found.params == sum(parameter.numel() for parameter in model.parameters())
+    assert found.inputs == 16 * 64 * 4

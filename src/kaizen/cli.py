@@ -158,11 +158,17 @@ def data_(
 ) -> None:
     """Show what a run would see of its data, without training: classes, counts, sizes, cache, skipped files."""
     from kaizen.data.report import describe, draw_grid, render
+    from kaizen.training import estimate
     from kaizen.training.loop import resolve_device
 
     cfg = load_config(config, overrides)
-    for line in render(describe(cfg.data, resolve_device(cfg.train.device).type)):
+    device = resolve_device(cfg.train.device)
+    for line in render(describe(cfg.data, device.type)):
         print(line)
+    try:
+        estimate.check(cfg, device)
+    except KaizenError as error:  # what a run would meet: said here, without refusing to describe the data
+        err.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     if output is not None:
         draw_grid(cfg.data, output)
         out.print(f"wrote {output}", markup=False)

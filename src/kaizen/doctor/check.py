@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kaizen.config import Config
+from kaizen.training import estimate
 from kaizen.training.threads import set_threads
 
 # Class balance: the rarest class at least a fifth of the commonest (digits 0.95, mnist-10k 0.79). Below that,
@@ -58,6 +59,7 @@ def run_checks(cfg: Config) -> list[Check]:
     from kaizen.data import load_data
 
     set_threads(cfg.train.threads)  # the cores free when unset
+    estimate.check(cfg, "cpu")  # a model or image size that cannot fit: one line, before decoding
     data = load_data(cfg.data, "cpu")
     return [
         class_balance(data),

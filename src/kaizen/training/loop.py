@@ -34,7 +34,7 @@ from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
 from kaizen.track.writer import RunWriter, complete_pictures, make_writer
-from kaizen.training import distributed, fast
+from kaizen.training import distributed, estimate, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
 from kaizen.training.multitask import TaskObjective
@@ -244,7 +244,6 @@ def _prepare(
         threads_why = f"the cores shared among {group.local_world_size} processes"
     else:  # the cores actually free, so a busy machine slows the run down gracefully
         threads_why = set_threads(None)
-        reporter.note(f"threads: {torch.get_num_threads()} ({threads_why}; train.threads=N sets it)")
     # the thread count changes a run's numbers (float summation order), so config.yaml records it
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
     torch.manual_seed(cfg.train.seed)
@@ -252,7 +251,10 @@ def _prepare(
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
     torch.set_flush_denormal(True)
     # 2. data: the splits, then the examples this model trains on (folds, bootstrap, boosting weights)
+    checked = estimate.check(cfg, device)  # a model or image size that cannot fit: refused before decoding
     data = load_data(cfg.data, device)
+    if not checked:
+        estimate.check(cfg, device, (data.input_shape, data.num_classes))
     data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)
     # 3. the network with its task heads, then transferred weights (not on resume: the checkpoint has them)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
@@ -353,6 +355,8 @@ def _open_run(
     else:
         meta = {**rundir.environment(training.device), "seed": cfg.train.seed}
         meta["threads"] = {"count": cfg.train.threads, "why": training.threads_why}
+        if training.threads_why != "train.threads":  # chosen for this machine as it is now: say so
+            training.reporter.note(f"threads: {cfg.train.threads} ({training.threads_why}; train.threads=N sets it)")
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
