@@ -394,3 +394,35 @@ def test_the_estimate_is_of_the_right_size():
     model = build_model(cfg.model, cfg.init, (1, 8, 8), 10)
     assert found.params == sum(parameter.numel() for parameter in model.parameters())
     assert found.inputs == 16 * 64 * 4
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda manifest: manifest.pop("kept"),
+        lambda manifest: manifest["kept"]["train"].append(10_000),
+        lambda manifest: manifest["kept"].update(train=[-1] + manifest["kept"]["train"][1:]),
+        lambda manifest: manifest["kept"].update(train="all"),
+        lambda manifest: manifest.update(problems=[]),
+    ],
+    ids=["kept missing", "index past the files", "negative index", "not a list", "problems not a mapping"],
+)
+def test_a_hand_edited_cache_manifest_is_decoded_again(tmp_path, monkeypatch, capsys, caplog, damage):
+    root = photo_folder(tmp_path / "photos", bad_exif=0, notes=0)
+    sets = folder_sets(root, tmp_path)
+    code, before, err = cli(monkeypatch, capsys, "data", *sets)
+    preview = ["augment-preview", *sets, "--set", "augment=kaggle", "-o"]
+    code, _, err = cli(monkeypatch, capsys, *preview, str(tmp_path / "preview.png"))  # decodes, caches
+    assert code == 0, err
+    manifest_path = next((tmp_path / "cache").rglob("manifest.json"))
+    manifest = json.loads(manifest_path.read_text())
+    damage(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    code, after, err = cli(monkeypatch, capsys, "data", *sets)
+    assert code == 0 and "Traceback" not in err, err
+    assert "damaged manifest" in after
+    with caplog.at_level(logging.WARNING):
+        code, _, err = cli(monkeypatch, capsys, *preview, str(tmp_path / "again.png"))
+    assert code == 0, err
+    assert "damaged manifest" in caplog.text and "decoding again" in caplog.text
+    assert json.loads(manifest_path.read_text())["kept"]["train"] == list(range(24))  # written afresh
