@@ -426,3 +426,25 @@ def test_a_hand_edited_cache_manifest_is_decoded_again(tmp_path, monkeypatch, ca
     assert code == 0, err
     assert "damaged manifest" in caplog.text and "decoding again" in caplog.text
     assert json.loads(manifest_path.read_text())["kept"]["train"] == list(range(24))  # written afresh
+
+
+def test_a_run_finds_its_data_from_another_directory(tmp_path, monkeypatch, capsys):
+    photo_folder(tmp_path / "project" / "photos", bad_exif=0, notes=0)
+    monkeypatch.chdir(tmp_path / "project")
+    sets = ["--set", "data.name=folder", "--set", "data.path=photos", "--set", "data.image_size=8"]
+    sets += ["--set", "data.cache=cache", "--set", "model.preset=mlp", "--set", "train.epochs=1"]
+    code, out, err = cli(monkeypatch, capsys, "train", *sets, "--set", "train.threads=1", "-q")
+    assert code == 0, err
+    run = Path(out.strip()).resolve()
+    assert kaizen.load_run(run).config.data.path == str(tmp_path / "project" / "photos")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the run still knows where its photos are
+    code, out, err = cli(monkeypatch, capsys, "eval", str(run))
+    assert code == 0 and out.startswith("test accuracy"), err
+    # the photos moved: say where they are now
+    (tmp_path / "project" / "photos").rename(tmp_path / "moved")
+    code, _, err = cli(monkeypatch, capsys, "eval", str(run))
+    one_line_error(code, err, "data.path", "not a folder")
+    code, out, err = cli(monkeypatch, capsys, "eval", str(run), "--set", f"data.path={tmp_path / 'moved'}")
+    assert code == 0 and out.startswith("test accuracy"), err
+    code, _, err = cli(monkeypatch, capsys, "eval", str(run), "--set", "optim.lr=3")
+    one_line_error(code, err, "--set optim.lr=3", "a trained run keeps its config", "data.path")

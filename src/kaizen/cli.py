@@ -174,6 +174,29 @@ def data_(
         out.print(f"wrote {output}", markup=False)
 
 
+DATA_LOCATIONS = ("data.path", "data.test_path", "data.root", "data.cache")
+RelocateOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Where the run's data is now, if it moved: --set data.path=DIR (data.test_path, "
+        "data.root, data.cache too)."
+    ),
+]
+
+
+def _relocated(run, overrides: list[str] | None):
+    """The run with its data found where `overrides` say (only the data's location may change)."""
+    import dataclasses
+
+    for assignment in overrides or []:
+        if assignment.partition("=")[0].strip() not in DATA_LOCATIONS:
+            raise KaizenError(
+                f"--set {assignment}: a trained run keeps its config; --set here only says where its data is "
+                f"now ({', '.join(DATA_LOCATIONS)})"
+            )
+    return dataclasses.replace(run, config=run.config.override(overrides)) if overrides else run
+
+
 @app.command("eval")
 def eval_(
     run: Annotated[Path, typer.Argument(help="A run directory.")],
@@ -181,6 +204,7 @@ def eval_(
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
+    overrides: RelocateOption = None,
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, worst mistakes."""
     from kaizen import load_run
@@ -189,7 +213,7 @@ def eval_(
 
     if split not in ("test", "val", "train"):
         raise KaizenError(f"--split must be test, val or train, not '{split}'")
-    result, paths = evaluate_run(load_run(run), split, tta)
+    result, paths = evaluate_run(_relocated(load_run(run), overrides), split, tta)
     out.print(f"[bold]{headline(result, split)}[/]")
     out.print(render_evaluation(result))
     mistakes = mistake_files(result)
@@ -214,12 +238,13 @@ def predict(
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
+    overrides: RelocateOption = None,
 ) -> None:
     """Predict the labels of images (Kaggle `ImageId,Label` for CSV input, `path,label,probability` for images)."""
     from kaizen import load_run
     from kaizen.inference import predict_file
 
-    report = predict_file([load_run(path) for path in runs], input, output, tta)
+    report = predict_file([_relocated(load_run(path), overrides) for path in runs], input, output, tta)
     models = "1 model" if report["runs"] == 1 else f"an ensemble of {report['runs']} models"
     out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}", markup=False)
 

@@ -8,6 +8,7 @@ KaizenError naming the key, the bad value and, for unknown keys, the closest val
 from __future__ import annotations
 
 import difflib
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -117,6 +118,14 @@ class DataConfig(Section):
         if self.exclude is not None and self.keep is not None:
             raise ValueError("give data.exclude or data.keep, not both")
         return self
+
+    @field_validator("path", "test_path", "cache", "exclude", "keep")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Files are found from anywhere: a run records where its data is, not where the command ran."""
+        if value is None or not value.strip():
+            return value
+        return os.path.abspath(os.path.expanduser(value))
 
     @field_validator("max_memory", mode="before")
     @classmethod
