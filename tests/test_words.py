@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import struct
 import subprocess
@@ -20,6 +21,7 @@ from PIL import Image, ImageOps
 import kaizen
 from kaizen import Config, KaizenError
 from kaizen.data.folder import folder_dataset as load_raw
+from kaizen.errors import printable
 from kaizen.nn import build_model
 from kaizen.study import compare_plan, execute
 from kaizen.training import estimate, threads
@@ -116,7 +118,9 @@ def test_unknown_correction_is_named_before_the_seed_count(tmp_path, monkeypatch
 
 def test_error_text_is_not_markup(tmp_path, monkeypatch, capsys):
     folder = tmp_path / ":fire: [red]photos"
-    code, _, err = cli(monkeypatch, capsys, "data", "--set", "data.name=folder", "--set", f"data.path={folder}")
+    code, _, err = cli(
+        monkeypatch, capsys, "data", "--set", "data.name=folder", "--set", f"data.path={folder}"
+    )
     one_line_error(code, err, str(folder))
     code, _, err = cli(monkeypatch, capsys, "config", "show", "--set", "data.image_size=auto:x")
     one_line_error(code, err, "'auto:x'")
@@ -127,13 +131,22 @@ def test_error_text_is_not_markup(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize(
     ("content", "culprit"),
-    [("[1, 2]", "holds a JSON list, not an object"), ('{"status": 3}', "'status' should be text, not number 3")],
+    [
+        ("[1, 2]", "holds a JSON list, not an object"),
+        ('{"status": 3}', "'status' should be text, not number 3"),
+    ],
 )
-def test_meta_json_of_the_wrong_shape_is_one_line(finished_run, tmp_path, monkeypatch, capsys, content, culprit):
+def test_meta_json_of_the_wrong_shape_is_one_line(
+    finished_run, tmp_path, monkeypatch, capsys, content, culprit
+):
     run = tmp_path / "run"
     shutil.copytree(finished_run[1].path, run)
     (run / "meta.json").write_text(content)
-    for command in (["eval", str(run)], ["doctor", str(run)], ["export", str(run), "--onnx", str(tmp_path / "m")]):
+    for command in (
+        ["eval", str(run)],
+        ["doctor", str(run)],
+        ["export", str(run), "--onnx", str(tmp_path / "m")],
+    ):
         code, _, err = cli(monkeypatch, capsys, *command)
         one_line_error(code, err, "meta.json", culprit)
 
@@ -158,7 +171,9 @@ def small_study(tmp_path_factory) -> Path:
         (lambda study: {key: value for key, value in study.items() if key != "metric"}, "has no 'metric'"),
     ],
 )
-def test_study_json_of_the_wrong_shape_is_one_line(small_study, tmp_path, monkeypatch, capsys, change, culprit):
+def test_study_json_of_the_wrong_shape_is_one_line(
+    small_study, tmp_path, monkeypatch, capsys, change, culprit
+):
     study = tmp_path / "study"
     shutil.copytree(small_study, study)
     record = json.loads((study / "study.json").read_text())
@@ -259,14 +274,23 @@ def test_a_photo_with_malformed_exif_is_skipped_and_counted(tmp_path, monkeypatc
     code, out, err = cli(monkeypatch, capsys, "data", *sets)
     assert code == 0, err
     assert "skipped files: 2" in out and "exif0.jpg: corrupt EXIF metadata" in out
-    runs = ["--set", f"log.runs_dir={tmp_path / 'runs'}", "--set", "model.preset=mlp", "--set", "train.epochs=1"]
+    runs = [
+        "--set",
+        f"log.runs_dir={tmp_path / 'runs'}",
+        "--set",
+        "model.preset=mlp",
+        "--set",
+        "train.epochs=1",
+    ]
     code, out, err = cli(monkeypatch, capsys, "train", *sets, *runs, "--set", "train.threads=1", "-q")
     assert code == 0 and "Traceback" not in err, err
     summary = kaizen.load_run(out.strip()).summary
     assert summary["data"]["train"] + summary["data"]["test"] == 24  # the 24 good photos, not the broken one
 
 
-@pytest.mark.parametrize(("notes", "said"), [(1, "skipped 1 file that is not an image"), (2, "skipped 2 files")])
+@pytest.mark.parametrize(
+    ("notes", "said"), [(1, "skipped 1 file that is not an image"), (2, "skipped 2 files")]
+)
 def test_skipped_files_in_the_right_number(tmp_path, caplog, notes, said):
     cfg = Config().override(["data.image_size=8", "data.name=folder", f"data.path={tmp_path / 'photos'}"])
     photo_folder(tmp_path / "photos", bad_exif=0, notes=notes)
@@ -278,9 +302,13 @@ def test_skipped_files_in_the_right_number(tmp_path, caplog, notes, said):
 def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
     """Each run of a compare loads the data set again, in several worker processes: the warnings come once."""
     root = photo_folder(tmp_path / "photos", bad_exif=1, notes=2)
-    data = Config().override(
-        ["data.image_size=8", "data.name=folder", f"data.path={root}", f"data.cache={tmp_path / 'cache'}"]
-    ).data
+    data = (
+        Config()
+        .override(
+            ["data.image_size=8", "data.name=folder", f"data.path={root}", f"data.cache={tmp_path / 'cache'}"]
+        )
+        .data
+    )
     with caplog.at_level(logging.WARNING):
         load_raw(data)
         load_raw(data)
@@ -306,8 +334,12 @@ def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
 
 @pytest.mark.parametrize(
     ("cores", "load", "expected", "why"),
-    [(2, 0.1, 2, "2 of 2 cores free"), (2, 1.2, 1, "1 of 2 cores free"), (2, 6.7, 1, "no core free"),
-     (8, 2.6, 5, "5 of 8 cores free")],
+    [
+        (2, 0.1, 2, "2 of 2 cores free"),
+        (2, 1.2, 1, "1 of 2 cores free"),
+        (2, 6.7, 1, "no core free"),
+        (8, 2.6, 5, "5 of 8 cores free"),
+    ],
 )
 def test_default_threads_are_the_cores_free(monkeypatch, cores, load, expected, why):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -325,13 +357,18 @@ def test_a_run_says_how_many_threads_and_why(make_config, monkeypatch, capsys):
     monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.9, 1.0, 1.0))  # another job holds both cores
     before = torch.get_num_threads()
     try:
-        code, out, err = cli(monkeypatch, capsys, "train", *tiny_sets(make_config), "--set", "log.progress=true")
+        code, out, err = cli(
+            monkeypatch, capsys, "train", *tiny_sets(make_config), "--set", "log.progress=true"
+        )
     finally:
         torch.set_num_threads(before)
     assert code == 0, err
     assert "threads: 1 (no core free: 1-minute load average 1.90 on 2 cores" in err
     run = kaizen.load_run(out.strip().splitlines()[-1].split()[1])
-    assert run.meta["threads"] == {"count": 1, "why": "no core free: 1-minute load average 1.90 on 2 cores; 1 thread"}
+    assert run.meta["threads"] == {
+        "count": 1,
+        "why": "no core free: 1-minute load average 1.90 on 2 cores; 1 thread",
+    }
     assert run.config.train.threads == 1
 
 
@@ -370,7 +407,14 @@ def test_lr_find_on_a_tiny_training_set_is_one_line(tmp_path, monkeypatch, capsy
 
 
 def test_a_model_too_large_for_memory_is_refused_before_allocating(tmp_path, monkeypatch, capsys):
-    sets = ["--set", "model.preset=mlp", "--set", "model.hidden=[100000000]", "--set", f"log.runs_dir={tmp_path}"]
+    sets = [
+        "--set",
+        "model.preset=mlp",
+        "--set",
+        "model.hidden=[100000000]",
+        "--set",
+        f"log.runs_dir={tmp_path}",
+    ]
     code, _, err = cli(monkeypatch, capsys, "train", *sets)
     one_line_error(code, err, "model.hidden = [100000000] needs about", "GiB to train", "is available")
     assert not any(tmp_path.iterdir())  # no run directory was started
@@ -448,3 +492,68 @@ def test_a_run_finds_its_data_from_another_directory(tmp_path, monkeypatch, caps
     assert code == 0 and out.startswith("test accuracy"), err
     code, _, err = cli(monkeypatch, capsys, "eval", str(run), "--set", "optim.lr=3")
     one_line_error(code, err, "--set optim.lr=3", "a trained run keeps its config", "data.path")
+
+
+# --- file names that are not UTF-8 ------------------------------------------------------------------
+
+
+@pytest.fixture
+def latin1_photos(tmp_path) -> Path:
+    """Two classes of photos whose file names hold a byte that is not UTF-8 (0xff, as Latin-1 'ÿ' makes)."""
+    if sys.platform == "win32" or sys.getfilesystemencoding().lower() != "utf-8":
+        pytest.skip("needs a file system that takes any bytes in a name")
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for index in range(12):
+            path = os.fsencode(root / name) + b"/" + str(index).encode() + b"\xff.png"
+            Image.fromarray(rng.integers(0, 255, (12, 16, 3), dtype=np.uint8)).save(os.fsdecode(path))
+    return root
+
+
+def test_printable_shows_the_bytes_as_repr_does():
+    assert printable(os.fsdecode(b"caf\xe9.png")) == "caf\\xe9.png"
+    assert printable("café.png") == "café.png"
+
+
+def test_predict_and_audit_with_names_that_are_not_utf8(latin1_photos, tmp_path, monkeypatch, capsys):
+    sets = folder_sets(latin1_photos, tmp_path) + ["--set", "model.preset=mlp", "--set", "train.threads=1"]
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "train",
+        *sets,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        f"log.runs_dir={tmp_path}/runs",
+        "-q",
+    )
+    assert code == 0, err
+    code, _, err = cli(
+        monkeypatch, capsys, "predict", out.strip(), "-i", str(latin1_photos), "-o", str(tmp_path / "p.csv")
+    )
+    assert code == 0 and "Traceback" not in err, err
+    lines = (tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 25 and lines[1].split(",")[0].endswith("cat/0\\xff.png")
+    code, out, err = cli(
+        monkeypatch, capsys, "audit", *sets, "--folds", "2", "--budget", "1", "-o", str(tmp_path / "audit")
+    )
+    assert code == 0 and "Traceback" not in err, err
+    issues = (tmp_path / "audit" / "issues.csv").read_text(encoding="utf-8")
+    assert "\\xff.png" in issues
+    code, out, err = cli(  # the issues file names the photos as written; training on it finds them
+        monkeypatch,
+        capsys,
+        "train",
+        *sets,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        f"log.runs_dir={tmp_path}/runs",
+        "--set",
+        f"data.exclude={tmp_path / 'audit' / 'issues.csv'}",
+        "-q",
+    )
+    assert code == 0, err

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, printable
 
 METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
 STATS_FILE = "stats.jsonl"  # per-layer statistics, one JSON record a line (kaizen.track.stats)
@@ -61,8 +61,8 @@ def _remove(path: str | Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write text atomically (UTF-8; a file name that is not valid UTF-8 is written escaped, see `printable`)."""
+    atomic_write_bytes(path, printable(text).encode("utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
