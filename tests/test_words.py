@@ -557,3 +557,9 @@ def test_predict_and_audit_with_names_that_are_not_utf8(latin1_photos, tmp_path,
         "-q",
     )
     assert code == 0, err
+
+
+def test_vary_names_an_unknown_key_the_same_way(tmp_path, monkeypatch, capsys):
+    code, _, err = cli(monkeypatch, capsys, "compare", "--vary", "train.newthing=1,2", "-o", str(tmp_path / "s"))
+    line = one_line_error(code, err, "--vary: unknown config key 'train.newthing'", "has no such key")
+    assert "did you mean" not in line
