@@ -39,7 +39,7 @@ class Reporter:
         self.epochs = epochs
         self.lr: float | None = None
         self.epoch_started = time.perf_counter()
-        if not self.console.is_terminal:
+        if not self.console.is_terminal and not self.console.is_jupyter:  # a notebook draws the bar well
             self.plain = True
             return
         self.progress = Progress(
