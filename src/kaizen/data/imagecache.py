@@ -105,8 +105,7 @@ def cache_state(
         return f"made for other settings {manifest.get('settings')}", None
     if manifest.get("files_sha256") != (digest or _files_digest(scan)):
         return "files added, removed or changed since", None
-    rows = manifest.get("rows")
-    if _kept(manifest, scan, rows if isinstance(rows, int) else None) is None:
+    if not _rows_valid(manifest, scan):  # hand-edited or damaged: its rows cannot be trusted
         return "damaged manifest (kept or problems missing, out of range or not its rows)", None
     return "up to date", manifest
 
@@ -123,16 +122,17 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     digest = _files_digest(scan)
     state, manifest = cache_state(cfg, scan, digest)
     images = None
-    kept = None
     if manifest is not None:
         images = _open_images(folder, manifest)
-        kept = _kept(manifest, scan, None if images is None else len(images))
         if images is None:
             state = "images.npy unreadable or not what its manifest says"
-        elif kept is None:  # a hand-edited or damaged manifest: its rows cannot be trusted
-            images, state = None, "damaged manifest (its rows are not what images.npy holds)"
     if images is not None:
-        result = FolderImages(images, kept, dict(manifest["problems"]), f"; decoded images from the cache {folder}")
+        result = FolderImages(
+            images,
+            {split: np.asarray(manifest["kept"][split], dtype=np.int64) for split in SPLITS},
+            dict(manifest["problems"]),
+            f"; decoded images from the cache {folder}",
+        )
     else:
         if state != "none yet":
             log.warning("image cache %s: %s; decoding again", folder, state)
@@ -143,24 +143,27 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
     return result
 
 
-def _kept(manifest: dict[str, Any], scan: FolderScan, rows: int | None) -> dict[str, np.ndarray] | None:
-    """The manifest's `kept` rows per split, or None unless each split lists increasing indices into its files,
-    `rows` in all, and `problems` maps file names to reasons."""
-    kept, problems = manifest.get("kept"), manifest.get("problems")
-    if not isinstance(kept, dict) or not isinstance(problems, dict) or rows is None:
-        return None
+def _rows_valid(manifest: dict[str, Any], scan: FolderScan) -> bool:
+    """Whether the manifest's `kept` lists, per split, increasing indices into that split's files, `rows` in
+    all and no more than images.npy holds, and `problems` maps file names to reasons."""
+    kept, problems, rows, shape = (manifest.get(key) for key in ("kept", "problems", "rows", "shape"))
+    if not (isinstance(kept, dict) and isinstance(problems, dict) and isinstance(rows, int)):
+        return False
+    if not (isinstance(shape, list) and shape and isinstance(shape[0], int) and 0 <= rows <= shape[0]):
+        return False
     if not all(isinstance(path, str) and isinstance(reason, str) for path, reason in problems.items()):
-        return None
-    result = {}
+        return False
+    total = 0
     for split in SPLITS:
         indices = kept.get(split)
         if not isinstance(indices, list) or not all(type(index) is int for index in indices):
-            return None
-        array = np.asarray(indices, dtype=np.int64)
-        if len(array) and (array[0] < 0 or array[-1] >= len(scan.files[split]) or np.any(np.diff(array) <= 0)):
-            return None
-        result[split] = array
-    return result if sum(len(array) for array in result.values()) == rows else None
+            return False
+        if indices and (indices[0] < 0 or indices[-1] >= len(scan.files[split])):
+            return False
+        if any(later <= earlier for earlier, later in zip(indices, indices[1:])):
+            return False
+        total += len(indices)
+    return total == rows
 
 
 def _open_images(folder: Path, manifest: dict[str, Any]) -> np.ndarray | None:
