@@ -10,9 +10,11 @@ and TIFF, applies the EXIF orientation, converts to `data.channels` and resizes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import struct
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -411,6 +413,7 @@ def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
 
 
 _warned: set[str] = set()
+MARK_DAYS = 1  # a process group's "warned already" marks are removed after this long
 
 
 def warn_once(lines: list[str]) -> None:
@@ -448,6 +451,10 @@ def _first_in_process_group(key: str) -> bool:
         return False
     except OSError:
         return True
+    for mark in marks.iterdir():  # the marks of commands that ended long ago
+        with contextlib.suppress(OSError):
+            if time.time() - mark.stat().st_mtime > MARK_DAYS * 86400:
+                mark.unlink()
     return True
 
 
