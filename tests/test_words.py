@@ -487,7 +487,7 @@ def test_a_run_finds_its_data_from_another_directory(tmp_path, monkeypatch, caps
     # the photos moved: say where they are now
     (tmp_path / "project" / "photos").rename(tmp_path / "moved")
     code, _, err = cli(monkeypatch, capsys, "eval", str(run))
-    one_line_error(code, err, "data.path", "not a folder")
+    one_line_error(code, err, "data.path", "not a folder", f"if the data moved: kaizen eval {run} --set data.path=NEW")
     code, out, err = cli(monkeypatch, capsys, "eval", str(run), "--set", f"data.path={tmp_path / 'moved'}")
     assert code == 0 and out.startswith("test accuracy"), err
     code, _, err = cli(monkeypatch, capsys, "eval", str(run), "--set", "optim.lr=3")
