@@ -111,8 +111,9 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 
 def test_preset_and_layers_exclusive():
-    with pytest.raises(KaizenError, match="not both"):
-        Config.from_dict({"model": {"layers": ["flatten"]}})
+    with pytest.raises(KaizenError, match="keep one"):
+        Config.from_dict({"model": {"preset": "mlp", "layers": ["flatten"]}})
+    assert Config.from_dict({"model": {"layers": ["flatten"]}}).model.preset is None  # the list alone is enough
 
 
 def test_valid_keys_cover_sections_and_leaves():

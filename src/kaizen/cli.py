@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kaizen.config import Config
 from kaizen.errors import KaizenError, KaizenWarning, one_line
@@ -23,11 +24,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="kaizen: train image classifiers, see why they work, prove which technique helps.",
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from kaizen import __version__
+
+        print(f"kaizen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print kaizen's version.")
+    ] = False,
+) -> None:
+    """kaizen: train image classifiers, see why they work, prove which technique helps."""
+
+
 config_app = typer.Typer(no_args_is_help=True, help="Show configs.")
 app.add_typer(config_app, name="config")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # a path or a value holding :fire: is text, not an emoji
+err = Console(stderr=True, emoji=False)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config (default: the digits CNN).")
@@ -77,7 +97,7 @@ def train(
         )
     except KeyboardInterrupt as stop:  # what was kept, and how to continue
         if os.environ.get("RANK", "0") == "0":
-            err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True)
+            err.print(str(stop) or "interrupted", highlight=False, soft_wrap=True, markup=False)
         raise
     if run_dir is None or (devices or 1) > 1:  # data-parallel: the processes' rank 0 has reported
         return
@@ -91,7 +111,7 @@ def train(
         f"[bold green]done[/] {summary['epochs_completed']} epochs in {summary['timings']['train_seconds']:.1f}s · "
         f"{val}[bold]test acc {summary['test']['acc']:.2%}[/] ({summary['checkpoint']})"
     )
-    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}", soft_wrap=True)
+    out.print(f"run: {run_dir}    next: kaizen eval {run_dir}", soft_wrap=True, markup=False)
 
 
 @config_app.command("show")
@@ -129,14 +149,43 @@ def data_(
 ) -> None:
     """Show what a run would see of its data, without training: classes, counts, sizes, cache, skipped files."""
     from kaizen.data.report import describe, draw_grid, render
+    from kaizen.training import estimate
     from kaizen.training.loop import resolve_device
 
     cfg = load_config(config, overrides)
-    for line in render(describe(cfg.data, resolve_device(cfg.train.device).type)):
+    device = resolve_device(cfg.train.device)
+    for line in render(describe(cfg.data, device.type)):
         print(line)
+    try:
+        estimate.check(cfg, device)
+    except KaizenError as error:  # what a run would meet: said here, without refusing to describe the data
+        err.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     if output is not None:
         draw_grid(cfg.data, output)
-        out.print(f"wrote {output}")
+        out.print(f"wrote {output}", markup=False)
+
+
+DATA_LOCATIONS = ("data.path", "data.test_path", "data.root", "data.cache")
+RelocateOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Where the run's data is now, if it moved: --set data.path=DIR (data.test_path, "
+        "data.root, data.cache too)."
+    ),
+]
+
+
+def _relocated(run, overrides: list[str] | None):
+    """The run with its data found where `overrides` say (only the data's location may change)."""
+    import dataclasses
+
+    for assignment in overrides or []:
+        if assignment.partition("=")[0].strip() not in DATA_LOCATIONS:
+            raise KaizenError(
+                f"--set {assignment}: a trained run keeps its config; --set here only says where its data is "
+                f"now ({', '.join(DATA_LOCATIONS)})"
+            )
+    return dataclasses.replace(run, config=run.config.override(overrides)) if overrides else run
 
 
 @app.command("eval")
@@ -146,6 +195,7 @@ def eval_(
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
+    overrides: RelocateOption = None,
 ) -> None:
     """Evaluate a run: accuracy, loss, per-class precision/recall/F1, confusion matrix, worst mistakes."""
     from kaizen import load_run
@@ -154,14 +204,14 @@ def eval_(
 
     if split not in ("test", "val", "train"):
         raise KaizenError(f"--split must be test, val or train, not '{split}'")
-    result, paths = evaluate_run(load_run(run), split, tta)
+    result, paths = evaluate_run(_relocated(load_run(run), overrides), split, tta)
     out.print(f"[bold]{headline(result, split)}[/]")
     out.print(render_evaluation(result))
     mistakes = mistake_files(result)
     if mistakes:
-        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True)
+        out.print("worst mistakes:", *mistakes, sep="\n  ", highlight=False, soft_wrap=True, markup=False)
     for path in paths:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {path}", markup=False)
 
 
 @app.command()
@@ -181,17 +231,18 @@ def predict(
     tta: Annotated[
         int, typer.Option(help="Test-time augmentation: average over this many augmented copies.")
     ] = 0,
+    overrides: RelocateOption = None,
 ) -> None:
     """Predict the labels of images (Kaggle `ImageId,Label` for CSV input, `path,label,probability` for images)."""
     from kaizen import load_run
     from kaizen.inference import predict_file
 
-    report = predict_file([load_run(path) for path in runs], input, output, tta)
+    report = predict_file([_relocated(load_run(path), overrides) for path in runs], input, output, tta)
     if output is None:
         print(report["text"], end="")
         return
     models = "1 model" if report["runs"] == 1 else f"an ensemble of {report['runs']} models"
-    out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}")
+    out.print(f"predicted {report['images']:,} images with {models} -> {report['out']}", markup=False)
 
 
 @app.command("augment-preview")
@@ -208,7 +259,7 @@ def augment_preview(
 
     cfg = load_config(config, overrides)
     plot_augment_preview(preview(cfg, images, copies), output)
-    out.print(f"wrote {output}")
+    out.print(f"wrote {output}", markup=False)
 
 
 SeedsOption = Annotated[
@@ -305,7 +356,7 @@ def _execute_study(
         )
         if event.error:
             line += f": {event.error}"
-        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True)
+        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True, markup=False)
 
     def start(to_run: int, finished: int) -> None:
         runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
@@ -316,10 +367,10 @@ def _execute_study(
         )
 
     def tuned(variant: str, best: str) -> None:
-        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True)
+        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True, markup=False)
 
     def round_end(seeds: int, why: str) -> None:
-        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True)
+        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True, markup=False)
 
     try:
         if tune is not None:
@@ -352,7 +403,7 @@ def _execute_study(
         soft_wrap=True,
     )
     if outcome.throughput is not None:
-        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True)
+        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True, markup=False)
     _print_results(report, out_dir)
 
 
@@ -363,19 +414,28 @@ def _print_results(report, out_dir: Path) -> None:
     out.print(render_table(report.results, out.width))
     for variant in report.results.variants:
         if variant.errors:
-            out.print(f"[red]{variant.id}[/]: {variant.errors[0]}", highlight=False, soft_wrap=True)
+            out.print(
+                f"[red]{escape(variant.id)}[/]: {escape(str(variant.errors[0]))}", highlight=False, soft_wrap=True
+            )
     if report.curve is not None:
         out.print(f"[bold]{report.curve.reading}[/]", highlight=False, soft_wrap=True)
     for line in headline(report.results):
-        out.print(line, highlight=False, soft_wrap=True)
-    out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
+    out.print(f"report: {out_dir / 'report.html'}  (also report.md, results.csv)", soft_wrap=True, markup=False)
 
 
 def _study_options(seeds: str, split_seeds: int, correction: str | None, tune: list[str] | None, trials: int):
     """Parse --seeds, check a verdict request against it, and build the tuning spec (None: no tuning)."""
-    from kaizen.study import TuneSpec, parse_seeds
+    from kaizen.study import TuneSpec, parse_seeds, stats
     from kaizen.study.session import check_verdict_request
 
+    if correction is not None and correction not in stats.CORRECTIONS:  # its name first, then what it asks for
+        from kaizen.registry import did_you_mean
+
+        raise KaizenError(
+            f"--correction: unknown value '{correction}'{did_you_mean(correction, list(stats.CORRECTIONS))}; "
+            f"valid: {', '.join(stats.CORRECTIONS)}"
+        )
     parsed = parse_seeds(seeds)
     check_verdict_request(parsed, split_seeds, correction)
     spec = TuneSpec(tuple(tune), trials) if tune and trials else None
@@ -537,11 +597,11 @@ def audit(
     def progress(event) -> None:
         if event.status != "skipped":
             line = f"[{event.index}/{event.total}] {event.variant} · {event.status} in {event.seconds:.1f}s"
-            err.print(line + (f": {event.error}" if event.error else ""), highlight=False, soft_wrap=True)
+            err.print(line + (f": {event.error}" if event.error else ""), highlight=False, soft_wrap=True, markup=False)
 
     def start(to_run: int, finished: int) -> None:
         earlier = f", {finished} finished earlier" if finished else ""
-        err.print(f"audit: {folds} fold models, {to_run} to train{earlier} -> {out_dir}", soft_wrap=True)
+        err.print(f"audit: {folds} fold models, {to_run} to train{earlier} -> {out_dir}", soft_wrap=True, markup=False)
 
     try:
         result = run_audit(cfg, out_dir, folds, workers, budget, fix, on_event=progress, on_start=start)
@@ -555,14 +615,14 @@ def audit(
         f"out-of-fold accuracy) · class balance: largest/smallest {balance['imbalance']:.2f}",
         highlight=False,
     )
-    out.print("  ".join(f"{kind} {count}" for kind, count in result.counts.items()), highlight=False)
+    out.print("  ".join(f"{kind} {count}" for kind, count in result.counts.items()), highlight=False, markup=False)
     if result.kept is not None:
         out.print(
             f"keep.txt: {result.kept:,} of {data['train_examples']:,} kept (label, duplicate and leak issues "
             f"dropped) -> train with --set data.keep={result.out_dir / 'keep.txt'}",
             soft_wrap=True,
         )
-    out.print(f"report: {result.out_dir / 'report.html'}  (also issues.csv, audit.json)", soft_wrap=True)
+    out.print(f"report: {result.out_dir / 'report.html'}  (also issues.csv, audit.json)", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -685,7 +745,7 @@ def doctor(
         raise KaizenError("--try goes with --verify: kaizen doctor RUN --verify --try optim.lr=0.01")
     record = read_run(run)
     for warning in record.corrupt_lines:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     findings = examine(record)
     report = findings_json(record, findings)
     if not as_json:
@@ -752,7 +812,7 @@ def lr_find(
         f"{VALLEY_FACTOR:g}); steepest-slope rule: {result.steepest or float('nan'):.2g}",
         highlight=False,
     )
-    out.print(f"curve: {path}\nuse: --set optim.lr={result.suggestion:.2g}", highlight=False)
+    out.print(f"curve: {path}\nuse: --set optim.lr={result.suggestion:.2g}", highlight=False, markup=False)
 
 
 @app.command("inspect")
@@ -814,14 +874,30 @@ def ensemble(
         members,
         out_dir,
         split,
-        progress=lambda line: err.print(line, highlight=False),
+        progress=lambda line: err.print(line, highlight=False, markup=False),
     )
     out.print(render_table(result))
     for note in result.notes:
-        out.print(note, highlight=False, soft_wrap=True)
+        out.print(note, highlight=False, soft_wrap=True, markup=False)
     out.print(f"[bold]{result.headline()}[/]", highlight=False, soft_wrap=True)
     if out_dir is not None:
-        out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True)
+        out.print(f"wrote {out_dir / 'ensemble.json'}", soft_wrap=True, markup=False)
+
+
+@app.command("runs")
+def runs_(
+    folder: Annotated[Path, typer.Argument(help="A folder of runs (searched below too).")] = Path("runs"),
+) -> None:
+    """List runs: status, data, model, epochs, validation accuracy at the best checkpoint, test accuracy."""
+    from kaizen.track.listing import find_runs, read_row, render_rows
+
+    paths = find_runs(folder)
+    if not paths:
+        out.print(f"no runs in {folder}", markup=False)
+        return
+    rows = [read_row(path) for path in paths]
+    for line in render_rows(rows, folder):
+        print(line)
 
 
 @app.command("export")
@@ -907,8 +983,6 @@ def main() -> None:
             from kaizen.training.distributed import error_prefix
 
             prefix = error_prefix()
-        from rich.markup import escape  # a message may hold brackets: pip install "kaizen[ray]"
-
         err.print(f"[bold red]error:[/] {prefix}{escape(_one_line(error))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -927,8 +1001,6 @@ def main() -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A KaizenWarning is one line, `warning: …`; other warnings as Python prints them."""
     if issubclass(category, KaizenWarning):
-        from rich.markup import escape
-
         err.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     else:
         _python_warning(message, category, filename, lineno, file, line)

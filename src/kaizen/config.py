@@ -7,6 +7,8 @@ KaizenError naming the key, the bad value and, for unknown keys, the closest val
 
 from __future__ import annotations
 
+import difflib
+import os
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -16,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kaizen import registry
 from kaizen.errors import KaizenError, KaizenWarning
-from kaizen.registry import did_you_mean
+
+MIN_IMAGE_SIDE = 8  # data.image_size: smaller images leave a conv preset nothing to pool
+SUGGEST_CUTOFF = 0.7  # an unknown key gets a did-you-mean only when a valid one is this similar (difflib ratio)
 
 
 class Section(BaseModel):
@@ -96,11 +100,38 @@ class DataConfig(Section):
 
     _check_name = field_validator("name")(_registered(registry.DATASETS))
 
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _image_size(cls, value: Any) -> Any:
+        """auto, one side of at least 8 pixels, or [H, W]: said in those words, not in the schema's."""
+        sides = list(value) if isinstance(value, list | tuple) else [value]
+        if value == "auto" or (
+            len(sides) in (1, 2) and all(isinstance(side, int) and not isinstance(side, bool) for side in sides)
+            and all(side >= MIN_IMAGE_SIDE for side in sides)
+        ):
+            return value
+        raise ValueError(f"give auto, an integer >= {MIN_IMAGE_SIDE} or [H, W] of such integers")
+
     @model_validator(mode="after")
     def _exclude_or_keep(self) -> DataConfig:
         if self.exclude is not None and self.keep is not None:
             raise ValueError("give data.exclude or data.keep, not both")
         return self
+
+    @field_validator("path", "test_path", "cache", "exclude", "keep")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Files are found from anywhere: a run records where its data is, not where the command ran."""
+        if value is None or not value.strip():
+            return value
+        return os.path.abspath(os.path.expanduser(value))
+
+    @field_validator("max_memory", mode="before")
+    @classmethod
+    def _not_a_switch(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's true is an int to Python: a 1-byte budget nobody meant
+            raise ValueError("give bytes or a size like 2GB or 512MiB (null: half the free memory), not true/false")
+        return value
 
     @field_validator("max_memory")
     @classmethod
@@ -250,6 +281,14 @@ class ModelConfig(Section):
     _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
     _check_norm = field_validator("norm")(_registered(registry.NORMS))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _layers_without_preset(cls, value: Any) -> Any:
+        """A layer list given without a preset builds that list (the default preset steps aside)."""
+        if isinstance(value, dict) and value.get("layers") and "preset" not in value:
+            return {**value, "preset": None}
+        return value
+
     @field_validator("layers", mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
@@ -287,9 +326,15 @@ class ModelConfig(Section):
         if self.pretrained is not False:
             raise ValueError("model.pretrained needs model.backbone (a timm architecture)")
         if self.preset is None and not self.layers:
-            raise ValueError("set model.preset, or set it to null and give model.layers")
+            raise ValueError(
+                "model.preset is null and model.layers is empty: give a preset (model.preset=mlp) or a layer "
+                "list (model.layers=[...])"
+            )
         if self.preset is not None and self.layers:
-            raise ValueError("give model.preset or model.layers, not both (set model.preset: null)")
+            raise ValueError(
+                f"model.preset '{self.preset}' and model.layers are both given: keep one (in a YAML file, "
+                "set model.preset: null to build the layer list; with --set, the later of the two wins)"
+            )
         return self
 
 
@@ -607,15 +652,26 @@ class Config(Section):
     def override(self, assignments: list[str]) -> Config:
         """Return a copy with `dotted.key=value` assignments applied (values parsed as YAML)."""
         data = self.to_dict()
+        pending: KaizenError | None = None
         for assignment in assignments:
             key, sep, text = assignment.partition("=")
             key = key.strip()
             if not sep or not key:
                 raise KaizenError(f"override '{assignment}' is not of the form dotted.key=value")
-            _set_dotted(data, key, _parse_value(text))
+            value = _parse_value(text)
+            try:
+                _set_dotted(data, key, value)
+            except TypeError:  # a section left a bad shorthand by an earlier assignment: that one is the culprit
+                raise pending or KaizenError(f"override '{assignment}': '{key}' is not a section") from None
+            _later_model_wins(data, key, value)
             # Re-resolve after each assignment, so a shorthand (augment=kaggle) becomes a section the next
-            # assignment (augment.mixup=0.2) can refine.
-            data = Config.from_dict(data, source="override").to_dict()
+            # assignment (augment.mixup=0.2) can refine. A state that only the next assignment completes
+            # (model.preset=null, then model.layers=[...]) is judged at the end.
+            try:
+                data = Config.from_dict(data, source="override").to_dict()
+                pending = None
+            except KaizenError as error:
+                pending = error
         return Config.from_dict(data, source="override")
 
     def run_name(self) -> str:
@@ -643,6 +699,18 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _later_model_wins(data: dict[str, Any], key: str, value: Any) -> None:
+    """A model is a preset or a layer list: giving one with an override drops the other, so switching from a
+    preset to `model.layers=[...]` (or back) needs no second override."""
+    model = data.get("model")
+    if not isinstance(model, dict):
+        return
+    if key == "model.layers" and value:
+        model["preset"] = None
+    elif key == "model.preset" and value is not None:
+        model["layers"] = None
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -662,10 +730,42 @@ def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     return keys
 
 
+def unknown_key(key: str) -> str:
+    """The line for a key the schema lacks: a did-you-mean only when a valid key is close (a typo), else that
+    this version of kaizen has no such key, with the keys its section does have (a key from a newer version
+    should not be pointed at an unrelated one)."""
+    from kaizen import __version__
+
+    keys = valid_keys()
+    *section, leaf = key.split(".")
+    prefix = ".".join(section)
+    if prefix and prefix not in keys:  # the section itself is unknown: suggest a section
+        sections = [name for name in keys if any(other.startswith(name + ".") for other in keys)]
+        close = difflib.get_close_matches(section[0], sections, n=1, cutoff=SUGGEST_CUTOFF)
+        if close:
+            fixed = ".".join([close[0], *section[1:], leaf])
+            return f"unknown config key '{key}' (did you mean '{fixed if fixed in keys else close[0]}'?)"
+        return f"unknown config key '{key}': kaizen {__version__} has no section '{section[0]}'; sections: " + (
+            ", ".join(sections)
+        )
+    siblings = [name for name in keys if name.rpartition(".")[0] == prefix]
+    if prefix and not siblings:
+        return f"unknown config key '{key}': '{prefix}' is a value, not a section"
+    close = difflib.get_close_matches(leaf, [name.rpartition(".")[2] for name in siblings], 1, SUGGEST_CUTOFF)
+    if close:
+        return f"unknown config key '{key}' (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+    elsewhere = [name for name in keys if name.rpartition(".")[2] == leaf]
+    if elsewhere:
+        return f"unknown config key '{key}' (did you mean '{elsewhere[0]}'?)"
+    where = f"section '{prefix}'" if prefix else "the top level"
+    names = ", ".join(name.rpartition(".")[2] for name in siblings)
+    return f"unknown config key '{key}': kaizen {__version__} has no such key; {where} takes: {names}"
+
+
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     if key not in valid_keys():
-        raise KaizenError(f"unknown config key '{key}'{did_you_mean(key, valid_keys())}")
+        raise KaizenError(unknown_key(key))
     target = data
     for part in parts[:-1]:
         target = target[part]
@@ -678,10 +778,11 @@ def _explain(error: ValidationError) -> str:
     loc = [str(part) for part in first["loc"]]
     key = ".".join(loc) or "config"
     if first["type"] == "extra_forbidden":
-        return f"unknown config key '{key}'{did_you_mean(key, valid_keys())}"
+        return unknown_key(key)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         return f"'{key}' is required"
     value = first.get("input")
-    shown = "" if isinstance(value, (dict, list)) or value is None else f" = {value!r}"
+    short_list = isinstance(value, list) and len(repr(value)) <= 40
+    shown = "" if (isinstance(value, (dict, list)) and not short_list) or value is None else f" = {value!r}"
     return f"{key}{shown}: {message}"

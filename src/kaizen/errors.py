@@ -2,8 +2,31 @@
 
 
 def one_line(text: str) -> str:
-    """`text` with its line breaks and other control characters escaped, so a message stays one line."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
+    """`text` with its line breaks and other control characters escaped, so a message stays one line; a file
+    name's bytes that are not UTF-8 are shown as \\xNN (see `printable`)."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode() for char in printable(text)
+    )
+
+
+def printable(text: str) -> str:
+    """`text` safe to write as UTF-8: a file name's bytes that are not valid UTF-8 (which Python carries as lone
+    surrogates, os.fsdecode's surrogateescape) become `\\xff`, as repr shows bytes; other lone surrogates
+    `\\udXXX`."""
+    if not any("\ud800" <= char <= "\udfff" for char in text):
+        return text
+    return "".join(_escaped(char) if "\ud800" <= char <= "\udfff" else char for char in text)
+
+
+def _escaped(surrogate: str) -> str:
+    if "\udc80" <= surrogate <= "\udcff":  # one byte of a file name, as surrogateescape carries it
+        return f"\\x{ord(surrogate) - 0xDC00:02x}"
+    return surrogate.encode("utf-8", "backslashreplace").decode()
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 file`, `2 files`, `1,297 images`: a count with its noun in the right number."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
 class KaizenError(Exception):

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from rich.table import Table
 
+from kaizen.errors import printable
+
 LOG_CLAMP = 1e-12  # a probability of exactly 0 on the true class would make the loss infinite
 
 
@@ -183,7 +185,7 @@ def mistake_files(ev: Evaluation, k: int = 10) -> list[str]:
     if ev.files is None:
         return []
     return [
-        f"{ev.files[i]}: {ev.class_names[ev.targets[i]]} → {ev.class_names[ev.predictions[i]]} "
+        f"{printable(str(ev.files[i]))}: {ev.class_names[ev.targets[i]]} → {ev.class_names[ev.predictions[i]]} "
         f"({ev.confidence[i]:.0%})"
         for i in ev.worst_mistakes(k)
     ]

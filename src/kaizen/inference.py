@@ -40,7 +40,13 @@ def evaluate_run(run: Run, split: str = "test", tta: int = 0) -> tuple[Evaluatio
     from kaizen.data import load_data
 
     model, state = run.model()
-    data = load_data(run.config.data, "cpu")
+    try:
+        data = load_data(run.config.data, "cpu")
+    except KaizenError as error:
+        moved = [key for key in ("path", "test_path") if _gone(getattr(run.config.data, key))]
+        if not moved:
+            raise
+        raise KaizenError(f"{error}; if the data moved: kaizen eval {run.path} --set data.{moved[0]}=NEW") from None
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if len(y) == 0:
         raise KaizenError(f"the {split} split of {run.path} is empty")
@@ -211,3 +217,7 @@ def predict_file(
     except OSError as error:
         raise KaizenError(f"cannot write {out_path}: {error.strerror}") from None
     return {**report, "out": str(out_path)}
+
+
+def _gone(path: str | None) -> bool:
+    return path is not None and not Path(path).exists()

@@ -69,7 +69,9 @@ def load_run(path: str | Path) -> Run:
         raise KaizenError(f"run directory not found: {path}")
     if not (path / "config.yaml").is_file() or not (path / "meta.json").is_file():
         raise KaizenError(f"{path} is not a kaizen run (no config.yaml / meta.json)")
-    return Run(path=path, config=Config.load(path / "config.yaml"), meta=rundir.read_json(path / "meta.json"))
+    meta = rundir.read_json(path / "meta.json")
+    rundir.check_fields(meta, path / "meta.json", rundir.META_FIELDS, required=("status",))
+    return Run(path=path, config=Config.load(path / "config.yaml"), meta=meta)
 
 
 def load_model_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:

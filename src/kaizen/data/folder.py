@@ -10,8 +10,11 @@ and TIFF, applies the EXIF orientation, converts to `data.channels` and resizes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import struct
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from kaizen import registry
 from kaizen.data.raw import RawData
 from kaizen.data.splits import stratified_split
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, plural
 
 if TYPE_CHECKING:  # config imports this module (through the registry) while it is being built
     from kaizen.config import DataConfig
@@ -226,7 +229,11 @@ def decode_image(
                 colour = image.mode not in _GRAY_MODES
                 width, height = image.size
                 if size is None:
-                    if image.getexif().get(ImageOps.ExifTags.Base.Orientation) in (5, 6, 7, 8):
+                    exif = image.getexif()
+                    orientation = exif.get(ImageOps.ExifTags.Base.Orientation)
+                    if orientation in (2, 3, 4, 5, 6, 7, 8):
+                        exif.tobytes()  # what exif_transpose writes back: a malformed tag fails here, not later
+                    if orientation in (5, 6, 7, 8):
                         width, height = height, width
                     return Decoded(None, (height, width), colour, None)
                 image.seek(0)  # GIF, TIFF: the first frame
@@ -241,6 +248,8 @@ def decode_image(
         return Decoded(None, None, False, f"unreadable ({error.strerror})")
     except (OSError, SyntaxError, ValueError, EOFError) as error:  # truncated data, broken headers
         return Decoded(None, None, False, f"corrupt ({error})")
+    except struct.error as error:  # an EXIF tag whose value does not fit its type, met by exif_transpose
+        return Decoded(None, None, False, f"corrupt EXIF metadata ({error})")
     array = np.asarray(pixels, dtype=np.uint8)
     array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return Decoded(np.ascontiguousarray(array), original, colour, None)
@@ -403,19 +412,64 @@ def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
     return (channels, *size), len(scan.class_names)
 
 
+_warned: set[str] = set()
+MARK_DAYS = 1  # a process group's "warned already" marks are removed after this long
+
+
+def warn_once(lines: list[str]) -> None:
+    """Log a data set's skipped-file warnings once: once in this process, and once among the processes of one
+    command (a compare's workers share its process group), not once per run or per worker."""
+    key = "\n".join(lines)
+    if not lines or key in _warned:
+        return
+    _warned.add(key)
+    if not _first_in_process_group(key):
+        return
+    for line in lines:
+        log.warning("%s", line)
+
+
+def _first_in_process_group(key: str) -> bool:
+    """True for the first process of this process group to ask about `key` (True where that cannot be known).
+
+    The mark is named by the group's id and its leader's start time, so a later command that reuses the id
+    is not silenced."""
+    import hashlib
+    import tempfile
+
+    try:
+        group = os.getpgid(0)
+        started = Path(f"/proc/{group}/stat").read_text().rpartition(")")[2].split()[19]
+    except (AttributeError, OSError, IndexError):  # no process groups (Windows) or no /proc: warn in each
+        return True
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    marks = Path(tempfile.gettempdir()) / f"kaizen-warned-{os.getuid()}"
+    try:
+        marks.mkdir(mode=0o700, exist_ok=True)
+        (marks / f"{group}-{started}-{digest}").touch(exist_ok=False)
+    except FileExistsError:
+        return False
+    except OSError:
+        return True
+    for mark in marks.iterdir():  # the marks of commands that ended long ago
+        with contextlib.suppress(OSError):
+            if time.time() - mark.stat().st_mtime > MARK_DAYS * 86400:
+                mark.unlink()
+    return True
+
+
 @registry.DATASETS.register("folder", shape=folder_shape)
 def folder_dataset(cfg: DataConfig) -> RawData:
     """Images in <class>/ folders under data.path (or train/ test/ [val/]), decoded with Pillow and cached."""
     from kaizen.data.imagecache import load_or_decode
 
     scan = scan_folder(cfg)
-    if scan.skipped:
-        log.warning(
-            "%s: skipped %d files that are not images (kaizen data lists them)", cfg.path, len(scan.skipped)
-        )
     decoded = load_or_decode(cfg, scan)
-    for path, reason in decoded.problems.items():
-        log.warning("skipped %s: %s", path, reason)
+    lines = [f"skipped {path}: {reason}" for path, reason in decoded.problems.items()]
+    if scan.skipped:
+        what = "is not an image" if len(scan.skipped) == 1 else "are not images"
+        lines.insert(0, f"{cfg.path}: skipped {plural(len(scan.skipped), 'file')} that {what} (kaizen data lists them)")
+    warn_once(lines)
     # every split is rows of the one (memory-mapped) images array: nothing is copied here
     offsets = np.cumsum([0] + [len(decoded.kept[split]) for split in SPLITS])
     rows = {split: np.arange(offsets[i], offsets[i + 1]) for i, split in enumerate(SPLITS)}

@@ -128,6 +128,8 @@ def cache_state(
         return f"made for other settings {manifest.get('settings')}", None
     if manifest.get("files_sha256") != (digest or _files_digest(scan)):
         return "files added, removed or changed since", None
+    if not _rows_valid(manifest, scan):  # hand-edited or damaged: its rows cannot be trusted
+        return "damaged manifest (kept or problems missing, out of range or not its rows)", None
     return "up to date", manifest
 
 
@@ -164,6 +166,29 @@ def load_or_decode(cfg: DataConfig, scan: FolderScan) -> FolderImages:
         path, reason = next(iter(result.problems.items()))
         raise strict_error(path, reason)
     return result
+
+
+def _rows_valid(manifest: dict[str, Any], scan: FolderScan) -> bool:
+    """Whether the manifest's `kept` lists, per split, increasing indices into that split's files, `rows` in
+    all and no more than images.npy holds, and `problems` maps file names to reasons."""
+    kept, problems, rows, shape = (manifest.get(key) for key in ("kept", "problems", "rows", "shape"))
+    if not (isinstance(kept, dict) and isinstance(problems, dict) and isinstance(rows, int)):
+        return False
+    if not (isinstance(shape, list) and shape and isinstance(shape[0], int) and 0 <= rows <= shape[0]):
+        return False
+    if not all(isinstance(path, str) and isinstance(reason, str) for path, reason in problems.items()):
+        return False
+    total = 0
+    for split in SPLITS:
+        indices = kept.get(split)
+        if not isinstance(indices, list) or not all(type(index) is int for index in indices):
+            return False
+        if indices and (indices[0] < 0 or indices[-1] >= len(scan.files[split])):
+            return False
+        if any(later <= earlier for earlier, later in zip(indices, indices[1:])):
+            return False
+        total += len(indices)
+    return total == rows
 
 
 def _open_images(folder: Path, manifest: dict[str, Any]) -> tuple[np.ndarray | None, str]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, printable
 
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
@@ -117,7 +117,7 @@ def _read_exclude(key: str, path: Path, count: int, paths: list[str] | None) -> 
         if where:
             if paths is None:
                 raise KaizenError(f"{key}: {path} line {line} names file {where}, but this data has no files")
-            if paths[index] != where:
+            if printable(paths[index]) != where:  # issues.csv holds names as written: not-UTF-8 bytes as \xNN
                 raise KaizenError(
                     f"{key}: {path} line {line}: {where} is not training example {index} of this data "
                     f"({paths[index]}); the file belongs to other data"

@@ -23,6 +23,8 @@ from torch import nn
 from kaizen.config import Config
 from kaizen.doctor.findings import Finding, Kind, Threshold, finding_kind, kinds
 from kaizen.doctor.measures import class_balance, exact_copies
+from kaizen.training import estimate
+from kaizen.training.threads import set_threads
 
 # Class balance: the rarest class at least a fifth of the commonest (digits 0.95, mnist-10k 0.79). Below that,
 # accuracy hides the rare classes and the loss needs weights or resampling.
@@ -65,8 +67,8 @@ def run_checks(cfg: Config) -> list[Finding]:
     """Run every check on `cfg` (on the CPU, with the config's seed); KaizenError on bad input."""
     from kaizen.data import load_data
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)  # the cores free when unset
+    estimate.check(cfg, "cpu")  # a model or image size that cannot fit: one line, before decoding
     context = RecipeContext(cfg, load_data(cfg.data, "cpu"))
     results: list[Finding] = []
     for kind in kinds("recipe"):

@@ -23,6 +23,8 @@ from torch import nn
 from kaizen.config import Config
 from kaizen.errors import KaizenError
 from kaizen.track import rundir
+from kaizen.training import estimate
+from kaizen.training.threads import set_threads
 
 START, END = 1e-7, 10.0
 MAX_STEPS = 200  # at most one epoch, and at most this many steps
@@ -67,14 +69,20 @@ def range_test(cfg: Config) -> RangeTest:
     from kaizen.nn import build_model
     from kaizen.training.optim import build_optimizer
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    set_threads(cfg.train.threads)  # the cores free when unset
+    estimate.check(cfg, "cpu")  # a model or image size that cannot fit: one line, before decoding
     data = load_data(cfg.data, "cpu")
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes)
     optimizer = build_optimizer(model, cfg.optim)
     n = len(data.y_train)
-    batch = max(1, min(cfg.train.batch_size, n // MIN_STEPS))
+    if n < 2 * MIN_STEPS:  # batches of 2 at least (batch norm needs 2), MIN_STEPS of them at least
+        raise KaizenError(
+            f"lr-find needs at least {2 * MIN_STEPS} training images ({MIN_STEPS} steps of 2), and the training "
+            f"split holds {n}: so few steps cannot show a curve; raise data.fraction, lower data.val_split, or "
+            "keep the usual rate of the optimiser"
+        )
+    batch = max(2, min(cfg.train.batch_size, n // MIN_STEPS))
     steps = min(MAX_STEPS, n // batch)
     factor = (END / START) ** (1 / max(1, steps - 1))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.train.seed))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaizen.config import Config, valid_keys
+from kaizen.config import Config, unknown_key, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
 from kaizen.study import throughput
@@ -168,7 +168,7 @@ def parse_vary(text: str) -> tuple[str, list[str]]:
         raise KaizenError(f"--vary '{text}' is not of the form dotted.key=value1,value2")
     keys = valid_keys()
     if key not in keys:
-        raise KaizenError(f"--vary: unknown config key '{key}'{did_you_mean(key, keys)}")
+        raise KaizenError(f"--vary: {unknown_key(key)}")
     if key == "train.seed" or key.startswith("log"):
         raise KaizenError(f"--vary {key}: not a technique to compare (seeds come from --seeds)")
     values = split_values(rest)

@@ -185,7 +185,18 @@ def load_study(study_dir: Path | str) -> dict[str, Any]:
     path = Path(study_dir) / STUDY_FILE
     if not path.is_file():
         raise KaizenError(f"{study_dir} is not a study directory (no {STUDY_FILE})")
-    return rundir.read_json(path)
+    study = rundir.read_json(path)
+    fields = {"metric": str, "seeds": list, "variants": list, "baseline": str, "base_config": dict}
+    rundir.check_fields(study, path, {**fields, "split_seeds": (list, type(None))}, required=tuple(fields))
+    for entry in study["variants"]:
+        if not isinstance(entry, dict):
+            raise KaizenError(f"{path}: each of 'variants' should be an object, not {entry!r:.40}")
+        rundir.check_fields(entry, path, {"id": str, "overrides": list}, required=("id", "overrides"))
+    if not all(isinstance(seed, int) and not isinstance(seed, bool) for seed in study["seeds"]):
+        raise KaizenError(f"{path}: 'seeds' should be a list of integers, not {study['seeds']!r:.40}")
+    if study["baseline"] not in [entry["id"] for entry in study["variants"]]:
+        raise KaizenError(f"{path}: baseline '{study['baseline']}' is not one of its variants: it is damaged")
+    return study
 
 
 def higher_is_better(metric: str) -> bool:

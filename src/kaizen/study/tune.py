@@ -36,7 +36,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from kaizen.config import Config, valid_keys
+from kaizen.config import Config, unknown_key, valid_keys
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
 from kaizen.study.compare import RUNS_DIR, comparable, first_difference, lookup, split_values
@@ -125,7 +125,7 @@ def parse_space(text: str) -> Param:
     key, kind, body = match.group(1), match.group(2).lower(), match.group(3)
     keys = valid_keys()
     if key not in keys:
-        raise KaizenError(f"--space: unknown config key '{key}'{did_you_mean(key, keys)}")
+        raise KaizenError(f"--space: {unknown_key(key)}")
     if key == "train.seed" or key.startswith(("log", "train.threads", "train.device")):
         raise KaizenError(f"--space {key}: not a hyperparameter to tune")
     if kind not in KINDS:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from kaizen.errors import KaizenError
+from kaizen.errors import KaizenError, printable
 from kaizen.version import __version__
 
 METRIC_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
@@ -67,8 +67,8 @@ def _remove(path: str | Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text atomically (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    """Write text atomically (UTF-8; a file name that is not valid UTF-8 is written escaped, see `printable`)."""
+    atomic_write_bytes(path, printable(text).encode("utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -97,13 +97,68 @@ def write_record(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON file of the run directory; KaizenError when it is missing or corrupt."""
+    """Read a JSON file of the run directory; KaizenError when it is missing, corrupt or not an object."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise KaizenError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise KaizenError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise KaizenError(f"{path} holds a JSON {_json_kind(data)}, not an object of named fields: it is damaged")
+    return data
+
+
+def check_fields(data: dict[str, Any], path: Path, fields: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+    """KaizenError naming the first field of `data` (read from `path`) that is missing (of `required`) or of
+    the wrong JSON type (`fields`: name -> a type or tuple of types; None is allowed only where listed)."""
+    for name in required:
+        if name not in data:
+            raise KaizenError(f"{path} has no '{name}': it is damaged")
+    for name, types in fields.items():
+        value = data.get(name)
+        if name in data and not _fits(value, _as_tuple(types)):
+            expected = " or ".join(_JSON_NAMES.get(kind, kind.__name__) for kind in _as_tuple(types))
+            raise KaizenError(f"{path}: '{name}' should be {expected}, not {_json_kind(value)} {value!r:.40}")
+
+
+_JSON_NAMES = {
+    str: "text",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    bool: "true/false",
+    type(None): "null",
+}
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    """isinstance, except that true/false is not a number here (JSON keeps them apart)."""
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _as_tuple(types: Any) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "text", bool: "true/false", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+META_FIELDS: dict[str, Any] = {
+    "status": str,
+    "seed": int,
+    "start": (str, type(None)),
+    "end": (str, type(None)),
+    "pid": (int, type(None)),
+    "host": (str, type(None)),
+    "error": (str, type(None)),
+    "device": (str, type(None)),
+    "kaizen": (str, type(None)),
+}
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -40,13 +40,14 @@ from kaizen.track import rundir
 from kaizen.track.progress import Reporter
 from kaizen.track.stats import Metric, StatsRecorder
 from kaizen.track.writer import RunWriter, complete_pictures, make_writer
-from kaizen.training import distributed, fast
+from kaizen.training import distributed, estimate, fast
 from kaizen.training.early_stop import Monitor
 from kaizen.training.examples import select_examples
 from kaizen.training.multitask import TaskObjective
 from kaizen.training.optim import build_optimizer, calmer_lr
 from kaizen.training.regularize import Penalties
 from kaizen.training.schedule import LRSchedule
+from kaizen.training.threads import set_threads
 from kaizen.training.transfer import FineTune, TransferReport, init_weights, lr_multiplier
 
 
@@ -223,6 +224,7 @@ class _Training:
     parallel_forward: Callable[[], Callable[[torch.Tensor], torch.Tensor]]  # DDP around `forward`, per epoch
     augment: Augment
     random_streams: _RandomStreams
+    threads_why: str  # how torch's thread count was chosen (train.threads, or the cores free), for meta.json
     # set by _open_run
     run_dir: Path | None = None
     writer: RunWriter | None = None
@@ -292,10 +294,14 @@ def _prepare(
 ) -> _Training:
     """Build what the run trains with. The order matters and is this one."""
     # 1. the process: threads, seed, denormals
+    threads_why = "train.threads"
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     elif group.enabled and device.type == "cpu":  # the node's cores, shared among its processes
         torch.set_num_threads(max(1, distributed.cpu_cores() // group.local_world_size))
+        threads_why = f"the cores shared among {group.local_world_size} processes"
+    else:  # the cores actually free, so a busy machine slows the run down gracefully
+        threads_why = set_threads(None)
     # the thread count changes a run's numbers (float summation order), so config.yaml records it
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": torch.get_num_threads()})})
     cfg = backbone.resolve(cfg)  # what model.backbone implies (image size, fine-tuning), recorded in config.yaml
@@ -304,7 +310,10 @@ def _prepare(
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
     torch.set_flush_denormal(True)
     # 2. data: the splits, then the examples this model trains on (folds, bootstrap, boosting weights)
+    checked = estimate.check(cfg, device)  # a model or image size that cannot fit: refused before decoding
     data = load_data(cfg.data, device)
+    if not checked:
+        estimate.check(cfg, device, (data.input_shape, data.num_classes))
     data, example_weights = select_examples(data, cfg.train, cfg.data.split_seed)
     # 3. the network with its task heads, then transferred weights (not on resume: the checkpoint has them)
     model = build_model(cfg.model, cfg.init, data.input_shape, data.num_classes).to(device)
@@ -380,6 +389,7 @@ def _prepare(
         parallel_forward=parallel_forward,
         augment=augment,
         random_streams=_RandomStreams(group, cfg.train.seed),
+        threads_why=threads_why,
     )
 
 
@@ -412,6 +422,9 @@ def _open_run(
         writer.resume(training.progress.start_epoch, cfg.to_yaml())
     else:
         meta = {**rundir.environment(training.device), "seed": cfg.train.seed}
+        meta["threads"] = {"count": cfg.train.threads, "why": training.threads_why}
+        if training.threads_why != "train.threads":  # chosen for this machine as it is now: say so
+            training.reporter.note(f"threads: {cfg.train.threads} ({training.threads_why}; train.threads=N sets it)")
         if group.enabled:
             meta["distributed"] = group.describe()
         writer.start(cfg.to_yaml(), meta)
