@@ -758,7 +758,15 @@ def improve(
 
     try:
         journal = run_improve(
-            cfg, budget, out_dir, seeds, workers, backend, audit_data, candidates, on_progress=progress
+            cfg,
+            budget,
+            out_dir=out_dir,
+            seeds=seeds,
+            workers=workers,
+            backend=backend,
+            audit=audit_data,
+            max_candidates=candidates,
+            on_progress=progress,
         )
     except KeyboardInterrupt:
         err.print("interrupted: finished runs are kept; run the same command again to resume", soft_wrap=True)

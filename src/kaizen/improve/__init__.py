@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from kaizen.config import Config
 
 
-def improve(cfg: Config | str | Path | None = None, budget: str | float = "8x", **options: Any) -> dict[str, Any]:
+def improve(
+    cfg: Config | str | Path | None = None, budget: str | float = "8x", **options: Any
+) -> dict[str, Any]:
     """Improve a config within `budget` and return the journal (also written to DIR/journal.json).
 
     `budget`: device-seconds of training (`20m`, `90s`, `1h`) or multiples of one run of the start config

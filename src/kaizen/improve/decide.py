@@ -9,6 +9,7 @@ as it should. The paired test and the Holm adjustment are study.stats'.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ def decide(incumbent: dict[int, float], candidate: dict[int, float], comparisons
     # The interval at Holm's level for the smallest p-value: 1 - alpha / comparisons.
     alpha = (1 - CONFIDENCE) / comparisons
     differences = [challenger[seed] - base[seed] for seed in seeds]
-    spread = float(scipy_stats.tstd(differences)) / math.sqrt(len(seeds)) if len(seeds) > 1 else math.nan
+    spread = statistics.stdev(differences) / math.sqrt(len(seeds))
     half = float(scipy_stats.t.ppf(1 - alpha / 2, len(seeds) - 1)) * spread
     holm_interval = (difference.diff - half, difference.diff + half)
     adopt = difference.diff > 0 and holm_interval[0] > 0

@@ -144,10 +144,12 @@ class Improve:
                 }
             )
 
-    def _progress(self, where: str) -> Callable[[str, int], None]:
-        def report(variant: str, seed: int) -> None:
+    def _progress(self, where: str) -> Callable[[str, int, str], None]:
+        def report(variant: str, seed: int, status: str) -> None:
             left = f"{self.ledger.left:.0f}s of {self.ledger.total:.0f}s" if self.ledger.total else "unknown"
-            self.say(f"round {self.round} · {where} · {variant} seed {seed} done · budget left {left}")
+            self.say(
+                f"round {self.round} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · budget left {left}"
+            )
 
         return report
 

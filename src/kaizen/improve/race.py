@@ -57,7 +57,7 @@ def run_batch(
     out_dir: Path,
     workers: int | None,
     backend: str,
-    on_run: Callable[[str, int], None] | None = None,
+    on_run: Callable[[str, int, str], None] | None = None,
 ) -> list[Result]:
     """Train each (id, overrides) on each seed under `out_dir` (finished runs reused); return their results.
 
@@ -75,7 +75,7 @@ def run_batch(
 
     def event(progress) -> None:
         if on_run is not None and progress.status in ("done", "skipped"):
-            on_run(progress.variant, progress.seed)
+            on_run(progress.variant, progress.seed, progress.status)
 
     outcome = run_plan(plan, out_dir, workers, on_event=event, backend=backend)
     if outcome.failed:
