@@ -195,7 +195,7 @@ class Improve:
             )
 
     def probe(self) -> None:
-        """One epoch of the start config: does it train, and how long does an epoch take."""
+        """One epoch of the start config: does it train, and does one run fit a budget given in seconds."""
         try:
             results = run_batch(
                 self.trial_base.override(["train.epochs=1"]),
@@ -220,7 +220,10 @@ class Improve:
     def measure_start(self) -> None:
         """The start config at full length on the first seed; an 'x' budget is set from what it took."""
         self.round = 0
-        results = self._full_runs((), self.seeds[:1], "start")
+        try:
+            results = self._full_runs((), self.seeds[:1], "start")
+        except KaizenError as error:
+            raise KaizenError(f"the starting config does not train: {error}") from None
         measured = results[self.seeds[0]].seconds
         self.seconds_per_epoch = max(measured / max(results[self.seeds[0]].epochs, 1), 1e-3)
         if self.budget.runs is not None:
@@ -272,18 +275,27 @@ class Improve:
         last_scores: dict[str, float] = {}
         for index, epochs in enumerate(lengths):
             fraction = epochs / full_epochs
-            # The confirmation must stay affordable: the incumbent's missing seeds and the winner's seeds.
-            confirm = self._estimate(full_epochs) * (len(self.seeds) - have) + self._estimate(
-                full_epochs, max(c.cost for c in alive)
-            ) * len(self.seeds)
-            while alive and not self.ledger.affords(
-                self._estimate(epochs, 1 + sum(c.cost for c in alive)) + confirm
-            ):
+
+            def affordable(group: list[moves.Candidate], epochs: int = epochs) -> bool:
+                """The rung outside the reserve, and the rung plus the full-length confirmation (the incumbent's
+                missing seeds and the costliest candidate's seeds, which the final step reads) within the total."""
+                rung = self._estimate(epochs, 1 + sum(c.cost for c in group))
+                confirm = self._estimate(full_epochs) * (len(self.seeds) - have) + self._estimate(
+                    full_epochs, max(c.cost for c in group)
+                ) * len(self.seeds)
+                return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
+
+            if index > 0 and not affordable(alive):
+                entry["race_note"] = (
+                    f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
+                )
+                break
+            while alive and not affordable(alive):
                 dropped = alive.pop()
                 self.journal["not_tried"].append(
                     {
                         "move": dropped.label,
-                        "why": f"round {self.round}: the budget could not pay for its race",
+                        "why": f"round {self.round}: the budget could not pay for its race and confirmation",
                     }
                 )
             if not alive:
@@ -326,7 +338,7 @@ class Improve:
             alive = [c for c in alive if c.id in ranked]
             last_scores = scores
         entry["rungs"] = rungs
-        winner = alive[0]
+        winner = max(alive, key=lambda c: (last_scores[c.id], c.id))
         if last_scores[winner.id] <= last_scores["incumbent"]:
             entry["race_stopped"] = (
                 f"no plausible gain: the best candidate ({winner.label}) reached {last_scores[winner.id]:.1%} in the "
@@ -338,7 +350,8 @@ class Improve:
     def run(self) -> dict[str, Any]:
         """The whole loop; returns the journal (also written to DIR/journal.json, .html, recipe.yaml)."""
         self.check()
-        self.probe()
+        if self.budget.seconds is not None:
+            self.probe()  # a budget in seconds is refused here, after one epoch, if one run cannot fit
         self.measure_start()
         incumbent: tuple[str, ...] = ()
         tried: dict[tuple[str, ...], set[tuple[str, ...]]] = {}

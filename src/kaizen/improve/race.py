@@ -18,7 +18,7 @@ from kaizen.errors import KaizenError
 from kaizen.study.compare import Plan, Variant, run_path, run_plan
 from kaizen.track import rundir
 
-RUNG_FRACTIONS = (0.25, 0.5)  # of the full length; rungs of equal epochs are merged
+RUNG_FRACTIONS = (0.125, 0.25, 0.5)  # of the full length; rungs of equal epochs are merged
 KEEP = 0.5  # the share of candidates promoted from one rung to the next
 
 
