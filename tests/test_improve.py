@@ -179,6 +179,33 @@ def test_resume_after_interrupt_gives_the_same_journal(repaired, tmp_path):
     assert sum("rung 1 ·" in line and "reused" in line for line in rerun) == 4
 
 
+def test_kill_9_then_the_same_command_ends_with_the_same_journal(repaired, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, reference, _, _ = repaired
+    config = tmp_path / "poor.yaml"
+    config.write_text(yaml.safe_dump(start_config(tmp_path, POOR).to_dict()))
+    command = [sys.executable, "-m", "kaizen", "improve", "-c", str(config), "--budget", "40x"]
+    command += ["--out", str(tmp_path / "out"), "--candidates", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rung = tmp_path / "out" / "round1" / "rung1"
+    deadline = time.monotonic() + 120
+    while len(list(rung.rglob("summary.json"))) < 2 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out" / "journal.json").exists()  # killed before the end
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert "reused" in finished.stderr
+    assert facts(json.loads((tmp_path / "out" / "journal.json").read_text())) == facts(json.loads(json.dumps(reference)))
+
+
 def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
     config = tmp_path / "good.yaml"
     config.write_text(yaml.safe_dump(start_config(tmp_path, GOOD).to_dict()))
