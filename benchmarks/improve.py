@@ -189,6 +189,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--reduced", action="store_true", help="shorter start configs that fit a CPU")
     parser.add_argument(
+        "--mnist", type=Path, default=MNIST, help="folder of the MNIST IDX files (t10k: mnist-10k)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="keep the work here (default: a temporary folder)"
     )
     args = parser.parse_args()

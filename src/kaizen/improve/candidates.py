@@ -50,7 +50,7 @@ class Candidate:
     overrides: tuple[str, ...]
     source: str
     why: str
-    cost: float = 1.0  # the run's cost relative to the incumbent's (more epochs or width cost more)
+    cost: float = 1.0  # the run's cost relative to the incumbent's: epochs known ahead, the rest measured
 
     @property
     def id(self) -> str:
@@ -80,7 +80,7 @@ def from_findings(problems: list[Problem]) -> list[Candidate]:
     for problem in problems:
         useful = [o for o in problem.overrides if not o.startswith(("log.", "data.exclude", "data.keep"))]
         for override in useful[:FIRST_RECOMMENDATIONS]:
-            cost = 2.0 if override.startswith(("train.epochs", "model.hidden")) else 1.0
+            cost = 2.0 if override.startswith("train.epochs") else 1.0  # other costs are measured in the race
             moves.append(Candidate((override,), f"doctor: {problem.code}", problem.evidence, cost))
     return moves
 
@@ -219,6 +219,17 @@ def playbook(cfg: Config, summary: dict[str, Any]) -> tuple[list[Candidate], lis
         )
     if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
         evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
+        usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+        if (
+            cfg.optim.lr <= usual_lr
+        ):  # within the same epochs, a larger step learns more (costs nothing extra)
+            moves.append(
+                Candidate(
+                    (f"optim.lr={float(f'{3 * cfg.optim.lr:.2g}'):g}",),
+                    "playbook: underfitting",
+                    f"{evidence}; optim.lr={cfg.optim.lr:g} is at most {cfg.optim.name}'s usual {usual_lr:g}",
+                )
+            )
         moves.append(
             Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0)
         )
@@ -229,7 +240,6 @@ def playbook(cfg: Config, summary: dict[str, Any]) -> tuple[list[Candidate], lis
                     (f"model.hidden=[{','.join(map(str, wider))}]",),
                     "playbook: underfitting",
                     evidence,
-                    cost=2.0,
                 )
             )
         else:

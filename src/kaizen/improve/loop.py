@@ -255,11 +255,18 @@ class Improve:
     def _audit(self, cfg: Config, notes: dict[str, Any]) -> str | None:
         from kaizen.audit import run_audit
 
+        folds = 5
+        if not self.ledger.affords(self._estimate(cfg.train.epochs) * folds):
+            notes["audit"] = {"skipped": f"the budget cannot pay for the audit's {folds} fold runs"}
+            return None
         self.say(f"round {self.round} · auditing the training data (kaizen audit) ...")
         folder = self.out_dir / "audit"
-        result = run_audit(cfg.override(TRIAL_KEYS), folder)
+        result = run_audit(cfg.override(TRIAL_KEYS), folder, folds=folds)
         notes["audit"] = {"counts": result.counts, "dir": str(folder)}
-        issues = folder / "issues.csv"
+        for summary in sorted(folder.rglob("summary.json")):  # the fold runs are training too: charged
+            seconds = rundir.read_json(summary).get("timings", {}).get("train_seconds", 0.0)
+            self.ledger.charge(f"audit {summary.parent.relative_to(folder)}", seconds)
+        issues = (folder / "issues.csv").resolve()
         label_like = sum(result.counts.get(kind, 0) for kind in ("label", "duplicate", "leak"))
         return str(issues) if label_like and issues.is_file() else None
 
@@ -384,6 +391,15 @@ class Improve:
                 entry["decision"] = {"adopt": False, "reason": stop}
                 break
             merged = merge(incumbent, winner.overrides)
+            full_epochs = self._config(incumbent).train.epochs
+            missing = len(self.seeds) - len(self.full.get(config_id(incumbent), {}))
+            confirm = self._estimate(full_epochs) * missing + self._estimate(full_epochs, winner.cost) * len(
+                self.seeds
+            )
+            if not self.ledger.affords(confirm, final=True):  # the race measured it dearer than estimated
+                stop = f"the budget cannot pay for confirming {winner.label} at full length on {len(self.seeds)} seeds"
+                entry["decision"] = {"adopt": False, "reason": stop}
+                break
             self.say(
                 f"round {self.round} · full length: {winner.label} against the incumbent on {len(self.seeds)} seeds"
             )
@@ -402,10 +418,10 @@ class Improve:
             entry["decision"] = decision.to_dict()
             self.say(f"round {self.round} · {decision.reason}")
             if entry.get("short_scores"):
-                entry["rank_pairs"] = [
-                    [entry["short_scores"]["incumbent"], _mean(base_runs)],
-                    [entry["short_scores"][winner.id], _mean(challenger)],
-                ]
+                entry["rank_pairs"] = {
+                    config_id(incumbent): [entry["short_scores"]["incumbent"], _mean(base_runs)],
+                    config_id(merged): [entry["short_scores"][winner.id], _mean(challenger)],
+                }
             if decision.adopt:
                 self.journal["ablation"].append(
                     {
@@ -551,7 +567,11 @@ def _spread(stats, values: dict[int, float]) -> dict[str, Any]:
 
 def rank_correlation(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Spearman correlation of short-race accuracy with full-length accuracy over every config that had both."""
-    pairs = [pair for entry in rounds for pair in entry.get("rank_pairs", [])]
+    by_config: dict[str, list[float]] = {}
+    for entry in rounds:  # a config met again in a later round (the adopted winner) counts once
+        for name, pair in entry.get("rank_pairs", {}).items():
+            by_config.setdefault(name, pair)
+    pairs = list(by_config.values())
     if len(pairs) < 3:
         return {
             "n": len(pairs),
