@@ -301,8 +301,9 @@ class Improve:
                 dropped = alive.pop()
                 self.journal["not_tried"].append(
                     {
+                        "round": self.round,
                         "move": dropped.label,
-                        "why": f"round {self.round}: the budget could not pay for its race and confirmation",
+                        "why": "the budget could not pay for its race and confirmation",
                     }
                 )
             if not alive:

@@ -43,6 +43,16 @@ def _interval(pair: Any) -> str:
     return f"[{100 * pair[0]:+.2f}, {100 * pair[1]:+.2f}] points"
 
 
+def _level(pair: Any) -> str:
+    if not pair or pair[0] is None or pair[1] is None:
+        return "–"
+    return f"[{100 * pair[0]:.2f}%, {100 * pair[1]:.2f}%]"
+
+
+def _by_seed(values: Any) -> str:
+    return ", ".join(f"seed {seed}: {_pct(value)}" for seed, value in (values or {}).items())
+
+
 def _picture(points: list[dict[str, Any]]) -> str:
     """Validation accuracy of every run against the budget spent when it ended, and the best full-length so far."""
     import matplotlib
