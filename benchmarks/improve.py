@@ -175,6 +175,37 @@ def test_on_seeds(cfg: kaizen.Config, overrides: list[str], seeds: list[int]) ->
     ]
 
 
+def channels_of(work: Path, seed: int) -> int:
+    """The image channels, from the improve's first run of the start config."""
+    summary = work / "improve" / "full" / "runs" / "start" / f"seed{seed}" / "summary.json"
+    return json.loads(summary.read_text())["data"]["input_shape"][0]
+
+
+def refused_row(cfg: kaizen.Config, name: str, budget: float, rep: int, error: str) -> dict:
+    """When improve refuses (its check fails): the start measured directly, the searches given budget x one run."""
+    seeds = [cfg.train.seed + k for k in range(3)]
+    runs = [
+        kaizen.train(cfg.override([f"train.seed={seed}", "log.plots=false", "log.tensorboard=false"]))
+        for seed in seeds
+    ]
+    one_run = runs[0].summary["timings"]["train_seconds"]
+    return {
+        "dataset": name,
+        "budget": budget,
+        "rep": rep,
+        "refused": error,
+        "budget_seconds": budget * one_run,
+        "overshoot": 0.0,
+        "start": [run.summary["test"]["acc"] for run in runs],
+        "improve": [
+            run.summary["test"]["acc"] for run in runs
+        ],  # it returns nothing: the user keeps the start
+        "improve_overrides": [],
+        "seeds": seeds,
+        "channels": runs[0].summary["data"]["input_shape"][0],
+    }
+
+
 def summarise(values: list[float]) -> str:
     spread = stats.describe(values, bounds=(0.0, 1.0))
     if len(values) < 2:
@@ -208,32 +239,34 @@ def main() -> None:
                         [f"train.seed={100 * rep}"]
                     )
                     began = time.perf_counter()
-                    journal = kaizen.improve(
-                        cfg, budget=f"{budget:g}x", out_dir=work / "improve", max_candidates=4
-                    )
-                    improve_wall = time.perf_counter() - began
-                    seeds = journal["seeds"]
-                    final = journal["final"]
-                    first_run = (
-                        work / "improve" / "full" / "runs" / "start" / f"seed{seeds[0]}" / "summary.json"
-                    )
-                    channels = json.loads(first_run.read_text())["data"]["input_shape"][0]
-                    row = {
-                        "dataset": name,
-                        "budget": budget,
-                        "rep": rep,
-                        "budget_seconds": journal["ledger"]["total_seconds"],
-                        "improve_spent": journal["ledger"]["spent_seconds"],
-                        "overshoot": journal["ledger"]["overshoot"],
-                        "start": list(final["test_start"]["by_seed"].values()),
-                        "improve": list(final["test_final"]["by_seed"].values()),
-                        "improve_overrides": final["overrides"],
-                        "improve_wall": improve_wall,
-                    }
+                    try:
+                        journal = kaizen.improve(
+                            cfg, budget=f"{budget:g}x", out_dir=work / "improve", max_candidates=4
+                        )
+                    except kaizen.KaizenError as error:  # kaizen check failed: improve stops, no budget spent
+                        row = refused_row(cfg, name, budget, rep, str(error))
+                        journal = None
+                    if journal is not None:
+                        final = journal["final"]
+                        row = {
+                            "dataset": name,
+                            "budget": budget,
+                            "rep": rep,
+                            "budget_seconds": journal["ledger"]["total_seconds"],
+                            "improve_spent": journal["ledger"]["spent_seconds"],
+                            "overshoot": journal["ledger"]["overshoot"],
+                            "start": list(final["test_start"]["by_seed"].values()),
+                            "improve": list(final["test_final"]["by_seed"].values()),
+                            "improve_overrides": final["overrides"],
+                            "improve_wall": time.perf_counter() - began,
+                            "seeds": journal["seeds"],
+                        }
+                    seeds = row["seeds"]
+                    channels = row.get("channels") or channels_of(work, seeds[0])
                     for sampler in ("tpe", "random"):
                         found = search(
                             cfg,
-                            journal["ledger"]["total_seconds"],
+                            row["budget_seconds"],
                             sampler,
                             100 * rep,
                             work / sampler,
@@ -254,16 +287,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.datasets.split(","):
         for budget in [float(b) for b in args.budgets.split(",")]:
-            refused = [
-                r for r in results if r["dataset"] == name and r["budget"] == budget and "refused" in r
-            ]
-            rows = [
-                r for r in results if r["dataset"] == name and r["budget"] == budget and "refused" not in r
-            ]
-            if refused:
-                print(
-                    f"| {name} | {budget:g}x | {len(refused)} | – | refused: {refused[0]['refused'][:120]} | – | – | – | – |"
-                )
+            rows = [r for r in results if r["dataset"] == name and r["budget"] == budget]
             if not rows:
                 continue
 
@@ -271,7 +295,12 @@ def main() -> None:
                 """Each repetition's mean over its seeds; with one repetition, its seeds' values."""
                 return rows[0][key] if len(rows) == 1 else [statistics.mean(r[key]) for r in rows]
 
-            adopted = "; ".join(" ".join(r["improve_overrides"]) or "(start)" for r in rows)
+            adopted = "; ".join(
+                "refused: " + r["refused"][:90]
+                if "refused" in r
+                else " ".join(r["improve_overrides"]) or "(start)"
+                for r in rows
+            )
             over = max(r["overshoot"] for r in rows)
             print(
                 f"| {name} | {budget:g}x | {len(rows)} | {summarise(mean_of('start'))} | {summarise(mean_of('improve'))} | "
