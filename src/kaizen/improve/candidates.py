@@ -38,6 +38,7 @@ UNUSUAL_INITS = ("zeros",)
 # try, and the train accuracy below which the model underfits (more capacity, more epochs).
 GAP = 0.05
 UNDERFIT_TRAIN_ACC = 0.97
+RATE_STEP = 3.0  # an underfitting model tries its rate times this (half a decade), within the usual band
 # Rates of doubt: findings whose cause is the learning rate.
 RATE_FINDINGS = ("lr_too_high", "lr_too_low", "divergence", "not_learning")
 FIRST_RECOMMENDATIONS = 2  # per finding
@@ -220,14 +221,15 @@ def playbook(cfg: Config, summary: dict[str, Any]) -> tuple[list[Candidate], lis
     if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
         evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
         usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
-        if (
-            cfg.optim.lr <= usual_lr
-        ):  # within the same epochs, a larger step learns more (costs nothing extra)
+        higher = float(f"{RATE_STEP * cfg.optim.lr:.2g}")
+        # Within the same epochs a larger step learns more, at no extra cost.
+        if higher <= LR_FACTOR * usual_lr:
             moves.append(
                 Candidate(
-                    (f"optim.lr={float(f'{3 * cfg.optim.lr:.2g}'):g}",),
+                    (f"optim.lr={higher:g}",),
                     "playbook: underfitting",
-                    f"{evidence}; optim.lr={cfg.optim.lr:g} is at most {cfg.optim.name}'s usual {usual_lr:g}",
+                    f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual "
+                    f"{usual_lr:g}",
                 )
             )
         moves.append(
