@@ -175,6 +175,46 @@ def test_on_seeds(cfg: kaizen.Config, overrides: list[str], seeds: list[int]) ->
     ]
 
 
+def improve_curve(journal: dict) -> list[tuple[float, float]]:
+    """Best full-length validation accuracy so far against the improve's budget spent."""
+    best, curve = None, []
+    for point in journal["points"]:
+        if point["kind"] == "full" and point["val_acc"] is not None:
+            best = point["val_acc"] if best is None else max(best, point["val_acc"])
+        if best is not None:
+            curve.append((point["spent"], best))
+    return curve
+
+
+def plot_curves(results: list[dict], path: Path) -> None:
+    """Best-so-far validation accuracy against budget spent, one panel per data set and budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [r for r in results if "improve_curve" in r]
+    if not panels:
+        return
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for axis, row in zip(axes[0], panels):
+        for key, label in (
+            ("improve_curve", "improve"),
+            ("tpe_curve", "Optuna TPE"),
+            ("random_curve", "random"),
+        ):
+            points = [(x, y) for x, y in row.get(key, []) if y is not None]
+            if points:
+                axis.step([x for x, _ in points], [100 * y for _, y in points], where="post", label=label)
+        axis.set_title(f"{row['dataset']} {row['budget']:g}x rep {row['rep']}", fontsize=9)
+        axis.set_xlabel("budget spent (s of training)")
+    axes[0][0].set_ylabel("best validation accuracy so far (%)")
+    axes[0][0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def channels_of(work: Path, seed: int) -> int:
     """The image channels, from the improve's first run of the start config."""
     summary = work / "improve" / "full" / "runs" / "start" / f"seed{seed}" / "summary.json"
@@ -260,6 +300,7 @@ def main() -> None:
                             "improve_overrides": final["overrides"],
                             "improve_wall": time.perf_counter() - began,
                             "seeds": journal["seeds"],
+                            "improve_curve": improve_curve(journal),
                         }
                     seeds = row["seeds"]
                     channels = row.get("channels") or channels_of(work, seeds[0])
@@ -278,9 +319,12 @@ def main() -> None:
                             else row["start"]
                         )
                         row[f"{sampler}_trials"] = found["trials"]
+                        row[f"{sampler}_curve"] = found["curve"]
                         row[f"{sampler}_spent"] = found["spent"]
                     results.append(row)
                     print(json.dumps(row), flush=True)
+    if args.plot is not None:
+        plot_curves(results, args.plot)
     print(
         "\n| data set | budget | reps | start | improve | Optuna TPE + median | random | improve adopted | overshoot |"
     )
