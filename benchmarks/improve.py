@@ -263,6 +263,9 @@ def main() -> None:
         "--mnist", type=Path, default=MNIST, help="folder of the MNIST IDX files (t10k: mnist-10k)"
     )
     parser.add_argument(
+        "--plot", type=Path, default=None, help="draw best-so-far accuracy against budget here"
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="keep the work here (default: a temporary folder)"
     )
     args = parser.parse_args()
