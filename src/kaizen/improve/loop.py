@@ -278,6 +278,8 @@ class Improve:
         lengths = rung_epochs(full_epochs) or [full_epochs]
         have = len(self.full.get(config_id(incumbent), {}))
         alive = list(chosen)
+        prior = {candidate.id: candidate.cost for candidate in chosen}
+        ratios: dict[str, list[float]] = {}
         rungs = []
         last_scores: dict[str, float] = {}
         for index, epochs in enumerate(lengths):
@@ -323,9 +325,11 @@ class Improve:
             )
             self._charge(results, f"round {self.round} rung {index + 1}", "rung")
             scores = {result.variant: result.val_acc for result in results}
-            for candidate, result in zip(alive, results[1:]):  # measured cost for the next rung's estimate
-                candidate_cost = result.seconds / max(results[0].seconds, 1e-6)
-                candidate.cost = max(candidate.cost, candidate_cost)
+            for candidate, result in zip(alive, results[1:]):
+                # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
+                # (never below what the candidate's epochs alone imply).
+                ratios.setdefault(candidate.id, []).append(result.seconds / max(results[0].seconds, 1e-6))
+                candidate.cost = max(prior[candidate.id], min(ratios[candidate.id]))
             keep = 1 if index == len(lengths) - 1 else keep_count(len(alive))
             ranked = survivors({c.id: scores[c.id] for c in alive}, keep)
             rungs.append(
