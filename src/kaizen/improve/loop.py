@@ -156,11 +156,21 @@ class Improve:
     def _estimate(self, epochs: int, cost: float = 1.0) -> float:
         return ESTIMATE_MARGIN * self.seconds_per_epoch * epochs * cost
 
-    def _full_runs(self, overrides: tuple[str, ...], seeds: list[int], label: str) -> dict[int, Result]:
-        """Full-length runs of start + `overrides` on `seeds` (those not run yet); all its results so far."""
+    def _full_runs(
+        self, overrides: tuple[str, ...], seeds: list[int], label: str, cost: float | None = 1.0
+    ) -> dict[int, Result]:
+        """Full-length runs of start + `overrides` on `seeds` (those not run yet, and of those only as many as
+        the whole budget can pay for at `cost` times the incumbent's per-epoch seconds; None: no check); all its
+        results so far."""
         name = config_id(overrides)
         have = self.full.setdefault(name, {})
         missing = [seed for seed in seeds if seed not in have]
+        if cost is not None:
+            epochs = self._config(overrides).train.epochs
+            while missing and not self.ledger.affords(
+                self._estimate(epochs, cost) * len(missing), final=True
+            ):
+                missing.pop()
         if missing:
             results = run_batch(
                 self.trial_base,
@@ -173,7 +183,16 @@ class Improve:
             )
             self._charge(results, "full", "full")
             have.update({result.seed: result for result in results})
+            if cost == 1.0 or cost is None:
+                self._observe(results)
         return have
+
+    def _observe(self, results: list[Result]) -> None:
+        """Keep the per-epoch estimate at the slowest recent run of the incumbent: a machine that slows down
+        (another process) must not make the ledger overshoot."""
+        for result in results:
+            if result.epochs:
+                self.seconds_per_epoch = max(self.seconds_per_epoch, result.seconds / result.epochs)
 
     def _config(self, overrides: tuple[str, ...]) -> Config:
         return self.start.override(list(overrides)) if overrides else self.start
@@ -221,7 +240,7 @@ class Improve:
         """The start config at full length on the first seed; an 'x' budget is set from what it took."""
         self.round = 0
         try:
-            results = self._full_runs((), self.seeds[:1], "start")
+            results = self._full_runs((), self.seeds[:1], "start", cost=None)
         except KaizenError as error:
             raise KaizenError(f"the starting config does not train: {error}") from None
         measured = results[self.seeds[0]].seconds
@@ -324,6 +343,7 @@ class Improve:
                 self._progress(f"rung {index + 1}"),
             )
             self._charge(results, f"round {self.round} rung {index + 1}", "rung")
+            self._observe(results[:1])  # the incumbent's reference run
             scores = {result.variant: result.val_acc for result in results}
             for candidate, result in zip(alive, results[1:]):
                 # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
@@ -409,7 +429,7 @@ class Improve:
                 f"round {self.round} · full length: {winner.label} against the incumbent on {len(self.seeds)} seeds"
             )
             base_runs = self._full_runs(incumbent, self.seeds, "incumbent")
-            challenger = self._full_runs(merged, self.seeds, winner.label)
+            challenger = self._full_runs(merged, self.seeds, winner.label, winner.cost)
             decision = decide(
                 {s: r.val_acc for s, r in base_runs.items()},
                 {s: r.val_acc for s, r in challenger.items()},
@@ -455,9 +475,7 @@ class Improve:
         self.round += 1
         start_runs = self.full[config_id(())]
         for seed in self.seeds:
-            if seed not in start_runs and self.ledger.affords(
-                self._estimate(self.start.train.epochs), final=True
-            ):
+            if seed not in start_runs:
                 self._full_runs((), [seed], "start (final)")
         if final:
             for seed in self.seeds:  # the final config ran on every seed when it was adopted
