@@ -27,6 +27,9 @@ GOOD = [
     "optim.lr=0.01",
 ]
 POOR = [*GOOD, "reg.l2=1.0"]
+# In seconds, and far more than these tiny runs use: every decision then depends on accuracies only, never on
+# how fast the machine happened to be, so an interrupted and an uninterrupted improve must agree exactly.
+BUDGET = "60s"
 # Keys whose values are timings (they differ between two runs of the same command) or folders.
 VARYING_KEYS = {
     "seconds",
@@ -96,7 +99,7 @@ def repaired(tmp_path_factory: pytest.TempPathFactory):
     try:
         journal = kaizen.improve(
             start_config(tmp_path, POOR),
-            budget="40x",
+            budget=BUDGET,
             out_dir=tmp_path / "out",
             max_candidates=3,
             on_progress=lines.append,
@@ -159,7 +162,7 @@ def test_resume_after_interrupt_gives_the_same_journal(repaired, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         kaizen.improve(
             start_config(tmp_path, POOR),
-            budget="40x",
+            budget=BUDGET,
             out_dir=tmp_path / "out",
             max_candidates=3,
             on_progress=stop_midway,
@@ -168,7 +171,7 @@ def test_resume_after_interrupt_gives_the_same_journal(repaired, tmp_path):
     rerun = []
     resumed = kaizen.improve(
         start_config(tmp_path, POOR),
-        budget="40x",
+        budget=BUDGET,
         out_dir=tmp_path / "out",
         max_candidates=3,
         on_progress=rerun.append,
@@ -189,13 +192,15 @@ def test_kill_9_then_the_same_command_ends_with_the_same_journal(repaired, tmp_p
     _, reference, _, _ = repaired
     config = tmp_path / "poor.yaml"
     config.write_text(yaml.safe_dump(start_config(tmp_path, POOR).to_dict()))
-    command = [sys.executable, "-m", "kaizen", "improve", "-c", str(config), "--budget", "40x"]
+    command = [sys.executable, "-m", "kaizen", "improve", "-c", str(config), "--budget", BUDGET]
     command += ["--out", str(tmp_path / "out"), "--candidates", "3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rung = tmp_path / "out" / "round1" / "rung1"
     deadline = time.monotonic() + 120
-    while len(list(rung.rglob("summary.json"))) < 2 and time.monotonic() < deadline and process.poll() is None:
+    while (
+        len(list(rung.rglob("summary.json"))) < 2 and time.monotonic() < deadline and process.poll() is None
+    ):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -203,7 +208,9 @@ def test_kill_9_then_the_same_command_ends_with_the_same_journal(repaired, tmp_p
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert "reused" in finished.stderr
-    assert facts(json.loads((tmp_path / "out" / "journal.json").read_text())) == facts(json.loads(json.dumps(reference)))
+    assert facts(json.loads((tmp_path / "out" / "journal.json").read_text())) == facts(
+        json.loads(json.dumps(reference))
+    )
 
 
 def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
@@ -217,7 +224,7 @@ def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
         "-c",
         str(config),
         "--budget",
-        "40x",
+        BUDGET,
         "--out",
         str(out_dir),
         "--candidates",

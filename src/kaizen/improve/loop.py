@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ class Improve:
         self.ledger = Ledger()
         self.full: dict[str, dict[int, Result]] = {}  # config id -> seed -> full-length result
         self.seconds_per_epoch = math.nan
+        self.per_epoch_seen: list[float] = []
         self.points: list[dict[str, Any]] = []  # every run: budget spent when it ended, its accuracy
         self.round = 0
         self.journal: dict[str, Any] = {
@@ -188,11 +190,14 @@ class Improve:
         return have
 
     def _observe(self, results: list[Result]) -> None:
-        """Keep the per-epoch estimate at the slowest recent run of the incumbent: a machine that slows down
-        (another process) must not make the ledger overshoot."""
+        """Follow the per-epoch seconds of full-length runs at the incumbent's cost: the estimate is their median
+        (one slow run, another process's spike, does not inflate it; a machine that stays slower moves it), never
+        below the first run's."""
         for result in results:
             if result.epochs:
-                self.seconds_per_epoch = max(self.seconds_per_epoch, result.seconds / result.epochs)
+                self.per_epoch_seen.append(result.seconds / result.epochs)
+        if self.per_epoch_seen:
+            self.seconds_per_epoch = max(self.seconds_per_epoch, statistics.median(self.per_epoch_seen))
 
     def _config(self, overrides: tuple[str, ...]) -> Config:
         return self.start.override(list(overrides)) if overrides else self.start
@@ -343,7 +348,6 @@ class Improve:
                 self._progress(f"rung {index + 1}"),
             )
             self._charge(results, f"round {self.round} rung {index + 1}", "rung")
-            self._observe(results[:1])  # the incumbent's reference run
             scores = {result.variant: result.val_acc for result in results}
             for candidate, result in zip(alive, results[1:]):
                 # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
