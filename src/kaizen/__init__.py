@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from kaizen.config import Config  # noqa: E402
 from kaizen.errors import KaizenError  # noqa: E402
+from kaizen.improve import improve  # noqa: E402  (the function: the package imports nothing heavy until called)
 from kaizen.run import Run, load_run  # noqa: E402
 from kaizen.version import __version__  # noqa: E402
 
@@ -99,4 +100,4 @@ def tune(
     return run_search(cfg, space, trials, out_dir, storage, **options)
 
 
-__all__ = ["Config", "KaizenError", "Run", "diagnose", "load_run", "resume", "train", "tune", "__version__"]
+__all__ = ["Config", "KaizenError", "Run", "diagnose", "improve", "load_run", "resume", "train", "tune", "__version__"]

@@ -781,6 +781,56 @@ def check(config: ConfigOption = None, overrides: SetOption = None) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def improve(
+    config: ConfigOption = None,
+    overrides: SetOption = None,
+    budget: Annotated[
+        str, typer.Option(help="Device-seconds of training (90s, 20m, 1h) or runs of the start config (8x).")
+    ] = "8x",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Directory (default: improve/<run name>); rerun to resume.")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds of each full-length comparison (at least 3).")] = 3,
+    workers: Annotated[int | None, typer.Option(help="Runs in parallel (default 1).")] = 1,
+    backend: Annotated[str, typer.Option(help="Where runs execute: local or ray.")] = "local",
+    audit_data: Annotated[bool, typer.Option("--audit", help="Audit the training data and race its fix.")] = False,
+    candidates: Annotated[int, typer.Option(help="Most candidates raced per round.")] = 5,
+) -> None:
+    """Check, diagnose, race fixes, adopt only with evidence, repeat within a budget; journal + recipe."""
+    from kaizen.improve import improve as run_improve
+
+    cfg = load_config(config, overrides)
+
+    def progress(line: str) -> None:
+        err.print(line, highlight=False, soft_wrap=True)
+
+    try:
+        journal = run_improve(
+            cfg,
+            budget,
+            out_dir=out_dir,
+            seeds=seeds,
+            workers=workers,
+            backend=backend,
+            audit=audit_data,
+            max_candidates=candidates,
+            on_progress=progress,
+        )
+    except KeyboardInterrupt:
+        err.print("interrupted: finished runs are kept; run the same command again to resume", soft_wrap=True)
+        raise
+    final = journal["final"]
+    gain = final["test_gain"]
+    out.print(
+        f"start {100 * final['test_start']['mean']:.2f}% -> final {100 * final['test_final']['mean']:.2f}% test "
+        f"accuracy ({100 * gain['diff']:+.2f} points); {journal['stopped'] or 'budget spent'}",
+        highlight=False,
+    )
+    folder = Path(journal["out_dir"])
+    out.print(f"journal: {folder / 'journal.html'}  recipe: {folder / 'recipe.yaml'}", highlight=False)
+
+
 @app.command("lr-find")
 def lr_find(
     config: ConfigOption = None,

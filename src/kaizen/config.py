@@ -490,6 +490,11 @@ class TrainConfig(Section):
         "data.split_seed) and train on all but train.fold",
     )
     fold: int = Field(0, ge=0, description="the held-out fold (0-based) when train.folds is set")
+    score_test: bool = Field(
+        True,
+        description="score the test split when the run ends; false leaves it untouched (kaizen improve's "
+        "trials: the test split is kept for the final comparison)",
+    )
 
     @model_validator(mode="after")
     def _fold_in_range(self) -> TrainConfig:

@@ -152,7 +152,8 @@ def train_job(job: dict[str, Any]) -> dict[str, Any]:
 
             torch.cuda.set_device(job["gpu"])
         fit(Config.from_dict(job["config"]), run_dir=Path(job["path"]), reporter=Reporter(enabled=False))
-        if not job["config"]["model"].get("tasks"):  # the paired test over test images needs them
+        if not job["config"]["model"].get("tasks") and job["config"]["train"].get("score_test", True):
+            # the paired test over test images needs them
             with contextlib.suppress(
                 KaizenError, OSError
             ):  # the run is done; the report notes a missing file

@@ -622,7 +622,11 @@ def _finish(training: _Training) -> Path | None:
     if cfg.early_stop.restore_best and progress.best_state is not None:
         model.load_state_dict(progress.best_state)
         ended_with = "best.pt"
-    test_loss, test_acc = evaluate_shared(t.group, model, data, "test", cfg.train.eval_batch_size)
+    test_loss, test_acc = (
+        evaluate_shared(t.group, model, data, "test", cfg.train.eval_batch_size)
+        if cfg.train.score_test
+        else (math.nan, math.nan)
+    )
     completed = progress.epoch + 1
     n_train = len(data.y_train)
     summary = {
@@ -634,7 +638,11 @@ def _finish(training: _Training) -> Path | None:
         "best_epoch": monitor.best_epoch,
         "best": monitor.best_metrics,
         "final": {key: round(value, 6) for key, value in progress.metrics.items()},
-        "test": {"loss": round(test_loss, 6), "acc": round(test_acc, 6), "n": len(data.y_test)},
+        **(
+            {"test": {"loss": round(test_loss, 6), "acc": round(test_acc, 6), "n": len(data.y_test)}}
+            if cfg.train.score_test
+            else {}
+        ),
         "data": {
             "source": data.source,
             "train": n_train,
@@ -656,7 +664,7 @@ def _finish(training: _Training) -> Path | None:
     }
     if t.group.enabled:
         summary["distributed"] = t.group.describe()
-    if t.tasks is not None and t.is_main:
+    if t.tasks is not None and t.is_main and cfg.train.score_test:
         summary["tasks"] = t.tasks.evaluate(data.x_test, data.y_test, cfg.train.eval_batch_size)
     if t.transferred is not None:
         summary["transfer"] = t.transferred.to_dict()

@@ -1,0 +1,304 @@
+"""What a round races: each candidate a few overrides of the incumbent, with the finding or rule it comes from.
+
+Four sources, in this order: the doctor's findings on the incumbent's run (their suggested overrides); the
+config's own knobs that sit far from their usual values (always offered back: racing can only pick among what
+it is offered); a learning-rate range test when the rate is in doubt; and a playbook of moves that are not
+faults (a schedule, augmentation suited to the data, regularisation when the gap grows, capacity or epochs
+when the model underfits). A move that changes nothing, or was raced from the same incumbent before, is left
+out and said so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from kaizen import registry
+from kaizen.config import Config
+from kaizen.errors import KaizenError
+from kaizen.improve.diagnosis import Problem
+
+# Usual values of the knobs that are not in a registry (the optimisers' usual rates are: registry.OPTIMIZERS).
+# Beyond these a knob is "far from usual" and moving it back is always a candidate.
+LR_FACTOR = 10.0  # a rate more than 10x from the optimiser's usual rate either way
+WEIGHT_DECAY = {"adamw": (0.1, 0.01)}  # optimiser: (far above, usual); others: coupled L2 decay
+COUPLED_DECAY = (1e-3, 0.0)  # weight_decay above 1e-3 in an optimiser that adds it to the gradient
+L1 = (1e-4, 0.0)
+L2 = (1e-3, 0.0)
+ACTIVATION_SPARSITY = (1e-2, 0.0)
+DROPOUT = (0.5, 0.3)  # above 0.5 -> 0.3
+LABEL_SMOOTHING = (0.3, 0.1)
+BATCH_SIZE = (8, 512, 32)  # below 8 or above 512 -> 32
+NORMAL_STD = (1e-3, 1.0)  # init.weights=normal with std outside (0.001, 1) is far from any scheme
+UNUSUAL_INITS = ("zeros",)
+# Playbook thresholds: the gap (train - validation accuracy at the end) beyond which regularising is worth a
+# try, and the train accuracy below which the model underfits (more capacity, more epochs).
+GAP = 0.05
+UNDERFIT_TRAIN_ACC = 0.97
+RATE_STEP = 3.0  # an underfitting model tries its rate times this (half a decade), within the usual band
+# Rates of doubt: findings whose cause is the learning rate.
+RATE_FINDINGS = ("lr_too_high", "lr_too_low", "divergence", "not_learning")
+FIRST_RECOMMENDATIONS = 2  # per finding
+
+
+@dataclass
+class Candidate:
+    """A move: overrides of the incumbent, where it comes from (a finding code or a rule), and why."""
+
+    overrides: tuple[str, ...]
+    source: str
+    why: str
+    cost: float = 1.0  # the run's cost relative to the incumbent's: epochs known ahead, the rest measured
+
+    @property
+    def id(self) -> str:
+        """A folder name: the overrides, readable, with a short digest to keep it unique."""
+        text = "__".join(self.overrides)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:48].strip("-")
+        return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "overrides": list(self.overrides), "source": self.source, "why": self.why}
+
+
+def _is_noop(cfg: Config, overrides: tuple[str, ...]) -> bool:
+    try:
+        return cfg.override(list(overrides)).to_dict() == cfg.to_dict()
+    except KaizenError:
+        return True  # an override that does not apply to this config is no move at all
+
+
+# Overrides a race cannot judge: logging changes nothing, and these data keys change which examples are in the
+# validation or test split (the doctor's "cannot tell" suggests data.val_split), so scores would not compare.
+NOT_RACED = ("log.", "data.exclude", "data.keep", "data.val_split", "data.test_split", "data.split_seed")
+
+
+def from_findings(problems: list[Problem]) -> list[Candidate]:
+    """The first recommendations of each finding that has any (those in NOT_RACED left out)."""
+    moves = []
+    for problem in problems:
+        useful = [o for o in problem.overrides if not o.startswith(NOT_RACED)]
+        for override in useful[:FIRST_RECOMMENDATIONS]:
+            cost = 2.0 if override.startswith("train.epochs") else 1.0  # other costs are measured in the race
+            moves.append(Candidate((override,), f"doctor: {problem.code}", problem.evidence, cost))
+    return moves
+
+
+def far_from_usual(cfg: Config) -> list[Candidate]:
+    """The config's own knobs that sit far from their usual values, each moved back to it."""
+    moves = []
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    lr = cfg.optim.lr
+    if lr > LR_FACTOR * usual_lr or lr < usual_lr / LR_FACTOR:
+        moves.append(
+            Candidate(
+                (f"optim.lr={usual_lr:g}",),
+                "rule: rate far from usual",
+                f"optim.lr={lr:g} is more than {LR_FACTOR:g}x from {cfg.optim.name}'s usual rate {usual_lr:g}",
+            )
+        )
+    far, usual = WEIGHT_DECAY.get(cfg.optim.name, COUPLED_DECAY)
+    if cfg.optim.weight_decay > far:
+        moves.append(
+            Candidate(
+                (f"optim.weight_decay={usual:g}",),
+                "rule: strong weight decay",
+                f"optim.weight_decay={cfg.optim.weight_decay:g} is above {far:g} for {cfg.optim.name}",
+            )
+        )
+    for key, value, (limit, back) in (
+        ("reg.l1", cfg.reg.l1, L1),
+        ("reg.l2", cfg.reg.l2, L2),
+        ("reg.activation_sparsity", cfg.reg.activation_sparsity, ACTIVATION_SPARSITY),
+        ("model.dropout", cfg.model.dropout, DROPOUT),
+        ("reg.label_smoothing", cfg.reg.label_smoothing, LABEL_SMOOTHING),
+    ):
+        if value > limit:
+            moves.append(
+                Candidate(
+                    (f"{key}={back:g}",), "rule: strong regulariser", f"{key}={value:g} is above {limit:g}"
+                )
+            )
+    low, high, back = BATCH_SIZE
+    if not low <= cfg.train.batch_size <= high:
+        moves.append(
+            Candidate(
+                (f"train.batch_size={back}",),
+                "rule: extreme batch size",
+                f"train.batch_size={cfg.train.batch_size} is outside {low}-{high}",
+            )
+        )
+    weights, std = cfg.init.weights, cfg.init.std
+    if weights in UNUSUAL_INITS or (weights == "normal" and not NORMAL_STD[0] < std < NORMAL_STD[1]):
+        shown = f"normal(std {std:g})" if weights == "normal" else weights
+        moves.append(
+            Candidate(
+                ("init.weights=default",),
+                "rule: unusual initialisation",
+                f"init.weights={shown} is far from any scaled scheme (default, Xavier, He)",
+            )
+        )
+    return moves
+
+
+def rate_in_doubt(cfg: Config, problems: list[Problem]) -> str | None:
+    """Why the learning rate is in doubt (a finding about it, or a rate far from usual), or None."""
+    codes = [p.code for p in problems if p.code in RATE_FINDINGS]
+    if codes:
+        return f"the doctor found {', '.join(codes)}"
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    if cfg.optim.lr > LR_FACTOR * usual_lr or cfg.optim.lr < usual_lr / LR_FACTOR:
+        return f"optim.lr={cfg.optim.lr:g} is far from {cfg.optim.name}'s usual {usual_lr:g}"
+    return None
+
+
+def from_lr_find(suggestion: float | None, why: str) -> list[Candidate]:
+    """The range test's suggested rate, rounded to two significant digits."""
+    if suggestion is None or not math.isfinite(suggestion):
+        return []
+    rate = float(f"{suggestion:.2g}")
+    return [Candidate((f"optim.lr={rate:g}",), "lr-find", f"{why}; the range test suggests {rate:g}")]
+
+
+def playbook(cfg: Config, summary: dict[str, Any]) -> tuple[list[Candidate], list[dict[str, str]]]:
+    """Moves that are not faults, read from the incumbent's run; and the moves it does not make, with why."""
+    moves: list[Candidate] = []
+    skipped: list[dict[str, str]] = []
+    final = summary.get("final", {})
+    train_acc, val_acc = final.get("train_acc"), final.get("val_acc")
+    gap = (train_acc - val_acc) if train_acc is not None and val_acc is not None else None
+    channels = (summary.get("data", {}).get("input_shape") or [1])[0]
+    if cfg.schedule.name == "constant":
+        moves.append(
+            Candidate(
+                ("schedule.name=cosine",),
+                "playbook: schedule",
+                "a constant rate; cosine decay usually ends lower",
+            )
+        )
+    augmented = any(
+        getattr(cfg.augment, name)
+        for name in ("rotation", "width_shift", "height_shift", "zoom", "hflip", "cutout")
+    )
+    if augmented:
+        skipped.append({"move": "augmentation", "why": "the config already augments"})
+    elif channels == 1:
+        moves.append(
+            Candidate(
+                ("augment=kaggle",),
+                "playbook: augmentation",
+                "single-channel images (digits, characters): small rotations, shifts, shear and zoom; no flips, "
+                "which change a digit's meaning",
+            )
+        )
+        skipped.append(
+            {"move": "augment.hflip=true", "why": "flips change handwriting's meaning (a mirrored 2 or 7)"}
+        )
+    else:
+        moves.append(
+            Candidate(
+                ("augment.hflip=true", "augment.width_shift=0.1", "augment.height_shift=0.1"),
+                "playbook: augmentation",
+                "colour photos: left-right flips and small shifts keep the class",
+            )
+        )
+    if gap is not None and gap > GAP:
+        evidence = f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%} (gap {gap:.1%} > {GAP:.0%})"
+        if cfg.model.dropout <= DROPOUT[0] - 0.2:
+            moves.append(
+                Candidate((f"model.dropout={cfg.model.dropout + 0.2:.2g}",), "playbook: regularise", evidence)
+            )
+        moves.append(Candidate(("reg.label_smoothing=0.1",), "playbook: regularise", evidence))
+    elif gap is not None:
+        skipped.append(
+            {
+                "move": "more regularisation",
+                "why": f"the gap is {gap:.1%}, at most {GAP:.0%}: nothing to close",
+            }
+        )
+    if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
+        evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
+        usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+        higher = float(f"{RATE_STEP * cfg.optim.lr:.2g}")
+        # Within the same epochs a larger step learns more, at no extra cost.
+        if higher <= LR_FACTOR * usual_lr:
+            moves.append(
+                Candidate(
+                    (f"optim.lr={higher:g}",),
+                    "playbook: underfitting",
+                    f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual "
+                    f"{usual_lr:g}",
+                )
+            )
+        moves.append(
+            Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0)
+        )
+        if cfg.model.preset == "mlp":
+            wider = [2 * width for width in cfg.model.hidden]
+            moves.append(
+                Candidate(
+                    (f"model.hidden=[{','.join(map(str, wider))}]",),
+                    "playbook: underfitting",
+                    evidence,
+                )
+            )
+        else:
+            skipped.append(
+                {
+                    "move": "wider model",
+                    "why": f"the {cfg.model.preset or 'layer-list'} model has no width knob",
+                }
+            )
+    elif train_acc is not None:
+        skipped.append(
+            {"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}
+        )
+    skipped.append({"move": "pretrained backbone", "why": "the config names no pretrained backbone"})
+    return moves, skipped
+
+
+def propose(
+    cfg: Config,
+    problems: list[Problem],
+    summary: dict[str, Any],
+    lr_suggestion: tuple[float | None, str] | None,
+    audit_issues: str | None,
+    tried: set[tuple[str, ...]],
+    limit: int,
+) -> tuple[list[Candidate], list[dict[str, str]]]:
+    """The round's candidates (at most `limit`, in source order) and what was left out, with why."""
+    moves = from_findings(problems) + far_from_usual(cfg)
+    if lr_suggestion is not None:
+        moves += from_lr_find(*lr_suggestion)
+    if audit_issues:
+        moves.append(
+            Candidate(
+                (f"data.exclude={audit_issues}",),
+                "audit",
+                "the audit flagged label errors, duplicates or leaks",
+            )
+        )
+    extra, skipped = playbook(cfg, summary)
+    moves += extra
+    chosen: list[Candidate] = []
+    for move in moves:
+        if any(move.overrides == other.overrides for other in chosen):
+            continue
+        if _is_noop(cfg, move.overrides):
+            skipped.append({"move": move.label, "why": f"{move.source}: the config already has it"})
+        elif move.overrides in tried:
+            skipped.append({"move": move.label, "why": f"{move.source}: raced from this incumbent before"})
+        elif len(chosen) >= limit:
+            skipped.append(
+                {"move": move.label, "why": f"{move.source}: beyond the {limit} candidates of a round"}
+            )
+        else:
+            chosen.append(move)
+    return chosen, skipped

@@ -1,0 +1,101 @@
+"""The adoption rule, in one place: a candidate replaces the incumbent only on evidence.
+
+At full length, on the same seeds (at least MIN_SEEDS), the paired gain in validation accuracy must have a
+95% interval above zero after Holm's correction over the round's candidates. Candidates raced in the round but
+not promoted to full length count as comparisons with p = 1, so racing more of them makes adoption harder,
+as it should. The paired test and the Holm adjustment are study.stats'.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats as scipy_stats
+
+from kaizen.study import stats
+
+MIN_SEEDS = 3
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to adopt, the gain (candidate - incumbent) with its raw and Holm-level intervals, and why."""
+
+    adopt: bool
+    gain: float
+    interval: tuple[float, float]
+    holm_interval: tuple[float, float]
+    p_value: float
+    p_holm: float
+    comparisons: int
+    seeds: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "adopt": self.adopt,
+            "gain": _num(self.gain),
+            "interval95": [_num(v) for v in self.interval],
+            "holm_interval": [_num(v) for v in self.holm_interval],
+            "p_value": _num(self.p_value),
+            "p_holm": _num(self.p_holm),
+            "comparisons": self.comparisons,
+            "seeds": self.seeds,
+            "reason": self.reason,
+        }
+
+
+def _num(value: float) -> float | None:
+    return round(float(value), 6) if math.isfinite(value) else None
+
+
+def decide(incumbent: dict[int, float], candidate: dict[int, float], comparisons: int) -> Decision:
+    """Judge `candidate` against `incumbent` (validation accuracy by seed) among `comparisons` candidates."""
+    seeds = sorted(set(incumbent) & set(candidate))
+    comparisons = max(1, comparisons)
+    if len(seeds) < MIN_SEEDS:
+        return Decision(
+            False,
+            math.nan,
+            (math.nan, math.nan),
+            (math.nan, math.nan),
+            math.nan,
+            math.nan,
+            comparisons,
+            len(seeds),
+            f"only {len(seeds)} paired seed(s); adoption needs {MIN_SEEDS}",
+        )
+    base = {seed: incumbent[seed] for seed in seeds}
+    challenger = {seed: candidate[seed] for seed in seeds}
+    difference = stats.difference(base, challenger)
+    p_value = difference.p_value if math.isfinite(difference.p_value) else 1.0
+    p_holm = stats.adjust([p_value] + [1.0] * (comparisons - 1), "holm")[0]
+    # The interval at Holm's level for the smallest p-value: 1 - alpha / comparisons.
+    alpha = (1 - CONFIDENCE) / comparisons
+    differences = [challenger[seed] - base[seed] for seed in seeds]
+    spread = statistics.stdev(differences) / math.sqrt(len(seeds))
+    half = float(scipy_stats.t.ppf(1 - alpha / 2, len(seeds) - 1)) * spread
+    holm_interval = (difference.diff - half, difference.diff + half)
+    adopt = difference.diff > 0 and holm_interval[0] > 0
+    shown = f"{100 * difference.diff:+.2f} points, Holm-level interval [{100 * holm_interval[0]:+.2f}, {100 * holm_interval[1]:+.2f}]"
+    if adopt:
+        reason = f"adopted: paired gain {shown} over {len(seeds)} seeds, above zero after Holm over {comparisons} candidate(s)"
+    elif difference.diff > 0:
+        reason = f"not adopted: gain {shown} over {len(seeds)} seeds includes zero after Holm over {comparisons} candidate(s); no reliable improvement"
+    else:
+        reason = f"not adopted: no gain ({shown}) over {len(seeds)} seeds"
+    return Decision(
+        adopt,
+        difference.diff,
+        (difference.ci_low, difference.ci_high),
+        holm_interval,
+        p_value,
+        p_holm,
+        comparisons,
+        len(seeds),
+        reason,
+    )

@@ -1,0 +1,646 @@
+"""The improve loop: check, measure, diagnose, race, adopt on evidence, repeat within the budget, finish.
+
+Every run lives under the improve's directory with a deterministic name (DIR/probe, DIR/full/runs/<config>/
+seed<k>, DIR/round<r>/rung<k>/runs/<candidate>/seed<k>, DIR/final/...), and every decision is a function of
+the runs' recorded results, so running the same command again after an interruption reuses the finished runs
+and reaches the same decisions. The test split is scored once, by `finish`, after the last training run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kaizen.config import Config
+from kaizen.errors import KaizenError
+from kaizen.improve import candidates as moves
+from kaizen.improve.budget import Budget, Ledger, parse_budget
+from kaizen.improve.decide import MIN_SEEDS, decide
+from kaizen.improve.diagnosis import findings_of
+from kaizen.improve.race import Result, keep_count, run_batch, rung_epochs, scaled, survivors
+from kaizen.study.compare import StudyLock, comparable, first_difference, lookup
+from kaizen.track import rundir
+
+MARKER = "improve.json"
+JOURNAL = "journal.json"
+RECIPE = "recipe.yaml"
+MAX_CANDIDATES = 5
+# Keys every improve run sets: the test split stays unscored until the end; pictures and TensorBoard are
+# not needed for a decision and cost time.
+TRIAL_KEYS = ["train.score_test=false", "log.plots=false", "log.tensorboard=false", "log.histograms=false"]
+ESTIMATE_MARGIN = 1.05  # estimates of a run's seconds are padded by this much before asking the ledger
+
+
+def merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    """Overrides `old` then `new`, a key given again replacing its earlier value."""
+    merged: dict[str, str] = {}
+    for override in (*old, *new):
+        key = override.partition("=")[0].strip()
+        merged.pop(key, None)
+        merged[key] = override
+    return tuple(merged.values())
+
+
+def config_id(overrides: tuple[str, ...]) -> str:
+    """The folder name of a config's full-length runs: `start`, or a digest of its overrides."""
+    if not overrides:
+        return "start"
+    return "cfg-" + hashlib.sha1("\n".join(overrides).encode()).hexdigest()[:10]
+
+
+def claim(out_dir: Path, start: Config, seeds: int) -> None:
+    """Refuse a directory holding another command's files or an improve of another config; mark it ours."""
+    marker = out_dir / MARKER
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KaizenError(f"--out {out_dir} is a file, not a directory")
+    if marker.is_file():
+        old = rundir.read_json(marker)
+        before, now = old.get("config", {}), comparable(start)
+        if before != now:
+            key = first_difference(before, now)
+            raise KaizenError(
+                f"{out_dir} holds an improve of another config: {key} was {lookup(before, key)!r}, now "
+                f"{lookup(now, key)!r}; run it with the same config to resume, or use another --out"
+            )
+        if old.get("seeds") != seeds:
+            raise KaizenError(
+                f"{out_dir} holds an improve with --seeds {old.get('seeds')}, not {seeds}; use the same "
+                "--seeds to resume, or another --out"
+            )
+        return
+    if out_dir.is_dir():
+        entries = sorted(path.name for path in out_dir.iterdir())
+        if entries:
+            raise KaizenError(
+                f"--out {out_dir} holds another command's files ({', '.join(entries[:3])}); improve needs an "
+                "empty directory or one of its own"
+            )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise KaizenError(f"cannot create {out_dir}: {error.strerror}") from None
+    rundir.write_json(marker, {"kind": "improve", "config": comparable(start), "seeds": seeds})
+
+
+class Improve:
+    """One improve: its start config, budget, seeds, directory, and the journal it builds."""
+
+    def __init__(
+        self,
+        start: Config,
+        budget: Budget,
+        out_dir: Path,
+        seeds: int,
+        workers: int | None,
+        backend: str,
+        audit: bool,
+        max_candidates: int,
+        on_progress: Callable[[str], None] | None,
+    ):
+        self.start = start
+        self.budget = budget
+        self.out_dir = out_dir
+        self.seeds = [start.train.seed + k for k in range(seeds)]
+        self.workers = workers
+        self.backend = backend
+        self.audit = audit
+        self.max_candidates = max_candidates
+        self.say = on_progress or (lambda text: None)
+        self.trial_base = start.override(TRIAL_KEYS)
+        self.ledger = Ledger()
+        self.full: dict[str, dict[int, Result]] = {}  # config id -> seed -> full-length result
+        self.seconds_per_epoch = math.nan
+        self.per_epoch_seen: list[float] = []
+        self.points: list[dict[str, Any]] = []  # every run: budget spent when it ended, its accuracy
+        self.round = 0
+        self.journal: dict[str, Any] = {
+            "kind": "improve",
+            "out_dir": str(out_dir),
+            "start_config": start.to_dict(),
+            "budget": {"text": budget.text},
+            "seeds": self.seeds,
+            "rounds": [],
+            "ablation": [],
+            "not_tried": [],
+        }
+
+    # ------------------------------------------------------------------------------ runs and money
+
+    def _charge(self, results: list[Result], label: str, kind: str) -> None:
+        for result in results:
+            self.ledger.charge(
+                f"{label} {result.variant} seed {result.seed} ({result.epochs} ep)", result.seconds
+            )
+            self.points.append(
+                {
+                    "spent": round(self.ledger.spent, 3),
+                    "val_acc": result.val_acc,
+                    "kind": kind,
+                    "round": self.round,
+                    "variant": result.variant,
+                    "epochs": result.epochs,
+                }
+            )
+
+    def _progress(self, where: str) -> Callable[[str, int, str], None]:
+        def report(variant: str, seed: int, status: str) -> None:
+            left = f"{self.ledger.left:.0f}s of {self.ledger.total:.0f}s" if self.ledger.total else "unknown"
+            self.say(
+                f"round {self.round} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · budget left {left}"
+            )
+
+        return report
+
+    def _estimate(self, epochs: int, cost: float = 1.0) -> float:
+        return ESTIMATE_MARGIN * self.seconds_per_epoch * epochs * cost
+
+    def _full_runs(
+        self, overrides: tuple[str, ...], seeds: list[int], label: str, cost: float | None = 1.0
+    ) -> dict[int, Result]:
+        """Full-length runs of start + `overrides` on `seeds` (those not run yet, and of those only as many as
+        the whole budget can pay for at `cost` times the incumbent's per-epoch seconds; None: no check); all its
+        results so far."""
+        name = config_id(overrides)
+        have = self.full.setdefault(name, {})
+        missing = [seed for seed in seeds if seed not in have]
+        if cost is not None:
+            epochs = self._config(overrides).train.epochs
+            while missing and not self.ledger.affords(
+                self._estimate(epochs, cost) * len(missing), final=True
+            ):
+                missing.pop()
+        if missing:
+            results = run_batch(
+                self.trial_base,
+                [(name, overrides)],
+                missing,
+                self.out_dir / "full",
+                self.workers,
+                self.backend,
+                self._progress(f"full length {label}"),
+            )
+            self._charge(results, "full", "full")
+            have.update({result.seed: result for result in results})
+            if cost == 1.0 or cost is None:
+                self._observe(results)
+        return have
+
+    def _observe(self, results: list[Result]) -> None:
+        """Follow the per-epoch seconds of full-length runs at the incumbent's cost: the estimate is their median
+        (one slow run, another process's spike, does not inflate it; a machine that stays slower moves it), never
+        below the first run's."""
+        for result in results:
+            if result.epochs:
+                self.per_epoch_seen.append(result.seconds / result.epochs)
+        if self.per_epoch_seen:
+            self.seconds_per_epoch = max(self.seconds_per_epoch, statistics.median(self.per_epoch_seen))
+
+    def _config(self, overrides: tuple[str, ...]) -> Config:
+        return self.start.override(list(overrides)) if overrides else self.start
+
+    # ------------------------------------------------------------------------------ the steps
+
+    def check(self) -> None:
+        """The recipe's sanity checks; a failure stops before any budget is spent."""
+        from kaizen.doctor.check import run_checks
+
+        self.say("checking the recipe (kaizen check) ...")
+        checks = run_checks(self.start)
+        self.journal["check"] = [check.to_dict() for check in checks]
+        failed = [check for check in checks if not check.passed]
+        if failed:
+            first = failed[0]
+            raise KaizenError(
+                f"kaizen check failed before any budget was spent: {first.name}: {first.evidence}. {first.advice}"
+            )
+
+    def probe(self) -> None:
+        """One epoch of the start config: does it train, and does one run fit a budget given in seconds."""
+        try:
+            results = run_batch(
+                self.trial_base.override(["train.epochs=1"]),
+                [("probe", ())],
+                self.seeds[:1],
+                self.out_dir / "probe",
+                self.workers,
+                self.backend,
+            )
+        except KaizenError as error:
+            raise KaizenError(f"the starting config does not train: {error}") from None
+        self.seconds_per_epoch = max(results[0].seconds, 1e-3)
+        one_run = self.seconds_per_epoch * self.start.train.epochs
+        if self.budget.seconds is not None and self.budget.seconds < one_run:
+            raise KaizenError(
+                f"--budget {self.budget.text} is smaller than one run of the starting config: one run takes "
+                f"about {one_run:.1f}s ({self.seconds_per_epoch:.2f}s per epoch x {self.start.train.epochs} epochs)"
+            )
+        self.ledger.total = self.budget.total(one_run)
+        self._charge(results, "probe", "probe")
+
+    def measure_start(self) -> None:
+        """The start config at full length on the first seed; an 'x' budget is set from what it took."""
+        self.round = 0
+        try:
+            results = self._full_runs((), self.seeds[:1], "start", cost=None)
+        except KaizenError as error:
+            raise KaizenError(f"the starting config does not train: {error}") from None
+        measured = results[self.seeds[0]].seconds
+        self.seconds_per_epoch = max(measured / max(results[self.seeds[0]].epochs, 1), 1e-3)
+        if self.budget.runs is not None:
+            self.ledger.total = self.budget.runs * max(measured, 1e-3)
+        self.journal["one_run_seconds"] = round(measured, 3)
+
+    def diagnose(self, incumbent: tuple[str, ...]) -> tuple[list, dict[str, Any]]:
+        """The doctor's findings on the incumbent's first run, lr-find when the rate is in doubt, audit notes."""
+        cfg = self._config(incumbent)
+        run = self.full[config_id(incumbent)][self.seeds[0]]
+        problems = findings_of(run.path)
+        summary = rundir.read_json(run.path / "summary.json")
+        notes: dict[str, Any] = {"findings": [p.to_dict() for p in problems], "lr_find": None, "audit": None}
+        doubt = moves.rate_in_doubt(cfg, problems)
+        suggestion = None
+        if doubt:
+            from kaizen.doctor.lr_find import range_test
+
+            self.say(f"round {self.round} · the rate is in doubt ({doubt}): lr-find ...")
+            try:
+                test = range_test(cfg)
+                suggestion = (test.suggestion, doubt)
+                notes["lr_find"] = {"why": doubt, "suggestion": test.suggestion, "stopped": test.stopped}
+            except KaizenError as error:
+                notes["lr_find"] = {"why": doubt, "suggestion": None, "stopped": str(error)}
+        issues = self._audit(cfg, notes) if self.audit and self.round == 1 else None
+        return problems, {"notes": notes, "summary": summary, "lr": suggestion, "issues": issues}
+
+    def _audit(self, cfg: Config, notes: dict[str, Any]) -> str | None:
+        from kaizen.audit import run_audit
+
+        folds = 5
+        if not self.ledger.affords(self._estimate(cfg.train.epochs) * folds):
+            notes["audit"] = {"skipped": f"the budget cannot pay for the audit's {folds} fold runs"}
+            return None
+        self.say(f"round {self.round} · auditing the training data (kaizen audit) ...")
+        folder = self.out_dir / "audit"
+        result = run_audit(cfg.override(TRIAL_KEYS), folder, folds=folds)
+        notes["audit"] = {"counts": result.counts, "dir": str(folder)}
+        for summary in sorted(folder.rglob("summary.json")):  # the fold runs are training too: charged
+            seconds = rundir.read_json(summary).get("timings", {}).get("train_seconds", 0.0)
+            self.ledger.charge(f"audit {summary.parent.relative_to(folder)}", seconds)
+        issues = (folder / "issues.csv").resolve()
+        label_like = sum(result.counts.get(kind, 0) for kind in ("label", "duplicate", "leak"))
+        return str(issues) if label_like and issues.is_file() else None
+
+    def race(
+        self, incumbent: tuple[str, ...], chosen: list[moves.Candidate], entry: dict[str, Any]
+    ) -> moves.Candidate | None:
+        """Successive halving of `chosen` against the incumbent; the winner if it beat the incumbent, else None."""
+        full_epochs = self._config(incumbent).train.epochs
+        lengths = rung_epochs(full_epochs) or [full_epochs]
+        have = len(self.full.get(config_id(incumbent), {}))
+        alive = list(chosen)
+        prior = {candidate.id: candidate.cost for candidate in chosen}
+        ratios: dict[str, list[float]] = {}
+        rungs = []
+        last_scores: dict[str, float] = {}
+        for index, epochs in enumerate(lengths):
+            fraction = epochs / full_epochs
+
+            def affordable(group: list[moves.Candidate], epochs: int = epochs) -> bool:
+                """The rung outside the reserve, and the rung plus the full-length confirmation (the incumbent's
+                missing seeds and the costliest candidate's seeds, which the final step reads) within the total."""
+                rung = self._estimate(epochs, 1 + sum(c.cost for c in group))
+                confirm = self._estimate(full_epochs) * (len(self.seeds) - have) + self._estimate(
+                    full_epochs, max(c.cost for c in group)
+                ) * len(self.seeds)
+                return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
+
+            if index > 0 and not affordable(alive):
+                entry["race_note"] = (
+                    f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
+                )
+                break
+            while alive and not affordable(alive):
+                dropped = alive.pop()
+                self.journal["not_tried"].append(
+                    {
+                        "round": self.round,
+                        "move": dropped.label,
+                        "why": "the budget could not pay for its race and confirmation",
+                    }
+                )
+            if not alive:
+                entry["race_stopped"] = "the budget cannot pay for another race and its confirmation"
+                return None
+            base = self._config(incumbent).override([*TRIAL_KEYS, f"train.epochs={epochs}"])
+            variants = [("incumbent", ())] + [(c.id, scaled(c.overrides, fraction)) for c in alive]
+            self.say(f"round {self.round} · rung {index + 1}: {len(alive)} candidate(s) at {epochs} epoch(s)")
+            results = run_batch(
+                base,
+                variants,
+                self.seeds[:1],
+                self.out_dir / f"round{self.round}" / f"rung{index + 1}",
+                self.workers,
+                self.backend,
+                self._progress(f"rung {index + 1}"),
+            )
+            self._charge(results, f"round {self.round} rung {index + 1}", "rung")
+            scores = {result.variant: result.val_acc for result in results}
+            for candidate, result in zip(alive, results[1:]):
+                # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
+                # (never below what the candidate's epochs alone imply).
+                ratios.setdefault(candidate.id, []).append(result.seconds / max(results[0].seconds, 1e-6))
+                candidate.cost = max(prior[candidate.id], min(ratios[candidate.id]))
+            keep = 1 if index == len(lengths) - 1 else keep_count(len(alive))
+            ranked = survivors({c.id: scores[c.id] for c in alive}, keep)
+            rungs.append(
+                {
+                    "epochs": epochs,
+                    "incumbent_val_acc": scores["incumbent"],
+                    "rows": [
+                        {"id": c.id, "label": c.label, "val_acc": scores[c.id], "promoted": c.id in ranked}
+                        for c in alive
+                    ],
+                }
+            )
+            if index == 0:
+                entry["short_scores"] = {
+                    "incumbent": scores["incumbent"],
+                    **{c.id: scores[c.id] for c in alive},
+                }
+            alive = [c for c in alive if c.id in ranked]
+            last_scores = scores
+        entry["rungs"] = rungs
+        winner = max(alive, key=lambda c: (last_scores[c.id], c.id))
+        if last_scores[winner.id] <= last_scores["incumbent"]:
+            entry["race_stopped"] = (
+                f"no plausible gain: the best candidate ({winner.label}) reached {last_scores[winner.id]:.1%} in the "
+                f"short race, the incumbent {last_scores['incumbent']:.1%}"
+            )
+            return None
+        return winner
+
+    def run(self) -> dict[str, Any]:
+        """The whole loop; returns the journal (also written to DIR/journal.json, .html, recipe.yaml)."""
+        self.check()
+        if self.budget.seconds is not None:
+            self.probe()  # a budget in seconds is refused here, after one epoch, if one run cannot fit
+        self.measure_start()
+        incumbent: tuple[str, ...] = ()
+        tried: dict[tuple[str, ...], set[tuple[str, ...]]] = {}
+        stop = ""
+        while not stop:
+            self.round += 1
+            entry: dict[str, Any] = {"round": self.round, "incumbent": list(incumbent)}
+            self.journal["rounds"].append(entry)
+            problems, found = self.diagnose(incumbent)
+            entry.update(found["notes"])
+            chosen, skipped = moves.propose(
+                self._config(incumbent),
+                problems,
+                found["summary"],
+                found["lr"],
+                found["issues"],
+                tried.setdefault(incumbent, set()),
+                self.max_candidates,
+            )
+            entry["candidates"] = [c.to_dict() for c in chosen]
+            entry["not_tried"] = skipped
+            if not chosen:
+                stop = "nothing left to try: every move was raced from this incumbent or does not apply"
+                entry["decision"] = {"adopt": False, "reason": stop}
+                break
+            tried[incumbent].update(c.overrides for c in chosen)
+            winner = self.race(incumbent, chosen, entry)
+            if winner is None:
+                stop = entry.get("race_stopped", "no candidate")
+                entry["decision"] = {"adopt": False, "reason": stop}
+                break
+            merged = merge(incumbent, winner.overrides)
+            full_epochs = self._config(incumbent).train.epochs
+            missing = len(self.seeds) - len(self.full.get(config_id(incumbent), {}))
+            confirm = self._estimate(full_epochs) * missing + self._estimate(full_epochs, winner.cost) * len(
+                self.seeds
+            )
+            if not self.ledger.affords(confirm, final=True):  # the race measured it dearer than estimated
+                stop = f"the budget cannot pay for confirming {winner.label} at full length on {len(self.seeds)} seeds"
+                entry["decision"] = {"adopt": False, "reason": stop}
+                break
+            self.say(
+                f"round {self.round} · full length: {winner.label} against the incumbent on {len(self.seeds)} seeds"
+            )
+            base_runs = self._full_runs(incumbent, self.seeds, "incumbent")
+            challenger = self._full_runs(merged, self.seeds, winner.label, winner.cost)
+            decision = decide(
+                {s: r.val_acc for s, r in base_runs.items()},
+                {s: r.val_acc for s, r in challenger.items()},
+                comparisons=len(chosen),
+            )
+            entry["winner"] = winner.to_dict()
+            entry["full_length"] = {
+                "incumbent": {str(s): r.val_acc for s, r in sorted(base_runs.items())},
+                "candidate": {str(s): r.val_acc for s, r in sorted(challenger.items())},
+            }
+            entry["decision"] = decision.to_dict()
+            self.say(f"round {self.round} · {decision.reason}")
+            if entry.get("short_scores"):
+                entry["rank_pairs"] = {
+                    config_id(incumbent): [entry["short_scores"]["incumbent"], _mean(base_runs)],
+                    config_id(merged): [entry["short_scores"][winner.id], _mean(challenger)],
+                }
+            if decision.adopt:
+                self.journal["ablation"].append(
+                    {
+                        "round": self.round,
+                        "overrides": list(winner.overrides),
+                        "source": winner.source,
+                        "gain": decision.gain,
+                        "interval95": list(decision.interval),
+                        "val_acc": _mean(challenger),
+                    }
+                )
+                incumbent = merged
+            entry["budget_spent"] = round(self.ledger.spent, 3)
+        self.journal["stopped"] = stop
+        return self.finish(incumbent)
+
+    # ------------------------------------------------------------------------------ the end
+
+    def finish(self, final: tuple[str, ...]) -> dict[str, Any]:
+        """Complete the seeds within the reserve, retrain the recipe, then score the test split once."""
+        from kaizen.improve.report import write_outputs
+
+        recipe = self._config(final)
+        recipe_path = self.out_dir / RECIPE
+        rundir.atomic_write_text(recipe_path, recipe.to_yaml())
+        self.round += 1
+        start_runs = self.full[config_id(())]
+        for seed in self.seeds:
+            if seed not in start_runs:
+                self._full_runs((), [seed], "start (final)")
+        if final:
+            for seed in self.seeds:  # the final config ran on every seed when it was adopted
+                self._full_runs(final, [seed], "final")
+        reproduction = self._reproduce(recipe_path, final)
+        seeds = sorted(set(self.full[config_id(())]) & set(self.full[config_id(final)]))
+        self.journal["final"] = score_test(self.full, final, seeds)
+        self.journal["final"]["reproduction"] = reproduction
+        self.journal["final"]["overrides"] = list(final)
+        self.journal["ledger"] = self.ledger.to_dict()
+        self.journal["points"] = self.points
+        self.journal["rank_correlation"] = rank_correlation(self.journal["rounds"])
+        self.journal["not_tried"] += [
+            {**item, "round": entry["round"]}
+            for entry in self.journal["rounds"]
+            for item in entry.get("not_tried", [])
+        ]
+        write_outputs(self.out_dir, self.journal)
+        return self.journal
+
+    def _reproduce(self, recipe_path: Path, final: tuple[str, ...]) -> dict[str, Any]:
+        """Train recipe.yaml again (first seed, test unscored) and compare with the loop's run of it."""
+        epochs = self._config(final).train.epochs
+        if not self.ledger.affords(self._estimate(epochs), final=True):
+            return {"done": False, "why": "the reserve could not pay for another run"}
+        recipe = Config.load(recipe_path).override([*TRIAL_KEYS, f"train.seed={self.seeds[0]}"])
+        results = run_batch(
+            recipe,
+            [("recipe", ())],
+            self.seeds[:1],
+            self.out_dir / "final" / "reproduce",
+            self.workers,
+            self.backend,
+            self._progress("reproducing recipe.yaml"),
+        )
+        self._charge(results, "reproduce", "reproduce")
+        loop_runs = self.full[config_id(final)]
+        spread = _std([r.val_acc for r in loop_runs.values()])
+        again, before = results[0].val_acc, loop_runs[self.seeds[0]].val_acc
+        within = abs(again - before) <= (spread if math.isfinite(spread) else 0.0) + 1e-9
+        return {
+            "done": True,
+            "val_acc_again": again,
+            "val_acc_in_loop": before,
+            "seed_spread": spread,
+            "within_spread": within,
+        }
+
+
+def _mean(runs: dict[int, Result]) -> float:
+    values = [r.val_acc for r in runs.values()]
+    return sum(values) / len(values)
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def score_test(
+    full: dict[str, dict[int, Result]], final: tuple[str, ...], seeds: list[int]
+) -> dict[str, Any]:
+    """The one reading of the test split: start and final runs (same seeds), from the weights each ended with."""
+    from kaizen.data import load_data
+    from kaizen.run import load_run
+    from kaizen.study import stats
+    from kaizen.training import loop
+    from kaizen.training.distributed import Group
+
+    scores: dict[str, dict[int, float]] = {}
+    data_cache: dict[str, Any] = {}
+    for name in dict.fromkeys([config_id(()), config_id(final)]):
+        scores[name] = {}
+        for seed in seeds:
+            run = load_run(full[name][seed].path)
+            key = run.config.data.model_dump_json()
+            if key not in data_cache:
+                data_cache[key] = load_data(run.config.data, "cpu")
+            data = data_cache[key]
+            model, _ = run.model()
+            _, acc = loop.evaluate_shared(Group(), model, data, "test", run.config.train.eval_batch_size)
+            scores[name][seed] = acc
+    start, end = scores[config_id(())], scores[config_id(final)]
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "test_start": _spread(stats, start),
+        "test_final": _spread(stats, end),
+    }
+    difference = stats.difference(start, end) if final else None
+    out["test_gain"] = (
+        {
+            "diff": difference.diff,
+            "interval95": [difference.ci_low, difference.ci_high],
+            "test": difference.test,
+        }
+        if difference is not None
+        else {"diff": 0.0, "interval95": [0.0, 0.0], "test": "the final config is the start"}
+    )
+    return out
+
+
+def _spread(stats, values: dict[int, float]) -> dict[str, Any]:
+    spread = stats.describe(list(values.values()), bounds=(0.0, 1.0))
+    return {
+        "by_seed": {str(k): v for k, v in values.items()},
+        "mean": spread.mean,
+        "interval95": [spread.ci_low, spread.ci_high],
+    }
+
+
+def rank_correlation(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Spearman correlation of short-race accuracy with full-length accuracy over every config that had both."""
+    by_config: dict[str, list[float]] = {}
+    for entry in rounds:  # a config met again in a later round (the adopted winner) counts once
+        for name, pair in entry.get("rank_pairs", {}).items():
+            by_config.setdefault(name, pair)
+    pairs = list(by_config.values())
+    if len(pairs) < 3:
+        return {
+            "n": len(pairs),
+            "rho": None,
+            "p": None,
+            "note": "fewer than 3 configs ran both short and full",
+        }
+    from scipy.stats import spearmanr
+
+    result = spearmanr([p[0] for p in pairs], [p[1] for p in pairs])
+    rho = float(result.statistic)
+    return {
+        "n": len(pairs),
+        "rho": rho if math.isfinite(rho) else None,
+        "p": float(result.pvalue) if math.isfinite(result.pvalue) else None,
+    }
+
+
+def improve(
+    cfg: Config | str | Path | None = None,
+    budget: str | float = "8x",
+    out_dir: str | Path | None = None,
+    seeds: int = 3,
+    workers: int | None = 1,
+    backend: str = "local",
+    audit: bool = False,
+    max_candidates: int = MAX_CANDIDATES,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Improve `cfg` within `budget` and return the journal (see `kaizen improve`)."""
+    from kaizen.study.compare import check_workers
+
+    start = Config() if cfg is None else cfg if isinstance(cfg, Config) else Config.load(cfg)
+    parsed = parse_budget(budget)
+    if seeds < MIN_SEEDS:
+        raise KaizenError(
+            f"--seeds {seeds}: adopting a change needs a paired interval over at least {MIN_SEEDS} seeds"
+        )
+    if max_candidates < 1:
+        raise KaizenError(f"--candidates {max_candidates}: race at least one candidate")
+    check_workers(workers)
+    out = Path(out_dir) if out_dir is not None else Path("improve") / start.run_name()
+    claim(out, start, seeds)
+    with StudyLock(out):
+        return Improve(start, parsed, out, seeds, workers, backend, audit, max_candidates, on_progress).run()
