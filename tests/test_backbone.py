@@ -211,7 +211,7 @@ def test_unknown_backbone_is_one_line_with_did_you_mean(monkeypatch, capsys, tmp
 
 
 def test_backbone_too_large_for_memory_is_refused_before_training(monkeypatch, capsys, photos, tmp_path):
-    monkeypatch.setattr(backbone, "available_bytes", lambda device: 50 * 2**20)
+    monkeypatch.setattr(backbone, "free_bytes", lambda device: 50 * 2**20)
     code, _, err = cli(monkeypatch, capsys, "train", *backbone_args(photos, tmp_path / "runs"))
     one_line_error(code, err, SMALL, "needs about", "more than the 50.0 MiB")
     assert not (tmp_path / "runs").exists()

@@ -13,8 +13,8 @@ from test_folder import make_classes
 
 import kaizen
 from kaizen.data import load_data, normalize, to_float
-from kaizen.data.memory import parse_bytes
 from kaizen.data.selection import keep_text
+from kaizen.sizes import parse_bytes
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 import kaizen
 from kaizen import Config, KaizenError
-from kaizen.data.folder import folder_dataset as load_raw
+from kaizen.data.folder_dataset import folder_dataset as load_raw
 from kaizen.errors import printable
 from kaizen.nn import build_model
 from kaizen.study import compare_plan, execute
@@ -316,7 +316,7 @@ def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
     # two worker processes of one command (one process group): the second says nothing
     root = photo_folder(tmp_path / "more photos", bad_exif=1, notes=2)
     script = (
-        "from kaizen import Config; from kaizen.data.folder import folder_dataset as load_raw; "
+        "from kaizen import Config; from kaizen.data.folder_dataset import folder_dataset as load_raw; "
         f"load_raw(Config().override(['data.image_size=8', 'data.name=folder', 'data.path={root}', "
         f"'data.cache={tmp_path / 'cache2'}']).data)"
     )

@@ -28,7 +28,7 @@ app = typer.Typer(
 
 def _version(show: bool) -> None:
     if show:
-        from kaizen import __version__
+        from kaizen.version import __version__
 
         print(f"kaizen {__version__}")
         raise typer.Exit()
@@ -148,7 +148,8 @@ def data_(
     ] = None,
 ) -> None:
     """Show what a run would see of its data, without training: classes, counts, sizes, cache, skipped files."""
-    from kaizen.data.report import describe, draw_grid, render
+    from kaizen.data.report import describe, render
+    from kaizen.track.plots import plot_data_grid
     from kaizen.training import estimate
     from kaizen.training.loop import resolve_device
 
@@ -161,7 +162,7 @@ def data_(
     except KaizenError as error:  # what a run would meet: said here, without refusing to describe the data
         err.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     if output is not None:
-        draw_grid(cfg.data, output)
+        plot_data_grid(cfg.data, output)
         out.print(f"wrote {output}", markup=False)
 
 
@@ -939,7 +940,7 @@ def runs_(
     folder: Annotated[Path, typer.Argument(help="A folder of runs (searched below too).")] = Path("runs"),
 ) -> None:
     """List runs: status, data, model, epochs, validation accuracy at the best checkpoint, test accuracy."""
-    from kaizen.track.listing import find_runs, read_row, render_rows
+    from kaizen.listing import find_runs, read_row, render_rows
 
     paths = find_runs(folder)
     if not paths:

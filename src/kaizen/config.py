@@ -136,7 +136,7 @@ class DataConfig(Section):
     @field_validator("max_memory")
     @classmethod
     def _size(cls, value: int | str | None) -> int | str | None:
-        from kaizen.data.memory import parse_bytes
+        from kaizen.sizes import parse_bytes
 
         if value is not None:
             parse_bytes(value)  # raises ValueError naming the bad size
@@ -739,7 +739,7 @@ def unknown_key(key: str) -> str:
     """The line for a key the schema lacks: a did-you-mean only when a valid key is close (a typo), else that
     this version of kaizen has no such key, with the keys its section does have (a key from a newer version
     should not be pointed at an unrelated one)."""
-    from kaizen import __version__
+    from kaizen.version import __version__
 
     keys = valid_keys()
     *section, leaf = key.split(".")

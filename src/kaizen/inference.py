@@ -7,6 +7,7 @@ import dataclasses
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -21,8 +22,20 @@ from kaizen.evaluate import (
     predict_proba,
     predict_proba_tta,
 )
-from kaizen.run import Run
 from kaizen.track import rundir
+
+if TYPE_CHECKING:
+    from kaizen.config import Config
+
+
+class Run(Protocol):
+    """What this module needs of a run (kaizen.run.Run is one): its folder, its config and its model. A protocol,
+    so that Run.predict can call down into this module without a circle of imports."""
+
+    path: Path
+    config: Config
+
+    def model(self) -> tuple[torch.nn.Module, dict]: ...
 
 
 def probabilities(run: Run, model: torch.nn.Module, x: torch.Tensor, tta: int = 0) -> torch.Tensor:

@@ -97,7 +97,7 @@ PRESETS = Registry("preset", "kaizen.nn.presets")
 # shape: a function of the DataConfig giving (input shape C x H x W, number of classes) without loading the
 # pixels, or None when only loading the data tells (arrays in a file).
 DATASETS = Registry(
-    "dataset", ("kaizen.data.datasets", "kaizen.data.cifar", "kaizen.data.folder"), required=("shape",)
+    "dataset", ("kaizen.data.datasets", "kaizen.data.cifar", "kaizen.data.folder_dataset"), required=("shape",)
 )
 # family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to train
 # from scratch, the most a diverging run is advised to use.

@@ -21,11 +21,12 @@ import torch
 
 from kaizen import registry
 from kaizen.data.inputs import read_inputs
-from kaizen.data.memory import HostImages, describe_bytes, memory_budget, take_rows
+from kaizen.data.memory import HostImages, memory_budget, take_rows
 from kaizen.data.raw import RawData
 from kaizen.data.selection import check_classes, select_training
 from kaizen.data.splits import stratified_split, stratified_subset
 from kaizen.errors import KaizenError
+from kaizen.sizes import describe_bytes
 
 if TYPE_CHECKING:  # config imports this package (through the registry) while it is being built
     from kaizen.config import DataConfig

@@ -10,11 +10,9 @@ and TIFF, applies the EXIF orientation, converts to `data.channels` and resizes 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import struct
-import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -25,10 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from kaizen import registry
-from kaizen.data.raw import RawData
-from kaizen.data.splits import stratified_split
-from kaizen.errors import KaizenError, plural
+from kaizen.errors import KaizenError
 
 if TYPE_CHECKING:  # config imports this module (through the registry) while it is being built
     from kaizen.config import DataConfig
@@ -400,110 +395,3 @@ def resolve_settings(cfg: DataConfig, scan: FolderScan) -> tuple[int, tuple[int,
 def describe_settings(channels: int, size: tuple[int, int], resize: str) -> str:
     """Return e.g. '3 x 32 x 32 (crop)'."""
     return f"{channels} x {size[0]} x {size[1]} ({resize})"
-
-
-# --------------------------------------------------------------------------------------------- build
-
-
-def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
-    """(C, H, W) and the number of classes of an image folder, from its file headers: nothing is decoded."""
-    scan = scan_folder(cfg)
-    channels, size, _ = resolve_settings(cfg, scan)
-    return (channels, *size), len(scan.class_names)
-
-
-_warned: set[str] = set()
-MARK_DAYS = 1  # a process group's "warned already" marks are removed after this long
-
-
-def warn_once(lines: list[str]) -> None:
-    """Log a data set's skipped-file warnings once: once in this process, and once among the processes of one
-    command (a compare's workers share its process group), not once per run or per worker."""
-    key = "\n".join(lines)
-    if not lines or key in _warned:
-        return
-    _warned.add(key)
-    if not _first_in_process_group(key):
-        return
-    for line in lines:
-        log.warning("%s", line)
-
-
-def _first_in_process_group(key: str) -> bool:
-    """True for the first process of this process group to ask about `key` (True where that cannot be known).
-
-    The mark is named by the group's id and its leader's start time, so a later command that reuses the id
-    is not silenced."""
-    import hashlib
-    import tempfile
-
-    try:
-        group = os.getpgid(0)
-        started = Path(f"/proc/{group}/stat").read_text().rpartition(")")[2].split()[19]
-    except (AttributeError, OSError, IndexError):  # no process groups (Windows) or no /proc: warn in each
-        return True
-    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-    marks = Path(tempfile.gettempdir()) / f"kaizen-warned-{os.getuid()}"
-    try:
-        marks.mkdir(mode=0o700, exist_ok=True)
-        (marks / f"{group}-{started}-{digest}").touch(exist_ok=False)
-    except FileExistsError:
-        return False
-    except OSError:
-        return True
-    for mark in marks.iterdir():  # the marks of commands that ended long ago
-        with contextlib.suppress(OSError):
-            if time.time() - mark.stat().st_mtime > MARK_DAYS * 86400:
-                mark.unlink()
-    return True
-
-
-@registry.DATASETS.register("folder", shape=folder_shape)
-def folder_dataset(cfg: DataConfig) -> RawData:
-    """Images in <class>/ folders under data.path (or train/ test/ [val/]), decoded with Pillow and cached."""
-    from kaizen.data.imagecache import load_or_decode
-
-    scan = scan_folder(cfg)
-    decoded = load_or_decode(cfg, scan)
-    lines = [f"skipped {path}: {reason}" for path, reason in decoded.problems.items()]
-    if scan.skipped:
-        what = "is not an image" if len(scan.skipped) == 1 else "are not images"
-        lines.insert(0, f"{cfg.path}: skipped {plural(len(scan.skipped), 'file')} that {what} (kaizen data lists them)")
-    warn_once(lines)
-    # every split is rows of the one (memory-mapped) images array: nothing is copied here
-    offsets = np.cumsum([0] + [len(decoded.kept[split]) for split in SPLITS])
-    rows = {split: np.arange(offsets[i], offsets[i + 1]) for i, split in enumerate(SPLITS)}
-    y = {split: scan.labels[split][decoded.kept[split]] for split in SPLITS}
-    paths = {split: [scan.files[split][i] for i in decoded.kept[split]] for split in SPLITS}
-    for split in SPLITS:
-        if scan.files[split] and not len(y[split]):
-            raise KaizenError(f"{cfg.path}: no {split} image could be decoded")
-    train_rows, train_y, train_paths = rows["train"], y["train"], paths["train"]
-    setting = describe_settings(decoded.images.shape[1], decoded.images.shape[2:], cfg.resize)
-    source = f"{scan.source}; {setting}{decoded.note}"
-    if scan.held_out:
-        rest, test = stratified_split(train_y, cfg.test_split, cfg.split_seed, what="data.test_split")
-        test_rows, test_y, test_paths = train_rows[test], train_y[test], [train_paths[i] for i in test]
-        train_rows, train_y, train_paths = train_rows[rest], train_y[rest], [train_paths[i] for i in rest]
-        source += f"; {len(test):,} held out for test (split seed {cfg.split_seed})"
-    else:
-        test_rows, test_y, test_paths = rows["test"], y["test"], paths["test"]
-    val_rows = None
-    if len(y["val"]):  # a val/ folder: its images are the validation split
-        val_rows = np.arange(len(train_y), len(train_y) + len(y["val"]))
-        train_rows = np.concatenate([train_rows, rows["val"]])
-        train_y = np.concatenate([train_y, y["val"]])
-        train_paths = train_paths + paths["val"]
-    return RawData(
-        decoded.images,
-        train_y,
-        decoded.images,
-        test_y,
-        scan.class_names,
-        source,
-        train_paths=train_paths,
-        test_paths=test_paths,
-        val_rows=val_rows,
-        train_rows=train_rows,
-        test_rows=test_rows,
-    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,46 +19,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
+from kaizen.sizes import parse_bytes
+
 FREE_SHARE = 0.5  # of the device's free memory, when data.max_memory is unset
-
-
-def parse_bytes(value: int | str) -> int:
-    """Return a byte count from an int or a string like "2GB", "512MiB", "1.5g" (raises ValueError)."""
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"expected a positive number of bytes, got {value}")
-        return value
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"expected bytes or a size like 2GB or 512MiB, got {value!r}")
-    number, unit, binary = match.groups()
-    scale = (1024 if binary else 1000) ** " kmgt".index(unit.lower() or " ")
-    size = int(float(number) * scale)
-    if size <= 0:
-        raise ValueError(f"expected a positive size, got {value!r}")
-    return size
-
-
-def describe_bytes(size: int) -> str:
-    """Return a byte count for people: "300 bytes", "1.5 MiB", "2.0 GiB"."""
-    if size < 1024:
-        return f"{size} bytes"
-    for power, unit in enumerate(("KiB", "MiB", "GiB"), start=1):
-        if size < 1024 ** (power + 1):
-            return f"{size / 1024**power:.1f} {unit}"
-    return f"{size / 1024**4:,.1f} TiB"
 
 
 def memory_budget(max_memory: int | str | None, device: torch.device) -> int:
     """Return the bytes the training images may take on `device`: data.max_memory or a share of its free memory."""
     if max_memory is not None:
         return parse_bytes(max_memory)
+    return int(free_bytes(device) * FREE_SHARE)
+
+
+def free_bytes(device: torch.device) -> int:
+    """Bytes free on `device` now: CUDA's free memory, else the host's available memory."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-    else:
-        free = _host_available()
-    return int(free * FREE_SHARE)
+        return int(free)
+    return _host_available()
 
 
 def _host_available() -> int:

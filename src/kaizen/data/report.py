@@ -8,14 +8,11 @@ but the few examples the grid draws; other data sets are loaded as a run loads t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kaizen.data.selection import check_classes, kept_examples
-from kaizen.data.splits import stratified_split, stratified_subset
-from kaizen.errors import KaizenError
+from kaizen import registry
 
 if TYPE_CHECKING:
     from kaizen.config import DataConfig
@@ -46,9 +43,13 @@ class DataReport:
 
 
 def describe(cfg: DataConfig, device: str = "cpu") -> DataReport:
-    """Return the report of `cfg`'s data set, with where its training images would be on `device`."""
-    if cfg.name == "folder":
-        report = _describe_folder(cfg)
+    """Return the report of `cfg`'s data set, with where its training images would be on `device`.
+
+    A format that can count its examples without loading them gives a `describe` trait (image folders read
+    only their files' headers); the others are loaded."""
+    describe_unloaded = registry.DATASETS.traits(cfg.name).get("describe")
+    if describe_unloaded is not None:
+        report = describe_unloaded(cfg)
     else:
         from kaizen.data import load_data
 
@@ -68,86 +69,14 @@ def _placement(cfg: DataConfig, report: DataReport, device: str) -> str:
     """Say whether the training images fit data.max_memory (as load_data decides) or would be streamed."""
     import torch
 
-    from kaizen.data.memory import describe_bytes, memory_budget
+    from kaizen.data.memory import memory_budget
+    from kaizen.sizes import describe_bytes
 
     train = int(report.counts["train"].sum()) * int(np.prod(report.input_shape)) * report.itemsize
     budget = memory_budget(cfg.max_memory, torch.device(device))
     limit = "data.max_memory" if cfg.max_memory is not None else f"half the free memory of {device}"
     where = "in memory" if train <= budget else "streamed from the host, one batch ahead"
     return f"training images {describe_bytes(train)}: {where} (budget {describe_bytes(budget)}, {limit})"
-
-
-def _describe_folder(cfg: DataConfig) -> DataReport:
-    from kaizen.data import _FRACTION_STREAM, _VAL_STREAM
-    from kaizen.data.folder import SPLITS, decode_many, resolve_settings, scan_folder
-    from kaizen.data.imagecache import cache_dir, cache_state, strict_error
-
-    scan = scan_folder(cfg)
-    channels, size, _ = resolve_settings(cfg, scan)
-    state, manifest = cache_state(cfg, scan)
-    headers = decode_many(scan.all_files(), None, 1, cfg.resize, "reading image headers")
-    for path, header in zip(scan.all_files(), headers):
-        if header.bomb:
-            raise KaizenError(f"{path}: {header.problem}")
-    readable = [header.original for header in headers if header.problem is None]
-    if manifest is not None:  # the cache knows which files decode
-        kept = {split: np.asarray(manifest["kept"][split], dtype=np.int64) for split in SPLITS}
-        problems = list(manifest["problems"].items())
-    else:  # the files whose headers cannot be read will not decode either
-        readable_file = np.array([header.problem is None for header in headers], dtype=bool)
-        bounds = np.cumsum([0] + [len(scan.files[split]) for split in SPLITS])
-        kept = {
-            split: np.flatnonzero(readable_file[bounds[i] : bounds[i + 1]]) for i, split in enumerate(SPLITS)
-        }
-        problems = [
-            (str(path), h.problem) for path, h in zip(scan.all_files(), headers) if h.problem is not None
-        ]
-    if cfg.strict and problems:
-        raise strict_error(*problems[0])
-    skipped = [(str(path), reason) for path, reason in scan.skipped] + problems
-    labels = {split: scan.labels[split][kept[split]] for split in SPLITS}
-    train, test = labels["train"], labels["test"]
-    files = [scan.files["train"][i] for i in kept["train"]]
-    if scan.held_out:
-        rest, held = stratified_split(train, cfg.test_split, cfg.split_seed, what="data.test_split")
-        train, test, files = train[rest], train[held], [files[i] for i in rest]
-    val = labels["val"]
-    chosen = kept_examples(cfg, len(train) + len(val), files + [scan.files["val"][i] for i in kept["val"]])
-    if chosen is not None:  # data.exclude / data.keep, over training then val/ examples as load_data counts
-        train, val = train[chosen[chosen < len(train)]], val[chosen[chosen >= len(train)] - len(train)]
-    if not len(labels["val"]):  # no val/ folder: split off as load_data does
-        train_rows, val_rows = stratified_split(
-            train, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split"
-        )
-        train, val = train[train_rows], train[val_rows]
-    classes = len(scan.class_names)
-    check_classes(  # as load_data does, before data.fraction: what a run would be told
-        scan.class_names,
-        {
-            name: np.bincount(y, minlength=classes)
-            for name, y in (("train", train), ("val", val), ("test", test))
-        },
-    )
-    if cfg.fraction < 1:
-        train = train[stratified_subset(train, cfg.fraction, (cfg.split_seed, _FRACTION_STREAM))]
-    counts = {
-        name: np.bincount(split, minlength=classes)
-        for name, split in (("train", train), ("val", val), ("test", test))
-    }
-    sizes = np.array(readable) if readable else None
-    return DataReport(
-        source=scan.source,
-        class_names=scan.class_names,
-        counts=counts,
-        input_shape=(channels, *size),
-        original_sizes=None
-        if sizes is None
-        else (tuple(sizes.min(0).tolist()), tuple(sizes.max(0).tolist())),
-        resize=cfg.resize,
-        cache=f"{cache_dir(cfg, scan)} ({state})",
-        skipped=skipped,
-        pending=manifest is None,
-    )
 
 
 def render(report: DataReport) -> list[str]:
@@ -179,26 +108,13 @@ def render(report: DataReport) -> list[str]:
     return lines
 
 
-def draw_grid(cfg: DataConfig, out_png: Path, per_class: int = GRID_EXAMPLES) -> None:
-    """Draw the first `per_class` training examples of each class, as the model sees them after resizing."""
-    from kaizen.track.plots import plot_class_grid
-
-    if cfg.name == "folder":
-        from kaizen.data.folder import decode_many, resolve_settings, scan_folder
-
-        scan = scan_folder(cfg)
-        channels, size, _ = resolve_settings(cfg, scan)
-        examples = []
-        for label in range(len(scan.class_names)):
-            files = [path for path, y in zip(scan.files["train"], scan.labels["train"]) if y == label]
-            decoded = decode_many(files[: per_class * 2], size, channels, cfg.resize)
-            pixels = [item.pixels for item in decoded if item.pixels is not None][:per_class]
-            examples.append(
-                np.stack(pixels).astype(np.float32) / 255 if pixels else np.empty((0, channels, *size))
-            )
-        title = f"{cfg.path} · {channels} x {size[0]} x {size[1]} ({cfg.resize})"
-        plot_class_grid(examples, scan.class_names, out_png, title)
-        return
+def class_examples(cfg: DataConfig, per_class: int = GRID_EXAMPLES) -> tuple[list[np.ndarray], list[str], str]:
+    """Return (the first `per_class` training examples of each class in [0, 1] as the model sees them after
+    resizing, the class names, a title). A format with an `examples` trait gives them without loading the rest
+    (image folders decode only these); the others are loaded."""
+    examples_of = registry.DATASETS.traits(cfg.name).get("examples")
+    if examples_of is not None:
+        return examples_of(cfg, per_class)
     from kaizen.data import load_data
 
     data = load_data(cfg, "cpu")
@@ -207,4 +123,4 @@ def draw_grid(cfg: DataConfig, out_png: Path, per_class: int = GRID_EXAMPLES) ->
     x, y = data.x_train.numpy() * std + mean, data.y_train.numpy()
     examples = [x[y == label][:per_class] for label in range(data.num_classes)]
     shape = " x ".join(str(side) for side in data.input_shape)
-    plot_class_grid(examples, data.class_names, out_png, f"{cfg.name} · {shape}")
+    return examples, data.class_names, f"{cfg.name} · {shape}"

@@ -29,7 +29,7 @@ class Problem:
 
 def findings_of(run_dir: str | Path) -> list[Problem]:
     """The doctor's findings on a finished run, most severe first."""
-    from kaizen import diagnose
+    from kaizen.doctor import diagnose
 
     return [
         Problem(finding.code, finding.title, finding.evidence, tuple(fix.override for fix in finding.fixes))

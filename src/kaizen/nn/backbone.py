@@ -23,7 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from kaizen.data.memory import free_bytes
 from kaizen.errors import KaizenError
+from kaizen.sizes import describe_bytes
 
 INSTALL_HINT = "pip install 'kaizen[backbones]'"
 Grid = tuple[tuple[int, int], int]  # a transformer's patch grid (rows, columns) and its prefix-token count
@@ -420,7 +422,6 @@ def check_memory(
     model: nn.Module, name: str, input_shape: Sequence[int], batch_size: int, budget: int
 ) -> None:
     """Raise one line, before training, when training `model` would need more than `budget` bytes."""
-    from kaizen.data.memory import describe_bytes
 
     need = training_bytes(model, input_shape, batch_size)
     if need > budget:
@@ -432,16 +433,6 @@ def check_memory(
         )
 
 
-def available_bytes(device: torch.device) -> int:
-    """Memory free for training on `device` (free CUDA memory; on the host, MemAvailable)."""
-    from kaizen.data.memory import _host_available
-
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    return _host_available()
-
-
 def prepare(cfg: Any, data: Any, model: nn.Module, device: torch.device, resume: bool, note: Any) -> Any:
     """The trainer's backbone step, after the model is built: check it fits in memory, load its pretrained
     weights (not on resume: the checkpoint has them) and return `data` normalised as those weights expect."""
@@ -451,7 +442,7 @@ def prepare(cfg: Any, data: Any, model: nn.Module, device: torch.device, resume:
     if backbone is None:
         return data
     batch_size = min(cfg.train.batch_size, len(data.y_train))
-    check_memory(model, backbone, data.input_shape, batch_size, available_bytes(device))
+    check_memory(model, backbone, data.input_shape, batch_size, free_bytes(device))
     if cfg.model.pretrained is False:
         return data
     if not resume:

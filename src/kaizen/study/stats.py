@@ -282,10 +282,31 @@ def detectable_difference(standard_error: float, df: float, alpha: float, power:
     return float(quantiles * standard_error)
 
 
-def verdict_of(difference: Difference, p_adj: float, seeds: int, higher_is_better: bool) -> str:
-    """The verdict of a comparison from its seeds alone (no test-set check): see kaizen.study.verdict.decide."""
-    from kaizen.study.verdict import decide
+# The verdict labels (kaizen.study.verdict words them).
+BETTER, WORSE, UNCLEAR, TEST_SET_TOO_SMALL = "better", "worse", "no clear difference", "test set too small"
+TOO_FEW_SEEDS, NO_TEST = "too few seeds", "no test"
+DECIDED = (BETTER, WORSE)
 
+
+def decide(
+    difference: Difference, seeds: int, higher_is_better: bool, test_set_resolves: bool | None = None
+) -> str:
+    """The verdict label of a judged difference: the one rule every sentence reads (see kaizen.study.verdict).
+    `test_set_resolves` is None where the test set's own resolution is not known or not relevant (a metric
+    other than test accuracy)."""
+    if seeds < MIN_SEEDS_FOR_VERDICT:
+        return TOO_FEW_SEEDS
+    if not math.isfinite(difference.p_adj):
+        return NO_TEST
+    if not difference.p_adj < SIGNIFICANCE:
+        return UNCLEAR
+    if test_set_resolves is False:
+        return TEST_SET_TOO_SMALL
+    return BETTER if (difference.diff > 0) == higher_is_better else WORSE
+
+
+def verdict_of(difference: Difference, p_adj: float, seeds: int, higher_is_better: bool) -> str:
+    """The verdict of a comparison from its seeds alone (no test-set check): `decide`."""
     return decide(replace(difference, p_adj=p_adj), seeds, higher_is_better)
 
 

@@ -1,7 +1,7 @@
 """The one decision rule of a study: is a variant better or worse than the baseline, or can the data not tell?
 
 Every sentence, table cell, colour and CSV field of compare, study, datacurve and the report reads the label
-that `decide` gives, and the words come from `phrase`, so two parts of a report cannot disagree. The rule:
+that `stats.decide` gives, and the words come from `phrase` here, so two parts of a report cannot disagree. The rule:
 
 1. fewer than MIN_SEEDS_FOR_VERDICT seeds: "too few seeds" (estimates only); no test possible: "no test";
 2. the adjusted p-value (Holm by default) is at least SIGNIFICANCE: "no clear difference". The difference's
@@ -20,29 +20,18 @@ import math
 from dataclasses import dataclass
 
 from kaizen.study import stats
+from kaizen.study.stats import (  # the rule lives with the numbers it reads; this module words it
+    BETTER,
+    TEST_SET_TOO_SMALL,
+    TOO_FEW_SEEDS,
+    UNCLEAR,
+    WORSE,
+    decide,
+)
 
-BETTER, WORSE, UNCLEAR, TEST_SET_TOO_SMALL = "better", "worse", "no clear difference", "test set too small"
-TOO_FEW_SEEDS, NO_TEST = "too few seeds", "no test"
-DECIDED = (BETTER, WORSE)
 # The short form of each label in the terminal table, and the colour of a decided row.
 SHORT = {UNCLEAR: "n.s.", TOO_FEW_SEEDS: "few seeds", TEST_SET_TOO_SMALL: "small test", "baseline": "base"}
 COLOURS = {BETTER: "green", WORSE: "red", "failed": "red"}
-
-
-def decide(
-    difference: stats.Difference, seeds: int, higher_is_better: bool, test_set_resolves: bool | None = None
-) -> str:
-    """The verdict label of a judged difference (see the module docstring); `test_set_resolves` is None where
-    the test set's own resolution is not known or not relevant (a metric other than test accuracy)."""
-    if seeds < stats.MIN_SEEDS_FOR_VERDICT:
-        return TOO_FEW_SEEDS
-    if not math.isfinite(difference.p_adj):
-        return NO_TEST
-    if not difference.p_adj < stats.SIGNIFICANCE:
-        return UNCLEAR
-    if test_set_resolves is False:
-        return TEST_SET_TOO_SMALL
-    return BETTER if (difference.diff > 0) == higher_is_better else WORSE
 
 
 def resolution(accuracy: float, test_size: int) -> float:

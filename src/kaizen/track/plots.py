@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from kaizen.errors import KaizenError
 
 if TYPE_CHECKING:
+    from kaizen.config import DataConfig
     from kaizen.data.augment import Preview
 
 METRICS_COLUMNS = ("epoch", "split", "loss", "acc", "lr", "seconds")
@@ -277,6 +278,15 @@ def plot_augment_preview(shown: Preview, out_png: Path) -> None:
                 ax.set_title("original" if column == 0 else f"copy {column}", fontsize=8)
     fig.suptitle(f"augmentation: {shown.settings}", fontsize=10)
     _save_atomic(fig, Path(out_png))
+
+
+def plot_data_grid(cfg: DataConfig, out_png: Path) -> None:
+    """Draw a few training examples of each class of `cfg`'s data set, as the model sees them (`kaizen data
+    --out`)."""
+    from kaizen.data.report import class_examples
+
+    examples, class_names, title = class_examples(cfg)
+    plot_class_grid(examples, class_names, out_png, title)
 
 
 def plot_class_grid(examples: list[np.ndarray], class_names: list[str], out_png: Path, title: str) -> None:

@@ -15,8 +15,9 @@ import torch
 
 from kaizen import registry
 from kaizen.config import Config
-from kaizen.data.memory import _host_available, describe_bytes
+from kaizen.data.memory import free_bytes
 from kaizen.errors import KaizenError
+from kaizen.sizes import describe_bytes
 
 FLOAT = 4  # bytes
 TRAINING_COPIES = 4  # weights, gradients, two optimiser slots
@@ -67,13 +68,6 @@ def estimate(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> Est
     return Estimate(params, params * FLOAT * TRAINING_COPIES, sum(outputs) * FLOAT * 2, pixels * FLOAT)
 
 
-def available(device: torch.device) -> int:
-    """Bytes free on `device` now (CUDA: its free memory; otherwise the host's available memory)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    return _host_available()
-
-
 def culprit(cfg: Config, found: Estimate) -> str:
     """The setting to change: the model's size when its weights weigh most, else the images' or batch's."""
     if found.weights >= found.activations + found.inputs:
@@ -106,7 +100,7 @@ def check(cfg: Config, device: torch.device | str, shape: tuple[tuple[int, ...],
             return False
         shape = reader(cfg.data)
     found = estimate(cfg, *shape)
-    free = available(device)
+    free = free_bytes(device)
     if found.total > free:
         raise KaizenError(describe(cfg, found, free) + "; make it smaller")
     return True
