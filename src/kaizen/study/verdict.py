@@ -20,8 +20,13 @@ import math
 from dataclasses import dataclass
 
 from kaizen.study import stats
-from kaizen.study.stats import (  # the rule lives with the numbers it reads; this module words it
+
+# The rule and its labels live with the numbers they read; this module words them, and its readers take the
+# labels from here, beside their words.
+from kaizen.study.stats import (  # noqa: F401
     BETTER,
+    DECIDED,
+    NO_TEST,
     TEST_SET_TOO_SMALL,
     TOO_FEW_SEEDS,
     UNCLEAR,
