@@ -15,6 +15,7 @@ import yaml
 from conftest import cli, one_line_error
 
 import kaizen
+from kaizen.data import Data
 from kaizen.improve.budget import parse_budget
 from kaizen.improve.decide import decide
 
@@ -92,9 +93,14 @@ def repaired(tmp_path_factory: pytest.TempPathFactory):
         events.append((split, ""))
         return evaluate(group, model, data, split, batch_size)
 
+    def recording_x_test(data):
+        events.append(("x_test", ""))
+        return data.prepare(data.pixels["test"])
+
     patch = pytest.MonkeyPatch()
     patch.setattr(loop, "fit", recording_fit)
     patch.setattr(loop, "evaluate_shared", recording_evaluate)
+    patch.setattr(Data, "x_test", property(recording_x_test))  # any other reading of the test images
     lines: list[str] = []
     try:
         journal = kaizen.improve(
@@ -146,6 +152,10 @@ def test_test_split_is_scored_only_after_the_last_training_run(repaired):
     tests = [i for i, (kind, _) in enumerate(events) if kind == "test"]
     assert fits and min(tests) > max(fits)
     assert len(tests) == 2 * 3  # start and final, on the same 3 seeds, once each
+    # Between the first and the last training run nothing reads the test images at all (the doctor's
+    # top-test-losses hint included); before it only kaizen check compares them with the training images.
+    images = [i for i, (kind, _) in enumerate(events) if kind == "x_test"]
+    assert not [i for i in images if min(fits) < i < max(fits)]
     for summary in (tmp_path / "out").rglob("summary.json"):
         assert "test" not in json.loads(summary.read_text())  # no run of the loop scored its test split
 

@@ -2,9 +2,11 @@
 
 The `DataQuality` kind (scope "run") gives info findings for `kaizen doctor`: the counts of an existing audit of the
 same data (an `audits/*/audit.json` whose data settings match the run's), or, when there is none and the run's
-TOP_LOSSES highest test losses fall mostly (DOMINANT_SHARE) in two classes, the suggestion to run
-`kaizen audit`. Measured on 16 clean digits runs (mlp, simple_cnn, lenet5, test accuracy 0.90 to 0.98): the two
-most frequent classes held 0.35 to 0.60 of the top 20 losses, so 0.75 is beyond what clean data shows.
+TOP_LOSSES highest validation losses fall mostly (DOMINANT_SHARE) in two classes, the suggestion to run
+`kaizen audit`. The doctor reads the validation split, never the test split: a diagnosis acted on (by hand or by
+`kaizen improve`) must not have looked at the test images. Measured on 16 clean digits runs (mlp, simple_cnn,
+lenet5, test accuracy 0.90 to 0.98), on their test losses: the two most frequent classes held 0.35 to 0.60 of
+the top 20 losses, so 0.75 is beyond what clean data shows.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def find_audit(data: DataConfig, audits_dir: Path = AUDITS_DIR) -> tuple[Path, d
 
 
 def top_loss_classes(run_path: Path) -> tuple[float, list[str]] | None:
-    """(share, class names) of the FEW_CLASSES classes most frequent among the run's TOP_LOSSES highest test
-    losses; None when the run has no model or data to read."""
+    """(share, class names) of the FEW_CLASSES classes most frequent among the run's TOP_LOSSES highest
+    validation losses; None when the run has no model or data to read, or too few validation images."""
     from kaizen.data import load_data
     from kaizen.evaluate import predict_proba
     from kaizen.run import load_run
@@ -67,10 +69,10 @@ def top_loss_classes(run_path: Path) -> tuple[float, list[str]] | None:
         data = load_data(run.config.data)
     except (KaizenError, OSError):
         return None
-    labels = data.y_test.numpy()
+    labels = data.y_val.numpy()
     if len(labels) < TOP_LOSSES:
         return None
-    probs = predict_proba(model, data.x_test).numpy()
+    probs = predict_proba(model, data.pixels["val"], prepare=data.prepare).numpy()
     loss = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))
     counts = np.bincount(labels[np.argsort(-loss)[:TOP_LOSSES]], minlength=data.num_classes)
     top = np.argsort(-counts, kind="stable")[:FEW_CLASSES]
@@ -116,7 +118,7 @@ def doctor_notes(run_path: Path, cfg: Config, audits_dir: Path = AUDITS_DIR) -> 
             "info",
             "losses_in_few_classes",
             "The highest losses fall in few classes",
-            f"{share:.0%} of the {TOP_LOSSES} highest test losses are of class {' and '.join(classes)}",
+            f"{share:.0%} of the {TOP_LOSSES} highest validation losses are of class {' and '.join(classes)}",
             "A few classes holding most of the worst mistakes often means wrong labels, duplicates or strange "
             "images in them: kaizen audit -c <config> lists them with pictures.",
             details={"share": share, "classes": classes},

@@ -1,6 +1,8 @@
 """The one place improve reads the doctor: a run's findings as (code, title, evidence, overrides).
 
-Improve depends on nothing else of a finding, so the doctor's internals can change behind this adapter.
+Improve depends on nothing else of a finding, so the doctor's internals can change behind this adapter. The
+doctor reads the validation split, never the test split, so asking it keeps improve's test split unread until
+its final step (tests/test_improve.py checks every read).
 """
 
 from __future__ import annotations
