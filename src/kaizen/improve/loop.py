@@ -211,11 +211,12 @@ class Improve:
         self.say("checking the recipe (kaizen check) ...")
         checks = run_checks(self.start)
         self.journal["check"] = [check.to_dict() for check in checks]
-        failed = [check for check in checks if not check.passed]
+        failed = [check for check in checks if check.is_problem]
         if failed:
             first = failed[0]
             raise KaizenError(
-                f"kaizen check failed before any budget was spent: {first.name}: {first.evidence}. {first.advice}"
+                f"kaizen check failed before any budget was spent: {first.title}: {first.evidence}. "
+                f"{first.explanation}"
             )
 
     def probe(self) -> None:
