@@ -49,6 +49,18 @@ def test_a_learning_rate_far_too_high_fails_the_one_batch_check():
     assert not passed(result) and "lr-find" in result.explanation
 
 
+def test_a_recipe_that_does_not_learn_carries_fixes_and_leaves_the_controls_unjudged():
+    # at a rate far below Adam's usual one nothing is learned in the controls' steps: the failure names the
+    # knob to move back first, and the zero-input / shuffled-label controls (whose random features would decide)
+    # are not judged
+    cfg = kaizen.Config().override([*MLP, "optim.lr=0.00001"])
+    results = {r.title: r for r in check("controls", cfg)}
+    learns = results["real data learns"]
+    assert not passed(learns) and learns.recommendations[0] == "optim.lr=0.001"
+    for name in ("zero-input control", "shuffled-label control"):
+        assert results[name].severity == "info" and "not judged" in results[name].evidence
+
+
 def test_test_images_copied_into_training_are_found(tmp_path):
     cfg = kaizen.Config()
     data = load_data(cfg.data)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import cli, one_line_error
+from sklearn.datasets import load_digits
 
 import kaizen
 from kaizen.data import Data
@@ -289,14 +291,37 @@ def test_refusals(monkeypatch, capsys, tmp_path):
     code, _, err = cli(monkeypatch, capsys, *base, "--out", str(other))
     one_line_error(code, err, "another command's files", "study.json")
     assert (other / "study.json").read_text() == "{}"
-    # a start config that does not train: the check stops it, with its advice, before any budget is spent
+    # data no recipe can fix (its test images are its training images): the check stops the loop with its
+    # advice, before any budget is spent
+    images, labels = load_digits(return_X_y=True)
+    leak = tmp_path / "leak.npz"
+    np.savez(leak, x=(images[:400].reshape(-1, 1, 8, 8) / 16).astype(np.float32), y=labels[:400])
+    sets = ["data.name=npz", f"data.path={leak}", f"data.test_path={leak}"]
     code, _, err = cli(
-        monkeypatch, capsys, *base, "--set", "optim.lr=0.00005", "--out", str(tmp_path / "slow")
+        monkeypatch, capsys, *base, *(f"--set={item}" for item in sets), "--out", str(tmp_path / "leak")
     )
-    refused(code, err, "kaizen check failed", "one batch overfits", "learning rate")
-    assert not list((tmp_path / "slow").rglob("summary.json"))
+    refused(code, err, "kaizen check failed", "train/test overlap")
+    assert not list((tmp_path / "leak").rglob("summary.json"))
     code, _, err = cli(monkeypatch, capsys, *base, "--seeds", "2", "--out", str(tmp_path / "two"))
     one_line_error(code, err, "--seeds 2", "at least 3")
+
+
+def test_a_recipe_check_that_fails_is_raced_not_refused(monkeypatch, capsys, tmp_path):
+    # a rate so small that one batch is not memorised: the check's fixes (first the knob this config turned
+    # away from usual: Adam's usual rate) are the first round's candidates, and the loop runs instead of stopping
+    config = tmp_path / "slow.yaml"
+    config.write_text(yaml.safe_dump(start_config(tmp_path, [*GOOD, "optim.lr=0.00005"]).to_dict()))
+    out_dir = tmp_path / "out"
+
+    code, _, err = cli(monkeypatch, capsys, "improve", "-c", str(config), "--budget", BUDGET, "--out", str(out_dir))
+
+    assert code == 0, err
+    assert "check failed: one batch overfits" in err
+    journal = json.loads((out_dir / "journal.json").read_text())
+    first = journal["rounds"][0]["candidates"]
+    from_check = [c for c in first if "check: one_batch" in c["source"]]
+    usual = kaizen.registry.OPTIMIZERS.traits("adam")["usual_lr"]
+    assert from_check and from_check[0]["overrides"] == [f"optim.lr={usual:g}"]
 
 
 def test_budget_text():

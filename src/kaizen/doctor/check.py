@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from kaizen.config import Config
+from kaizen.doctor import recommend as rec
+from kaizen.doctor.causes import NOT_LEARNING, attribute
 from kaizen.doctor.findings import Finding, Kind, Threshold, finding_kind, kinds
 from kaizen.doctor.measures import class_balance, exact_copies
 from kaizen.training import estimate
@@ -59,8 +61,37 @@ def passed(finding: Finding) -> bool:
     return not finding.is_problem
 
 
-def _result(kind: type[Kind] | Kind, name: str, ok: bool, evidence: str, advice: str) -> Finding:
-    return Finding("info" if ok else "critical", kind.code, name, evidence, "" if ok else advice)
+def _result(
+    kind: type[Kind] | Kind,
+    name: str,
+    ok: bool,
+    evidence: str,
+    advice: str,
+    fixes: tuple[list[str], dict[str, str]] = ([], {}),
+) -> Finding:
+    """A check's finding: info when it passes, critical with `advice` (and the `fixes`, overrides with their
+    reasons, that a failure of the recipe can try) when it fails."""
+    if ok:
+        return Finding("info", kind.code, name, evidence, "")
+    recommendations, reasons = fixes
+    return Finding("critical", kind.code, name, evidence, advice, list(recommendations), reasons=dict(reasons))
+
+
+def learning_fixes(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    """The overrides a recipe that does not learn can try, the knobs it turned away from usual first (as the
+    doctor attributes "not learning"), then the rate a decade either way, the initialisation matched to the
+    activation and batch norm. A failed check carries them, so `kaizen improve` races them instead of stopping."""
+    lr = cfg.optim.lr
+    generic = [f"optim.lr={lr * 10:.3g}", f"optim.lr={lr / 10:.3g}", *rec.matched_init(cfg), "model.norm=batch"]
+    reasons = {
+        generic[0]: "a rate too small moves the weights too little to fit even one batch",
+        generic[1]: "a rate too large makes every step overshoot",
+        "model.norm=batch": "batch norm keeps each layer's signal at unit scale whatever the initialisation",
+    }
+    for fix in rec.matched_init(cfg):
+        reasons[fix] = f"the initialisation designed for {cfg.model.activation} keeps its layers at unit scale"
+    found = attribute(cfg, NOT_LEARNING, generic, reasons)
+    return found.recommendations, found.reasons
 
 
 def run_checks(cfg: Config) -> list[Finding]:
@@ -247,7 +278,9 @@ class OneBatch(Kind):
             "10× either way (kaizen lr-find), init.weights=he_normal or model.norm=batch, and check that the last "
             "layer is not squashed (an activation on the logits)."
         )
-        return _result(self, "one batch overfits", passed, evidence, "" if passed else advice)
+        return _result(
+            self, "one batch overfits", passed, evidence, "" if passed else advice, learning_fixes(cfg)
+        )
 
 
 def _train_briefly(cfg: Config, data, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -313,7 +346,21 @@ class Controls(Kind):
                 if learns
                 else "The recipe does not learn in its first steps: run the full budget only after fixing it. Try "
                 "kaizen lr-find for the learning rate, and init.weights / model.norm=batch for the gradients' flow.",
+                learning_fixes(cfg),
             ),
+            *(self._controls(zeros, shuffled, ceiling) if learns else self._not_judged(real)),
+        ]
+
+    def _not_judged(self, real: float) -> list[Finding]:
+        """A recipe that does not learn real data says nothing by scoring above chance after training on zero
+        inputs or shuffled labels (its random features decide): the controls wait until it learns."""
+        why = f"not judged: the recipe does not learn real data yet ({real:.1%})"
+        return [
+            Finding("info", self.code, name, why, "") for name in ("zero-input control", "shuffled-label control")
+        ]
+
+    def _controls(self, zeros: float, shuffled: float, ceiling: float) -> list[Finding]:
+        return [
             _result(
                 self,
                 "zero-input control",

@@ -20,7 +20,7 @@ from kaizen.errors import KaizenError
 from kaizen.improve import candidates as moves
 from kaizen.improve.budget import Budget, Ledger, parse_budget
 from kaizen.improve.decide import MIN_SEEDS, decide
-from kaizen.improve.diagnosis import findings_of
+from kaizen.improve.diagnosis import Problem, findings_of
 from kaizen.improve.race import Result, keep_count, run_batch, rung_epochs, scaled, survivors
 from kaizen.study.compare import StudyLock, comparable, first_difference, lookup
 from kaizen.track import rundir
@@ -212,12 +212,22 @@ class Improve:
         checks = run_checks(self.start)
         self.journal["check"] = [check.to_dict() for check in checks]
         failed = [check for check in checks if check.is_problem]
-        if failed:
-            first = failed[0]
+        # A check of the data (a leak, a control that learns without the images) stops the loop: no recipe
+        # fixes it. A check of the recipe (one batch not memorised, no learning in the first steps) carries
+        # the overrides to try, and they are raced in the first round like a doctor's findings.
+        stops = [check for check in failed if not check.recommendations]
+        if stops:
+            first = stops[0]
             raise KaizenError(
                 f"kaizen check failed before any budget was spent: {first.title}: {first.evidence}. "
                 f"{first.explanation}"
             )
+        self.check_problems = [
+            Problem(f"check: {check.code}", check.title, check.evidence, tuple(check.recommendations))
+            for check in failed
+        ]
+        for problem in self.check_problems:
+            self.say(f"check failed: {problem.title} ({problem.evidence}); its fixes are raced first")
 
     def probe(self) -> None:
         """One epoch of the start config: does it train, and does one run fit a budget given in seconds."""
@@ -398,6 +408,8 @@ class Improve:
             entry: dict[str, Any] = {"round": self.round, "incumbent": list(incumbent)}
             self.journal["rounds"].append(entry)
             problems, found = self.diagnose(incumbent)
+            if self.round == 1:  # a failed recipe check's fixes, before the doctor's
+                problems = [*self.check_problems, *problems]
             entry.update(found["notes"])
             chosen, skipped = moves.propose(
                 self._config(incumbent),
