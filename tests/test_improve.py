@@ -341,3 +341,17 @@ def test_adoption_needs_a_holm_interval_above_zero():
     among_many = decide(incumbent, {0: 0.92, 1: 0.935, 2: 0.94}, comparisons=10)
     assert nearly.adopt and not among_many.adopt
     assert not decide(incumbent, {0: 0.99, 1: 0.99}, comparisons=1).adopt  # two seeds are too few
+
+
+def test_the_playbook_offers_a_configured_backbones_weights_only_when_they_are_at_hand():
+    from kaizen.improve.candidates import playbook
+
+    summary = {"final": {"train_acc": 0.99, "val_acc": 0.98}, "data": {"input_shape": [3, 32, 32]}}
+    moves, _ = playbook(kaizen.Config().override(["model.backbone=efficientnet_lite0"]), summary)
+    pretrained = [move for move in moves if move.source == "playbook: pretrained backbone"]
+    assert len(pretrained) == 1 and pretrained[0].overrides[0].endswith(".pth")  # the package's weights file
+    # a backbone with no weights on this machine, and a config without a backbone, are told why not
+    for overrides in (["model.backbone=resnet10t"], []):
+        moves, skipped = playbook(kaizen.Config().override(overrides), summary)
+        assert not any(move.source == "playbook: pretrained backbone" for move in moves)
+        assert any(item["move"] == "pretrained backbone" for item in skipped)

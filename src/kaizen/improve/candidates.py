@@ -167,101 +167,104 @@ def from_lr_find(suggestion: float | None, why: str) -> list[Candidate]:
     return [Candidate((f"optim.lr={rate:g}",), "lr-find", f"{why}; the range test suggests {rate:g}")]
 
 
-def playbook(cfg: Config, summary: dict[str, Any]) -> tuple[list[Candidate], list[dict[str, str]]]:
+Moves = tuple[list[Candidate], list[dict[str, str]]]  # the moves made, and those not made with why
+
+
+def playbook(cfg: Config, summary: dict[str, Any]) -> Moves:
     """Moves that are not faults, read from the incumbent's run; and the moves it does not make, with why."""
-    moves: list[Candidate] = []
-    skipped: list[dict[str, str]] = []
     final = summary.get("final", {})
     train_acc, val_acc = final.get("train_acc"), final.get("val_acc")
-    gap = (train_acc - val_acc) if train_acc is not None and val_acc is not None else None
     channels = (summary.get("data", {}).get("input_shape") or [1])[0]
-    if cfg.schedule.name == "constant":
-        moves.append(
-            Candidate(
-                ("schedule.name=cosine",),
-                "playbook: schedule",
-                "a constant rate; cosine decay usually ends lower",
-            )
-        )
-    augmented = any(
-        getattr(cfg.augment, name)
-        for name in ("rotation", "width_shift", "height_shift", "zoom", "hflip", "cutout")
-    )
-    if augmented:
-        skipped.append({"move": "augmentation", "why": "the config already augments"})
-    elif channels == 1:
-        moves.append(
-            Candidate(
-                ("augment=kaggle",),
-                "playbook: augmentation",
-                "single-channel images (digits, characters): small rotations, shifts, shear and zoom; no flips, "
-                "which change a digit's meaning",
-            )
-        )
-        skipped.append(
-            {"move": "augment.hflip=true", "why": "flips change handwriting's meaning (a mirrored 2 or 7)"}
-        )
-    else:
-        moves.append(
-            Candidate(
-                ("augment.hflip=true", "augment.width_shift=0.1", "augment.height_shift=0.1"),
-                "playbook: augmentation",
-                "colour photos: left-right flips and small shifts keep the class",
-            )
-        )
-    if gap is not None and gap > GAP:
-        evidence = f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%} (gap {gap:.1%} > {GAP:.0%})"
-        if cfg.model.dropout <= DROPOUT[0] - 0.2:
-            moves.append(
-                Candidate((f"model.dropout={cfg.model.dropout + 0.2:.2g}",), "playbook: regularise", evidence)
-            )
-        moves.append(Candidate(("reg.label_smoothing=0.1",), "playbook: regularise", evidence))
-    elif gap is not None:
-        skipped.append(
-            {
-                "move": "more regularisation",
-                "why": f"the gap is {gap:.1%}, at most {GAP:.0%}: nothing to close",
-            }
-        )
-    if train_acc is not None and train_acc < UNDERFIT_TRAIN_ACC:
-        evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
-        usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
-        higher = float(f"{RATE_STEP * cfg.optim.lr:.2g}")
-        # Within the same epochs a larger step learns more, at no extra cost.
-        if higher <= LR_FACTOR * usual_lr:
-            moves.append(
-                Candidate(
-                    (f"optim.lr={higher:g}",),
-                    "playbook: underfitting",
-                    f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual "
-                    f"{usual_lr:g}",
-                )
-            )
-        moves.append(
-            Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0)
-        )
-        if cfg.model.preset == "mlp":
-            wider = [2 * width for width in cfg.model.hidden]
-            moves.append(
-                Candidate(
-                    (f"model.hidden=[{','.join(map(str, wider))}]",),
-                    "playbook: underfitting",
-                    evidence,
-                )
-            )
-        else:
-            skipped.append(
-                {
-                    "move": "wider model",
-                    "why": f"the {cfg.model.preset or 'layer-list'} model has no width knob",
-                }
-            )
-    elif train_acc is not None:
-        skipped.append(
-            {"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}
-        )
-    skipped.append({"move": "pretrained backbone", "why": "the config names no pretrained backbone"})
+    moves: list[Candidate] = []
+    skipped: list[dict[str, str]] = []
+    for found, not_made in (
+        _schedule(cfg),
+        _augmentation(cfg, channels),
+        _regularisation(cfg, train_acc, val_acc),
+        _capacity(cfg, train_acc),
+        _backbone(cfg),
+    ):
+        moves += found
+        skipped += not_made
     return moves, skipped
+
+
+def _schedule(cfg: Config) -> Moves:
+    if cfg.schedule.name != "constant":
+        return [], []
+    return [Candidate(("schedule.name=cosine",), "playbook: schedule", "a constant rate; cosine decay usually ends lower")], []
+
+
+def _augmentation(cfg: Config, channels: int) -> Moves:
+    """Augmentation suited to the data: shapes for single-channel images (never flips), flips for photos."""
+    switches = [field for name in registry.AUGMENTATIONS.names() for field in registry.AUGMENTATIONS.traits(name)["fields"]]
+    if any(getattr(cfg.augment, field) for field in switches):
+        return [], [{"move": "augmentation", "why": "the config already augments"}]
+    if channels == 1:
+        why = (
+            "single-channel images (digits, characters): small rotations, shifts, shear and zoom; no flips, which "
+            "change a digit's meaning"
+        )
+        return [Candidate(("augment=kaggle",), "playbook: augmentation", why)], [
+            {"move": "augment.hflip=true", "why": "flips change handwriting's meaning (a mirrored 2 or 7)"}
+        ]
+    photos = ("augment.hflip=true", "augment.width_shift=0.1", "augment.height_shift=0.1")
+    return [Candidate(photos, "playbook: augmentation", "colour photos: left-right flips and small shifts keep the class")], []
+
+
+def _regularisation(cfg: Config, train_acc: float | None, val_acc: float | None) -> Moves:
+    """Dropout and label smoothing when the train/validation gap exceeds GAP."""
+    if train_acc is None or val_acc is None:
+        return [], []
+    gap = train_acc - val_acc
+    if gap <= GAP:
+        return [], [{"move": "more regularisation", "why": f"the gap is {gap:.1%}, at most {GAP:.0%}: nothing to close"}]
+    evidence = f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%} (gap {gap:.1%} > {GAP:.0%})"
+    moves = []
+    if cfg.model.dropout <= DROPOUT[0] - 0.2:
+        moves.append(Candidate((f"model.dropout={cfg.model.dropout + 0.2:.2g}",), "playbook: regularise", evidence))
+    moves.append(Candidate(("reg.label_smoothing=0.1",), "playbook: regularise", evidence))
+    return moves, []
+
+
+def _capacity(cfg: Config, train_acc: float | None) -> Moves:
+    """A higher rate, more epochs and (for the hidden-layer MLP) more width when the model underfits."""
+    if train_acc is None:
+        return [], []
+    if train_acc >= UNDERFIT_TRAIN_ACC:
+        return [], [{"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}]
+    evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
+    moves, skipped = [], []
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    higher = float(f"{RATE_STEP * cfg.optim.lr:.2g}")
+    if higher <= LR_FACTOR * usual_lr:  # within the same epochs a larger step learns more, at no extra cost
+        why = f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual {usual_lr:g}"
+        moves.append(Candidate((f"optim.lr={higher:g}",), "playbook: underfitting", why))
+    moves.append(Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0))
+    wider = [2 * width for width in cfg.model.hidden]
+    widen = (f"model.hidden=[{','.join(map(str, wider))}]",)
+    if cfg.model.layers or cfg.model.backbone or not cfg.model.hidden or _is_noop(cfg, widen):
+        skipped.append({"move": "wider model", "why": "the model's width is not set by model.hidden"})
+    else:
+        moves.append(Candidate(widen, "playbook: underfitting", evidence))
+    return moves, skipped
+
+
+def _backbone(cfg: Config) -> Moves:
+    """The configured backbone's pretrained weights, when the config names a backbone and they are at hand."""
+    if not cfg.model.backbone:
+        return [], [{"move": "pretrained backbone", "why": "the config names no backbone (model.backbone)"}]
+    if cfg.model.pretrained is not False:
+        return [], [{"move": "pretrained backbone", "why": "the backbone is pretrained already"}]
+    from kaizen.nn.backbone import weights_at_hand
+
+    found = weights_at_hand(cfg.model.backbone)
+    if found is None:
+        why = f"no weights for {cfg.model.backbone} on this machine (kaizen models lists what is at hand)"
+        return [], [{"move": "pretrained backbone", "why": why}]
+    where, path = found
+    why = f"ImageNet weights of {cfg.model.backbone} are at hand ({where}); fine-tuning them is the largest lever on small photo sets"
+    return [Candidate((f"model.pretrained={path}",), "playbook: pretrained backbone", why)], []
 
 
 def propose(

@@ -98,44 +98,53 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+_STYLE = (
+    "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;font-size:.9em}"
+    ".adopt{color:#176f2c}.reject{color:#9a3b00}"
+)
+
+
 def render_html(journal: dict[str, Any]) -> str:
-    """The journal as one self-contained HTML page."""
-    e = html.escape
+    """The journal as one self-contained HTML page: the result, the ablation path, each round, the agreement of
+    short races with full length, what was not tried, the budget ledger."""
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>kaizen improve</title><style>"
-        "body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;font-size:.9em}"
-        ".adopt{color:#176f2c}.reject{color:#9a3b00}</style></head><body>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>kaizen improve</title><style>{_STYLE}</style>"
+        "</head><body>",
         "<h1>kaizen improve: journal</h1>",
+        *_result_section(journal),
+        *_ablation_section(journal.get("ablation", [])),
     ]
+    for entry in journal.get("rounds", []):
+        parts += _round_section(entry)
+    parts += _closing_sections(journal)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _result_section(journal: dict[str, Any]) -> list[str]:
+    """The budget spent, the test result (read once, at the end), the reproduction and the picture."""
+    e = html.escape
     final = journal.get("final", {})
     ledger = journal.get("ledger", {})
-    parts.append(
+    start, end, gain = final.get("test_start", {}), final.get("test_final", {}), final.get("test_gain", {})
+    parts = [
         f"<p>Budget {e(str(journal['budget']['text']))}: {ledger.get('spent_seconds', 0):.1f}s of "
         f"{ledger.get('total_seconds', 0):.1f}s spent (reserve {ledger.get('reserve_seconds', 0):.1f}s for the final "
         f"confirmation; overshoot {100 * ledger.get('overshoot', 0):.1f}%). Seeds {e(str(journal['seeds']))}. "
-        f"Stopped: {e(journal.get('stopped') or 'budget or rounds done')}.</p>"
-    )
-    parts.append("<h2>Result on the test split (read once, at the end)</h2>")
-    start, end, gain = final.get("test_start", {}), final.get("test_final", {}), final.get("test_gain", {})
-    parts.append(
+        f"Stopped: {e(journal.get('stopped') or 'budget or rounds done')}.</p>",
+        "<h2>Result on the test split (read once, at the end)</h2>",
         _table(
             ["config", "test accuracy (mean)", "95% interval", "by seed"],
             [
                 ["start", _pct(start.get("mean")), _interval(start.get("interval95")), start.get("by_seed")],
-                [
-                    "final (recipe.yaml)",
-                    _pct(end.get("mean")),
-                    _interval(end.get("interval95")),
-                    end.get("by_seed"),
-                ],
+                ["final (recipe.yaml)", _pct(end.get("mean")), _interval(end.get("interval95")), end.get("by_seed")],
             ],
-        )
-    )
-    parts.append(
+        ),
         f"<p>Gain on test: {_pts(gain.get('diff'))} points, 95% interval {_interval(gain.get('interval95'))} "
-        f"({e(str(gain.get('test')))}). Final overrides: <code>{e(' '.join(final.get('overrides', [])) or '(none: the start)')}</code></p>"
-    )
+        f"({e(str(gain.get('test')))}). Final overrides: "
+        f"<code>{e(' '.join(final.get('overrides', [])) or '(none: the start)')}</code></p>",
+    ]
     repro = final.get("reproduction", {})
     if repro.get("done"):
         parts.append(
@@ -149,98 +158,79 @@ def render_html(journal: dict[str, Any]) -> str:
     parts.append(
         f"<img alt='accuracy against budget' src='data:image/png;base64,{_picture(journal.get('points', []))}'>"
     )
-    parts.append("<h2>Ablation path</h2>")
-    ablation = journal.get("ablation", [])
+    return parts
+
+
+def _ablation_section(ablation: list[dict[str, Any]]) -> list[str]:
+    """Each adopted step with its gain: the path from the start to the final recipe."""
+    if not ablation:
+        return ["<h2>Ablation path</h2>", "<p>Nothing adopted: the start config is returned as it was.</p>"]
+    header = ["round", "adopted overrides", "from", "gain (val, points)", "95% interval", "val accuracy after"]
+    rows = [
+        [a["round"], " ".join(a["overrides"]), a["source"], _pts(a["gain"]), _interval(a["interval95"]), _pct(a["val_acc"])]
+        for a in ablation
+    ]
+    return ["<h2>Ablation path</h2>", _table(header, rows)]
+
+
+def _round_section(entry: dict[str, Any]) -> list[str]:
+    """One round: the incumbent, the findings, lr-find, the candidates, each rung of the race, the full-length
+    seeds and the decision."""
+    e = html.escape
+    parts = [
+        f"<h2>Round {entry['round']}</h2>",
+        f"<p>Incumbent: <code>{e(' '.join(entry['incumbent']) or 'the start config')}</code></p>",
+        "<h3>Findings</h3>",
+        _table(
+            ["finding", "evidence", "suggests"],
+            [[f["code"], f["evidence"], " ".join(f["overrides"])] for f in entry.get("findings", [])],
+        )
+        if entry.get("findings")
+        else "<p>The doctor found nothing.</p>",
+    ]
+    if entry.get("lr_find"):
+        lr = entry["lr_find"]
+        parts.append(
+            f"<p>lr-find ({e(str(lr['why']))}): suggestion {e(str(lr['suggestion']))}; {e(str(lr['stopped']))}</p>"
+        )
+    parts.append("<h3>Candidates</h3>")
     parts.append(
         _table(
-            [
-                "round",
-                "adopted overrides",
-                "from",
-                "gain (val, points)",
-                "95% interval",
-                "val accuracy after",
-            ],
-            [
-                [
-                    a["round"],
-                    " ".join(a["overrides"]),
-                    a["source"],
-                    _pts(a["gain"]),
-                    _interval(a["interval95"]),
-                    _pct(a["val_acc"]),
-                ]
-                for a in ablation
-            ],
+            ["candidate", "from", "why"],
+            [[" ".join(c["overrides"]), c["source"], c["why"]] for c in entry.get("candidates", [])],
         )
-        if ablation
-        else "<p>Nothing adopted: the start config is returned as it was.</p>"
     )
-    for entry in journal.get("rounds", []):
-        parts.append(f"<h2>Round {entry['round']}</h2>")
-        parts.append(
-            f"<p>Incumbent: <code>{e(' '.join(entry['incumbent']) or 'the start config')}</code></p>"
-        )
-        parts.append("<h3>Findings</h3>")
-        parts.append(
-            _table(
-                ["finding", "evidence", "suggests"],
-                [[f["code"], f["evidence"], " ".join(f["overrides"])] for f in entry.get("findings", [])],
-            )
-            if entry.get("findings")
-            else "<p>The doctor found nothing.</p>"
-        )
-        if entry.get("lr_find"):
-            lr = entry["lr_find"]
-            parts.append(
-                f"<p>lr-find ({e(str(lr['why']))}): suggestion {e(str(lr['suggestion']))}; {e(str(lr['stopped']))}</p>"
-            )
-        parts.append("<h3>Candidates</h3>")
-        parts.append(
-            _table(
-                ["candidate", "from", "why"],
-                [[" ".join(c["overrides"]), c["source"], c["why"]] for c in entry.get("candidates", [])],
-            )
-        )
-        for number, rung in enumerate(entry.get("rungs", []), start=1):
-            parts.append(f"<h3>Race, rung {number}: {rung['epochs']} epoch(s), one seed</h3>")
-            rows = [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
-            rows += [
-                [r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"]
-                for r in rung["rows"]
-            ]
-            parts.append(_table(["config", "validation accuracy", ""], rows))
-        if entry.get("full_length"):
-            full = entry["full_length"]
-            parts.append("<h3>Full length</h3>")
-            parts.append(
-                _table(
-                    ["seed", "incumbent", "candidate"],
-                    [
-                        [seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))]
-                        for seed in full["candidate"]
-                    ],
-                )
-            )
-        decision = entry.get("decision", {})
-        css = "adopt" if decision.get("adopt") else "reject"
-        parts.append(f"<p class='{css}'><b>Decision:</b> {e(str(decision.get('reason')))}</p>")
+    for number, rung in enumerate(entry.get("rungs", []), start=1):
+        parts.append(f"<h3>Race, rung {number}: {rung['epochs']} epoch(s), one seed</h3>")
+        rows = [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
+        rows += [[r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]]
+        parts.append(_table(["config", "validation accuracy", ""], rows))
+    if entry.get("full_length"):
+        full = entry["full_length"]
+        seeds = [[seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))] for seed in full["candidate"]]
+        parts += ["<h3>Full length</h3>", _table(["seed", "incumbent", "candidate"], seeds)]
+    decision = entry.get("decision", {})
+    css = "adopt" if decision.get("adopt") else "reject"
+    parts.append(f"<p class='{css}'><b>Decision:</b> {e(str(decision.get('reason')))}</p>")
+    return parts
+
+
+def _closing_sections(journal: dict[str, Any]) -> list[str]:
+    """How far the short races agreed with full length, what was not tried, and the budget ledger."""
+    e = html.escape
     rank = journal.get("rank_correlation", {})
-    parts.append("<h2>Short races against full length</h2>")
     rho = "–" if rank.get("rho") is None else f"{rank['rho']:.2f}"
     note = f"; {e(rank['note'])}" if rank.get("note") else ""
-    parts.append(
+    ledger = journal.get("ledger", {})
+    return [
+        "<h2>Short races against full length</h2>",
         f"<p>Spearman rank correlation of short-race accuracy with full-length accuracy: {rho} over "
-        f"{rank.get('n', 0)} config(s){note}. Successive halving trusts short runs; this is how far they agreed.</p>"
-    )
-    parts.append("<h2>Not tried, and why</h2>")
-    parts.append(
+        f"{rank.get('n', 0)} config(s){note}. Successive halving trusts short runs; this is how far they agreed.</p>",
+        "<h2>Not tried, and why</h2>",
         _table(
             ["round", "move", "why"],
             [[n.get("round", ""), n["move"], n["why"]] for n in journal.get("not_tried", [])],
-        )
-    )
-    parts.append("<h2>Budget ledger</h2>")
-    parts.append(_table(["run", "seconds"], [[x["label"], x["seconds"]] for x in ledger.get("entries", [])]))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        ),
+        "<h2>Budget ledger</h2>",
+        _table(["run", "seconds"], [[x["label"], x["seconds"]] for x in ledger.get("entries", [])]),
+    ]

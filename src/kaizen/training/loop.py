@@ -289,11 +289,9 @@ class _Training:
         self.progress.kept = epoch
 
 
-def _prepare(
-    cfg: Config, device: torch.device, group: distributed.Group, reporter: Reporter, resume: bool
-) -> _Training:
-    """Build what the run trains with. The order matters and is this one."""
-    # 1. the process: threads, seed, denormals
+def _set_up_process(cfg: Config, device: torch.device, group: distributed.Group) -> tuple[Config, str]:
+    """Set this process's threads, seed and denormal handling; return the config as it trains (the thread count
+    and what model.backbone implies, both recorded in config.yaml) and why that many threads."""
     threads_why = "train.threads"
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -309,6 +307,15 @@ def _prepare(
     # Tiny activations (e.g. ReLU after a normal(0.01) init) become denormal floats, which run some 20x slower
     # on x86 CPUs; flushing them to zero changes no result that matters and keeps such runs fast.
     torch.set_flush_denormal(True)
+    return cfg, threads_why
+
+
+def _prepare(
+    cfg: Config, device: torch.device, group: distributed.Group, reporter: Reporter, resume: bool
+) -> _Training:
+    """Build what the run trains with. The order matters and is this one."""
+    # 1. the process: threads (recorded in config.yaml), what a backbone implies, seed, denormals
+    cfg, threads_why = _set_up_process(cfg, device, group)
     # 2. data: the splits, then the examples this model trains on (folds, bootstrap, boosting weights)
     checked = estimate.check(cfg, device)  # a model or image size that cannot fit: refused before decoding
     data = load_data(cfg.data, device)
