@@ -240,14 +240,35 @@ def test_doctor_mentions_an_audit_of_the_same_data(audited):
 
 
 def test_doctor_suggests_an_audit_when_top_losses_sit_in_two_classes(tmp_path):
+    from PIL import Image
+
     from kaizen.doctor.hints import doctor_notes
 
+    # a folder of the digits whose val/ folder holds the 1s under 7/ and the 7s under 1/ (the doctor reads
+    # validation losses, never the test split's)
     raw = digits_dataset(DataConfig())
-    test_y = raw.test_y.copy()
-    test_y[raw.test_y == 1], test_y[raw.test_y == 7] = 7, 1  # the test labels of two classes swapped
-    np.savez(tmp_path / "train.npz", x=raw.train_x, y=raw.train_y)
-    np.savez(tmp_path / "test.npz", x=raw.test_x, y=test_y)
-    cfg = npz_config(tmp_path, "log.stats=false", "log.tensorboard=false", "log.plots=false")
+    rows = np.random.default_rng(0).permutation(len(raw.train_y))
+    val = set(rows[: len(rows) // 5].tolist())
+    for split, images, labels in (("train", raw.train_x, raw.train_y), ("test", raw.test_x, raw.test_y)):
+        for index, (image, label) in enumerate(zip(images, labels)):
+            where = "val" if split == "train" and index in val else split
+            if where == "val" and label in (1, 7):
+                label = 8 - label
+            folder = tmp_path / "digits" / where / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((image[0] * 255).astype(np.uint8)).save(folder / f"{index}.png")
+    cfg = kaizen.Config().override(
+        [
+            "data.name=folder",
+            f"data.path={tmp_path / 'digits'}",
+            f"data.cache={tmp_path / 'cache'}",
+            f"log.runs_dir={tmp_path / 'runs'}",
+            *AUDIT,
+            "log.stats=false",
+            "log.tensorboard=false",
+            "log.plots=false",
+        ]
+    )
     run = kaizen.train(cfg)
     notes = doctor_notes(run.path, cfg, audits_dir=tmp_path / "none")
     assert [note.code for note in notes] == ["losses_in_few_classes"]

@@ -337,74 +337,15 @@ def _execute_study(
     most_seeds: int | None = None,
     tune=None,
 ) -> None:
-    """Run a study plan with one progress line per run (after tuning each variant, with `tune`), then print
-    the results table, the answer and the report's path."""
-    from kaizen.study import execute, throughput, tune_variants
-    from kaizen.study.compare import check_workers
-    from kaizen.study.launch import check_backend
-    from kaizen.study.results import check_choices
+    """Run a study plan (kaizen.study.run_study), a line on stderr per run, then print the results."""
+    from kaizen.study import run_study
 
-    check_workers(workers)
-    check_backend(backend, address)
-    check_choices(plan.metric, correction or "holm", interval or "t")
+    def say(line: str, alert: bool = False) -> None:
+        err.print(line, style="red" if alert else None, highlight=False, soft_wrap=True, markup=False)
 
-    def progress(event) -> None:
-        if event.status == "skipped":
-            return
-        run = f"seed {event.seed}" if event.split is None else f"split {event.split} · seed {event.seed}"
-        line = (
-            f"[{event.index}/{event.total}] {event.variant} · {run} · {event.status} in {event.seconds:.1f}s"
-        )
-        if event.error:
-            line += f": {event.error}"
-        err.print(line, style=None if event.status == "done" else "red", highlight=False, soft_wrap=True, markup=False)
-
-    def start(to_run: int, finished: int) -> None:
-        runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
-        runs += f" × {len(plan.split_seeds)} splits" if plan.split_seeds else ""
-        earlier = f", {finished} finished earlier" if finished else ""
-        err.print(
-            f"{plan.title}: {runs}, {to_run} to run{earlier} -> {out_dir}", highlight=False, soft_wrap=True
-        )
-
-    def tuned(variant: str, best: str) -> None:
-        err.print(f"tuned {variant}: {best}", highlight=False, soft_wrap=True, markup=False)
-
-    def round_end(seeds: int, why: str) -> None:
-        err.print(f"seeds auto: {seeds} seeds, {why}", highlight=False, soft_wrap=True, markup=False)
-
-    try:
-        if tune is not None:
-            err.print(
-                f"tuning {', '.join(tune.keys)} per variant: {tune.trials} trials each on the validation split",
-                highlight=False,
-                soft_wrap=True,
-            )
-            plan = tune_variants(plan, out_dir, tune, on_variant=tuned)
-        outcome, report = execute(
-            plan,
-            out_dir,
-            workers,
-            on_event=progress,
-            on_start=start,
-            backend=backend,
-            address=address,
-            correction=correction,
-            interval=interval,
-            most_seeds=most_seeds,
-            on_round=round_end,
-        )
-    except KeyboardInterrupt:
-        err.print("interrupted: finished runs are kept; run the same command again to resume")
-        raise
-    err.print(
-        f"ran {outcome.ran}, skipped {outcome.skipped} finished earlier, {len(outcome.failed)} failed · "
-        f"{outcome.seconds:.1f}s" + (f" on {outcome.where}" if outcome.where else ""),
-        highlight=False,
-        soft_wrap=True,
+    _, report = run_study(
+        plan, out_dir, workers, backend, address, correction, interval, most_seeds, tune, say=say
     )
-    if outcome.throughput is not None:
-        err.print(f"throughput: {throughput.describe(outcome.throughput)}", highlight=False, soft_wrap=True, markup=False)
     _print_results(report, out_dir)
 
 

@@ -17,7 +17,7 @@ from kaizen.study.compare import Event, Outcome, Plan, Variant, expand, make_pla
 from kaizen.study.datacurve import datacurve_plan, parse_fractions
 from kaizen.study.recipes import RECIPES, get_recipe, study_plan
 from kaizen.study.report import Report, write_report
-from kaizen.study.session import TuneSpec, execute, parse_seeds, tune_variants
+from kaizen.study.session import TuneSpec, execute, parse_seeds, run_study, tune_variants
 
 
 def compare_plan(
@@ -62,6 +62,7 @@ __all__ = [
     "parse_fractions",
     "parse_seeds",
     "run_plan",
+    "run_study",
     "study_plan",
     "tune_variants",
     "write_report",

@@ -302,6 +302,75 @@ def execute(
     return total, write_report(out_dir)
 
 
+def run_study(
+    plan: Plan,
+    out_dir: str | Path,
+    workers: int | None = None,
+    backend: str = "local",
+    address: str | None = None,
+    correction: str | None = None,
+    interval: str | None = None,
+    most_seeds: int | None = None,
+    tune: TuneSpec | None = None,
+    say: Callable[..., None] | None = None,
+) -> tuple[Outcome, Report]:
+    """Check and run a study plan as `kaizen compare|study|datacurve` do: tune each variant first (`tune`), then
+    every run, resumable, and write the report. `say(line, alert=False)` receives one line per run and per step
+    (alert: a run that did not finish). Returns (outcome, report)."""
+    from kaizen.study import throughput
+    from kaizen.study.compare import check_workers
+    from kaizen.study.launch import check_backend
+    from kaizen.study.results import check_choices
+
+    say = say or (lambda line, alert=False: None)
+    out_dir = Path(out_dir)
+    check_workers(workers)
+    check_backend(backend, address)
+    check_choices(plan.metric, correction or "holm", interval or "t")
+
+    def progress(event: Event) -> None:
+        if event.status == "skipped":
+            return
+        run = f"seed {event.seed}" if event.split is None else f"split {event.split} · seed {event.seed}"
+        line = f"[{event.index}/{event.total}] {event.variant} · {run} · {event.status} in {event.seconds:.1f}s"
+        say(line + (f": {event.error}" if event.error else ""), event.status != "done")
+
+    def start(to_run: int, finished: int) -> None:
+        runs = f"{len(plan.variants)} variants × {len(plan.seeds)} seeds"
+        runs += f" × {len(plan.split_seeds)} splits" if plan.split_seeds else ""
+        earlier = f", {finished} finished earlier" if finished else ""
+        say(f"{plan.title}: {runs}, {to_run} to run{earlier} -> {out_dir}")
+
+    try:
+        if tune is not None:
+            say(f"tuning {', '.join(tune.keys)} per variant: {tune.trials} trials each on the validation split")
+            plan = tune_variants(plan, out_dir, tune, on_variant=lambda variant, best: say(f"tuned {variant}: {best}"))
+        outcome, report = execute(
+            plan,
+            out_dir,
+            workers,
+            on_event=progress,
+            on_start=start,
+            backend=backend,
+            address=address,
+            correction=correction,
+            interval=interval,
+            most_seeds=most_seeds,
+            on_round=lambda seeds, why: say(f"seeds auto: {seeds} seeds, {why}"),
+        )
+    except KeyboardInterrupt:
+        say("interrupted: finished runs are kept; run the same command again to resume")
+        raise
+    where = f" on {outcome.where}" if outcome.where else ""
+    say(
+        f"ran {outcome.ran}, skipped {outcome.skipped} finished earlier, {len(outcome.failed)} failed · "
+        f"{outcome.seconds:.1f}s{where}"
+    )
+    if outcome.throughput is not None:
+        say(f"throughput: {throughput.describe(outcome.throughput)}")
+    return outcome, report
+
+
 def _add(total: Outcome, outcome: Outcome, first: bool) -> None:
     """Accumulate one round's outcome into the session's (runs skipped count in the first round only: later
     rounds skip what earlier ones ran)."""
