@@ -57,7 +57,7 @@ def _log_uniform(rng: random.Random, low: float, high: float) -> float:
 def _recipe(rng: random.Random, deep: bool = False) -> tuple[list[str], str]:
     """A random healthy recipe: (overrides, optimiser)."""
     optimiser = rng.choice(OPTIMISERS)
-    rate = OPTIMIZERS.traits(optimiser)["usual_lr"] * _log_uniform(rng, 0.3, 1.5)
+    rate = OPTIMIZERS.traits(optimiser).usual_lr * _log_uniform(rng, 0.3, 1.5)
     if deep or rng.random() < 0.7:
         depth = rng.randint(5, 7) if deep else rng.randint(1, 3)
         width = rng.choice((32, 64, 128))
@@ -77,7 +77,7 @@ def _case(rng: random.Random, fault: str) -> Case:
     dataset = rng.choice(DATASETS)
     deep = fault in ("vanishing", "exploding", "tanh_modest")
     recipe, optimiser = _recipe(rng, deep)
-    usual = OPTIMIZERS.traits(optimiser)["usual_lr"]
+    usual = OPTIMIZERS.traits(optimiser).usual_lr
     if fault == "vanishing":
         std = _log_uniform(rng, 0.003, 0.02)
         act = rng.choice(("sigmoid", "tanh"))

@@ -320,7 +320,7 @@ def test_a_recipe_check_that_fails_is_raced_not_refused(monkeypatch, capsys, tmp
     journal = json.loads((out_dir / "journal.json").read_text())
     first = journal["rounds"][0]["candidates"]
     from_check = [c for c in first if "check: one_batch" in c["source"]]
-    usual = kaizen.registry.OPTIMIZERS.traits("adam")["usual_lr"]
+    usual = kaizen.registry.OPTIMIZERS.traits("adam").usual_lr
     assert from_check and from_check[0]["overrides"] == [f"optim.lr={usual:g}"]
 
 

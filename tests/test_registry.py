@@ -51,7 +51,7 @@ def activation_records(run_dir: Path) -> list[dict]:
 def test_every_entry_gives_its_tables_required_traits():
     for table in ALL:
         for name in table.names():
-            assert set(table.required) <= set(table.traits(name)), (table.family, name)
+            assert isinstance(table.traits(name), table.traits_type), (table.family, name)
     with pytest.raises(TypeError, match="activation 'x' is registered without saturation"):
         ACTIVATIONS.register("x", family="relu")
 
@@ -59,14 +59,14 @@ def test_every_entry_gives_its_tables_required_traits():
 @pytest.mark.parametrize("name", ACTIVATIONS.names())
 def test_every_activation_is_seen_by_the_statistics_recorder(name, tmp_path):
     traits = ACTIVATIONS.traits(name)
-    assert traits["family"] in ("relu", "squashing", "smooth")
-    assert (traits["saturation"] is not None) == (traits["family"] == "squashing")
+    assert traits.family in ("relu", "squashing", "smooth")
+    assert (traits.saturation is not None) == (traits.family == "squashing")
     run = kaizen.train(tiny_config(tmp_path, *QUIET, f"model.activation={name}"))
     records = activation_records(run.path)
     assert records and all(record["type"] == type(ACTIVATIONS.create(name)).__name__ for record in records)
     for record in records:  # dead units for the relu family, saturation for squashing ones
-        assert (record["dead"] is not None) == (traits["family"] == "relu")
-        assert (record["saturated"] is not None) == (traits["family"] == "squashing")
+        assert (record["dead"] is not None) == (traits.family == "relu")
+        assert (record["saturated"] is not None) == (traits.family == "squashing")
 
 
 def loss_after_steps(optim: OptimConfig, steps: int = 60) -> tuple[float, float]:
@@ -89,12 +89,12 @@ def loss_after_steps(optim: OptimConfig, steps: int = 60) -> tuple[float, float]
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimiser_has_a_family_and_a_usual_rate_that_trains(name):
     traits = OPTIMIZERS.traits(name)
-    assert traits["family"] in ("sgd", "adaptive")
-    first, last = loss_after_steps(OptimConfig(name=name, lr=traits["usual_lr"]))
+    assert traits.family in ("sgd", "adaptive")
+    first, last = loss_after_steps(OptimConfig(name=name, lr=traits.usual_lr))
     assert last < 0.6 * first  # measured: 0.41 of the first loss for adam/adamw, 0.03 to 0.15 for the others
     # the divergence advice of the loop and the doctor: never above the usual rate
-    assert calmer_lr(OptimConfig(name=name, lr=100.0)) == traits["usual_lr"]
-    assert (name in recommend.SGD_FAMILY) == (traits["family"] == "sgd")
+    assert calmer_lr(OptimConfig(name=name, lr=100.0)) == traits.usual_lr
+    assert (name in recommend.SGD_FAMILY) == (traits.family == "sgd")
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())
@@ -112,30 +112,30 @@ def test_every_schedule_shape_is_what_its_traits_say(name):
         schedule.end_epoch(val_loss=1.0)  # never improves after the first epoch
         cycles.append(schedule.cycle_ended(epoch + 1))
     assert all(0 <= rate <= 1.0 for rate in rates)
-    assert (cycles == [None, 1, None, 2]) == traits["cycles"]
-    assert (traits["on_plateau"] and rates[-1] < rates[0]) == traits["on_plateau"]
-    if traits["decay"] is not None:  # the shape decays by its default factor
-        assert 0 < traits["decay"] <= 1 and rates[-1] < rates[0]
+    assert (cycles == [None, 1, None, 2]) == traits.cycles
+    assert (traits.on_plateau and rates[-1] < rates[0]) == traits.on_plateau
+    if traits.decay is not None:  # the shape decays by its default factor
+        assert 0 < traits.decay <= 1 and rates[-1] < rates[0]
 
 
 def switched_on(cfg: AugmentConfig, name: str) -> AugmentConfig:
     """`cfg` with the first field of op `name` switched on."""
-    field = AUGMENTATIONS.traits(name)["fields"][0]
+    field = AUGMENTATIONS.traits(name).fields[0]
     return cfg.model_copy(update={field: True if isinstance(getattr(cfg, field), bool) else 0.3})
 
 
 @pytest.mark.parametrize("name", AUGMENTATIONS.names())
 def test_every_augmentation_is_applied_previewed_and_kept_at_test_time_if_safe(name):
     traits = AUGMENTATIONS.traits(name)
-    assert traits["stage"] in ("warp", "pixels", "mix")
+    assert traits.stage in ("warp", "pixels", "mix")
     cfg = switched_on(AugmentConfig(), name)
     assert active_ops(cfg) == [name]
     torch.manual_seed(0)
     x = torch.randn(16, 1, 8, 8)
     assert not torch.equal(Augment(cfg)(x, torch.arange(16) % 10).x, x)  # applied
     shown = preview(Config(augment=cfg), images=2, copies=2)
-    assert traits["fields"][0] in shown.settings
-    if traits["test_time"]:
+    assert traits.fields[0] in shown.settings
+    if traits.test_time:
         assert for_test_time(cfg).ops == [name]
     else:
         with pytest.raises(kaizen.KaizenError, match="test-time augmentation"):

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kaizen import registry
 from kaizen.errors import KaizenError, KaizenWarning
@@ -30,9 +38,7 @@ class Section(BaseModel):
 
 
 def _registered(table: registry.Registry):
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return value
+    def check(value: str) -> str:
         try:
             return table.check(value)
         except KaizenError as error:  # pydantic reports ValueErrors with the key they belong to
@@ -50,11 +56,22 @@ def _names_of(table: registry.Registry):
     return extra
 
 
+# A name from one registry: the one validator of every such field (the error lists the valid names).
+DatasetName = Annotated[str, AfterValidator(_registered(registry.DATASETS))]
+ActivationName = Annotated[str, AfterValidator(_registered(registry.ACTIVATIONS))]
+NormName = Annotated[str, AfterValidator(_registered(registry.NORMS))]
+InitName = Annotated[str, AfterValidator(_registered(registry.INITS))]
+PresetName = Annotated[str, AfterValidator(_registered(registry.PRESETS))]
+TaskName = Annotated[str, AfterValidator(_registered(registry.TASKS))]
+OptimizerName = Annotated[str, AfterValidator(_registered(registry.OPTIMIZERS))]
+ScheduleName = Annotated[str, AfterValidator(_registered(registry.SCHEDULES))]
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 
 class DataConfig(Section):
-    name: str = Field(
+    name: DatasetName = Field(
         "digits", description="digits | mnist | fashion-mnist | kmnist | cifar10 | cifar100 | npz | csv | folder"
     )
     root: str = Field("data", description="folder holding IDX / CIFAR files (downloaded there when missing)")
@@ -98,7 +115,6 @@ class DataConfig(Section):
     )
     keep: str | None = Field(None, description="an audit's keep.txt: train only on the indices it lists")
 
-    _check_name = field_validator("name")(_registered(registry.DATASETS))
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -158,8 +174,7 @@ class DataConfig(Section):
 class DenseLayer(Section):
     type: Literal["dense"]
     units: int = Field(gt=0)
-    activation: str | None = None
-    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+    activation: ActivationName | None = None
 
 
 class ConvLayer(Section):
@@ -169,8 +184,7 @@ class ConvLayer(Section):
     stride: int = Field(1, gt=0)
     padding: int | Literal["same"] = 0
     dilation: int = Field(1, gt=0)
-    activation: str | None = None
-    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+    activation: ActivationName | None = None
 
 
 class ConvTransposeLayer(Section):
@@ -180,8 +194,7 @@ class ConvTransposeLayer(Section):
     stride: int = Field(2, gt=0)
     padding: int = Field(0, ge=0)
     output_padding: int = Field(0, ge=0)
-    activation: str | None = None
-    _check = field_validator("activation")(_registered(registry.ACTIVATIONS))
+    activation: ActivationName | None = None
 
 
 class PoolLayer(Section):
@@ -208,14 +221,12 @@ class DropoutLayer(Section):
 
 class NormLayer(Section):
     type: Literal["norm"]
-    kind: str | None = Field(None, description="defaults to model.norm")
-    _check = field_validator("kind")(_registered(registry.NORMS))
+    kind: NormName | None = Field(None, description="defaults to model.norm")
 
 
 class ActivationLayer(Section):
     type: Literal["activation"]
-    name: str | None = Field(None, description="defaults to model.activation")
-    _check = field_validator("name")(_registered(registry.ACTIVATIONS))
+    name: ActivationName | None = Field(None, description="defaults to model.activation")
 
 
 class ResidualLayer(Section):
@@ -244,21 +255,20 @@ LayerSpec = Annotated[
 class TaskSpec(Section):
     """One task of a multi-task model: `class` is the classifier itself; the others get their own head."""
 
-    name: str = Field(description="a task in registry.TASKS", json_schema_extra=_names_of(registry.TASKS))
+    name: TaskName = Field(description="a task in registry.TASKS", json_schema_extra=_names_of(registry.TASKS))
     weight: float = Field(1.0, ge=0, description="weight of this task's loss in the training objective")
 
-    _check = field_validator("name")(_registered(registry.TASKS))
 
 
 class ModelConfig(Section):
-    preset: str | None = Field("vgg_small", description="a preset name, or null to build model.layers")
+    preset: PresetName | None = Field("vgg_small", description="a preset name, or null to build model.layers")
     layers: list[LayerSpec] | None = Field(
         None, description="Keras-like layer list; kaizen appends the classifier (flatten + dense to classes)"
     )
     hidden: list[int] = Field([40, 20], description="hidden layer widths of the mlp preset")
-    activation: str = "relu"
+    activation: ActivationName = "relu"
     leaky_slope: float = Field(0.01, ge=0, description="negative slope of leaky_relu")
-    norm: str = "batch"
+    norm: NormName = "batch"
     norm_position: Literal["before", "after"] = Field(
         "before", description="norm before/after the activation"
     )
@@ -277,9 +287,6 @@ class ModelConfig(Section):
         False, description="backbone weights: true (timm's cache or hub) or a .safetensors / .pth state dict"
     )
 
-    _check_preset = field_validator("preset")(_registered(registry.PRESETS))
-    _check_activation = field_validator("activation")(_registered(registry.ACTIVATIONS))
-    _check_norm = field_validator("norm")(_registered(registry.NORMS))
 
     @model_validator(mode="before")
     @classmethod
@@ -339,11 +346,10 @@ class ModelConfig(Section):
 
 
 class InitConfig(Section):
-    weights: str = Field("default", description="weight initialisation of dense and conv layers")
+    weights: InitName = Field("default", description="weight initialisation of dense and conv layers")
     std: float = Field(0.01, gt=0, description="standard deviation of `normal`")
     bias: float | None = Field(None, description="constant bias; null keeps the framework default")
 
-    _check = field_validator("weights")(_registered(registry.INITS))
 
 
 # ------------------------------------------------------------------------------------ augmentation
@@ -390,7 +396,7 @@ class AugmentConfig(Section):
 
 
 class OptimConfig(Section):
-    name: str = "adam"
+    name: OptimizerName = "adam"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum of the momentum and nesterov optimisers")
     betas: tuple[float, float] = (0.9, 0.999)
@@ -404,7 +410,6 @@ class OptimConfig(Section):
         "else foreach (multi-tensor)",
     )
 
-    _check = field_validator("name")(_registered(registry.OPTIMIZERS))
 
     @field_validator("betas")
     @classmethod
@@ -415,7 +420,7 @@ class OptimConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: str = Field(
+    name: ScheduleName = Field(
         "cosine", description="a shape in registry.SCHEDULES", json_schema_extra=_names_of(registry.SCHEDULES)
     )
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from 0, composes with any schedule")
@@ -432,7 +437,6 @@ class ScheduleConfig(Section):
         "checkpoint checkpoints/snapshot-<k>.pt at the end of each, for snapshot ensembles",
     )
 
-    _check = field_validator("name")(_registered(registry.SCHEDULES))
 
 
 class RegConfig(Section):

@@ -4,9 +4,10 @@ Configs speak in names; each family has one table, and adding a technique is one
 `@ACTIVATIONS.register("relu", family="relu", saturation=None)`. The traits are what the rest of kaizen needs
 to know about the technique (an activation's family, an optimiser's family and usual rate, a schedule's shape,
 an augmentation's fields and test-time safety); code that needs them asks the table (`traits`, `names_where`)
-instead of keeping a list of its own. A table names the traits every entry must give, so a forgotten one fails
-at registration, and it knows which module fills it, so the config schema can list the valid names without
-importing torch-heavy code itself.
+instead of keeping a list of its own. A table's traits are a frozen dataclass (`ActivationTraits`, ...), so
+every entry gives each one (a forgotten one fails at registration) and code reads them as typed attributes
+(`OPTIMIZERS.traits("adam").usual_lr`). A table knows which modules fill it, so the config schema can list the
+valid names without importing torch-heavy code itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from typing import Any
 
 from kaizen.errors import KaizenError
@@ -25,28 +27,44 @@ def did_you_mean(word: str, choices: list[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+@dataclass(frozen=True)
+class NoTraits:
+    """The traits of a family whose entries need none (norms, initialisations, presets, tasks, ensembles)."""
+
+
 class Registry:
     """A table from a name to a builder and its traits, for one technique family (activation, optimiser, ...).
 
-    `required` names the traits every entry must give (their meaning is documented where the table is made).
+    `traits` is the family's frozen dataclass: each entry gives every field without a default (their meaning is
+    documented on the dataclass).
     """
 
-    def __init__(self, family: str, filled_by: str | tuple[str, ...], required: tuple[str, ...] = ()):
+    def __init__(self, family: str, filled_by: str | tuple[str, ...], traits: type = NoTraits):
         self.family = family
-        self.required = required
+        self.traits_type = traits
         self._filled_by = (filled_by,) if isinstance(filled_by, str) else filled_by
         self._builders: dict[str, Callable[..., Any]] = {}
-        self._traits: dict[str, dict[str, Any]] = {}
+        self._traits: dict[str, Any] = {}
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """The traits every entry must give."""
+        return tuple(f.name for f in fields(self.traits_type) if f.default is f.default_factory is MISSING)
 
     def register(self, name: str, **traits: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Decorator: add a builder under `name`, with its traits (every one of `required`, and any other)."""
+        """Decorator: add a builder under `name`, with its traits (every required one; no unknown one)."""
         missing = [trait for trait in self.required if trait not in traits]
         if missing:
             raise TypeError(f"{self.family} '{name}' is registered without {', '.join(missing)}")
+        known = {f.name for f in fields(self.traits_type)}
+        unknown = sorted(set(traits) - known)
+        if unknown:
+            raise TypeError(f"{self.family} '{name}' is registered with unknown traits {', '.join(unknown)}")
+        typed = self.traits_type(**traits)
 
         def add(builder: Callable[..., Any]) -> Callable[..., Any]:
             self._builders[name] = builder
-            self._traits[name] = traits
+            self._traits[name] = typed
             return builder
 
         return add
@@ -62,12 +80,12 @@ class Registry:
         return [
             name
             for name in self.names()
-            if all(self._traits[name].get(key) == value for key, value in traits.items())
+            if all(getattr(self._traits[name], key) == value for key, value in traits.items())
         ]
 
-    def traits(self, name: str) -> dict[str, Any]:
-        """Return the traits registered with `name` (a copy)."""
-        return dict(self._traits[self.check(name)])
+    def traits(self, name: str) -> Any:
+        """Return the traits registered with `name` (the family's frozen dataclass)."""
+        return self._traits[self.check(name)]
 
     def check(self, name: str) -> str:
         """Return `name` if it is registered, else raise a KaizenError listing the valid names."""
@@ -87,32 +105,70 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
 
-# family: 'relu' (a unit passes no gradient where its output is not positive, so it can die), 'squashing'
-# (bounded: it saturates) or 'smooth' (neither); saturation: the output bounds beyond which a squashing unit is
-# saturated, None for the others.
-ACTIVATIONS = Registry("activation", "kaizen.nn.layers", required=("family", "saturation"))
+@dataclass(frozen=True)
+class ActivationTraits:
+    """family: 'relu' (a unit passes no gradient where its output is not positive, so it can die), 'squashing'
+    (bounded: it saturates) or 'smooth' (neither); saturation: the output bounds beyond which a squashing unit
+    is saturated, None for the others."""
+
+    family: str
+    saturation: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class DatasetTraits:
+    """shape: a function of the DataConfig giving (input shape C x H x W, number of classes) without loading
+    the pixels, or None when only loading the data tells (arrays in a file); describe and examples: how `kaizen
+    data` reports the data set and draws a few examples without loading it all (None: it is loaded)."""
+
+    shape: Callable[..., Any] | None
+    describe: Callable[..., Any] | None = None
+    examples: Callable[..., Any] | None = None
+
+
+@dataclass(frozen=True)
+class OptimizerTraits:
+    """family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to
+    train from scratch, the most a diverging run is advised to use."""
+
+    family: str
+    usual_lr: float
+
+
+@dataclass(frozen=True)
+class ScheduleTraits:
+    """decay: the default factor of `schedule.gamma` (None: the shape has no decay factor); on_plateau: the rate
+    follows the validation loss; cycles: the shape restarts `schedule.cycles` times (a snapshot at each end)."""
+
+    decay: float | None
+    on_plateau: bool
+    cycles: bool
+
+
+@dataclass(frozen=True)
+class AugmentationTraits:
+    """fields: the `augment` config fields that switch the op on (any non-zero) and settings: those that only
+    tune it; stage: 'warp' (moves the sampling grid; all warps are one resampling), 'pixels' (edits the image)
+    or 'mix' (blends the batch with itself and returns two label sets; the last stage); test_time: safe to
+    average over at test time (test-time augmentation). The builder applies the op (signature by stage: see
+    kaizen.data.augment)."""
+
+    fields: tuple[str, ...]
+    settings: tuple[str, ...]
+    stage: str
+    test_time: bool
+
+
+ACTIVATIONS = Registry("activation", "kaizen.nn.layers", ActivationTraits)
 NORMS = Registry("norm", "kaizen.nn.layers")
 INITS = Registry("initialisation", "kaizen.nn.init")
 PRESETS = Registry("preset", "kaizen.nn.presets")
-# shape: a function of the DataConfig giving (input shape C x H x W, number of classes) without loading the
-# pixels, or None when only loading the data tells (arrays in a file).
 DATASETS = Registry(
-    "dataset", ("kaizen.data.datasets", "kaizen.data.cifar", "kaizen.data.folder_dataset"), required=("shape",)
+    "dataset", ("kaizen.data.datasets", "kaizen.data.cifar", "kaizen.data.folder_dataset"), DatasetTraits
 )
-# family: 'sgd' (one global step size) or 'adaptive' (per-parameter step sizes); usual_lr: a rate known to train
-# from scratch, the most a diverging run is advised to use.
-OPTIMIZERS = Registry("optimiser", "kaizen.training.optim", required=("family", "usual_lr"))
-# decay: the default factor of `schedule.gamma` (None: the shape has no decay factor); on_plateau: the rate
-# follows the validation loss; cycles: the shape restarts `schedule.cycles` times (a snapshot at each end).
-SCHEDULES = Registry("schedule", "kaizen.training.schedule", required=("decay", "on_plateau", "cycles"))
+OPTIMIZERS = Registry("optimiser", "kaizen.training.optim", OptimizerTraits)
+SCHEDULES = Registry("schedule", "kaizen.training.schedule", ScheduleTraits)
 TASKS = Registry("task", "kaizen.training.multitask")
-# fields: the `augment` config fields that switch the op on (any non-zero) and settings: those that only tune
-# it; stage: 'warp' (moves the sampling grid; all warps are one resampling), 'pixels' (edits the image) or
-# 'mix' (blends the batch with itself and returns two label sets; the last stage); test_time: safe to average
-# over at test time (test-time augmentation). The builder applies the op (signature by stage: see
-# kaizen.data.augment).
-AUGMENTATIONS = Registry(
-    "augmentation", "kaizen.data.augment", required=("fields", "settings", "stage", "test_time")
-)
+AUGMENTATIONS = Registry("augmentation", "kaizen.data.augment", AugmentationTraits)
 # How an ensemble's members are made from a config and combined (see kaizen.ensemble); the builder trains them.
 ENSEMBLES = Registry("ensemble method", "kaizen.ensemble")

@@ -231,7 +231,7 @@ def data_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
     Each data set's `shape` trait answers from its format (an image folder from its file headers); data sets
     without one (arrays in npz and csv files) are loaded.
     """
-    shape = registry.DATASETS.traits(cfg.name)["shape"]
+    shape = registry.DATASETS.traits(cfg.name).shape
     if shape is not None:
         return shape(cfg)
     data = load_data(cfg, "cpu")

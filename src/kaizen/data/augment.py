@@ -40,7 +40,7 @@ def active_ops(cfg: AugmentConfig) -> list[str]:
     return [
         name
         for name in AUGMENTATIONS.names()
-        if any(getattr(cfg, field) for field in AUGMENTATIONS.traits(name)["fields"])
+        if any(getattr(cfg, field) for field in AUGMENTATIONS.traits(name).fields)
     ]
 
 
@@ -53,7 +53,7 @@ class Augment:
         self.active = bool(self.ops)
         by_stage: dict[str, list] = {"warp": [], "pixels": [], "mix": []}
         for name in self.ops:
-            by_stage[AUGMENTATIONS.traits(name)["stage"]].append(AUGMENTATIONS.get(name))
+            by_stage[AUGMENTATIONS.traits(name).stage].append(AUGMENTATIONS.get(name))
         self.warps, self.pixel_ops = by_stage["warp"], by_stage["pixels"]
         self.mix = by_stage["mix"][0] if by_stage["mix"] else None  # one mixing per batch
 
@@ -206,7 +206,7 @@ def for_test_time(cfg: AugmentConfig) -> Augment:
     off = {
         field: type(getattr(cfg, field))()  # 0.0 or False
         for name in AUGMENTATIONS.names_where(test_time=False)
-        for field in AUGMENTATIONS.traits(name)["fields"]
+        for field in AUGMENTATIONS.traits(name).fields
     }
     augment = Augment(cfg.model_copy(update=off))
     if not augment.active:
@@ -245,7 +245,7 @@ def preview(cfg: Config, images: int = 8, copies: int = 6) -> Preview:
     settings = ", ".join(
         f"{key} {getattr(cfg.augment, key):g}"
         for name in augment.ops
-        for key in (*AUGMENTATIONS.traits(name)["fields"], *AUGMENTATIONS.traits(name)["settings"])
+        for key in (*AUGMENTATIONS.traits(name).fields, *AUGMENTATIONS.traits(name).settings)
         if getattr(cfg.augment, key)
     )
     return Preview(

@@ -47,7 +47,7 @@ def describe(cfg: DataConfig, device: str = "cpu") -> DataReport:
 
     A format that can count its examples without loading them gives a `describe` trait (image folders read
     only their files' headers); the others are loaded."""
-    describe_unloaded = registry.DATASETS.traits(cfg.name).get("describe")
+    describe_unloaded = registry.DATASETS.traits(cfg.name).describe
     if describe_unloaded is not None:
         report = describe_unloaded(cfg)
     else:
@@ -112,7 +112,7 @@ def class_examples(cfg: DataConfig, per_class: int = GRID_EXAMPLES) -> tuple[lis
     """Return (the first `per_class` training examples of each class in [0, 1] as the model sees them after
     resizing, the class names, a title). A format with an `examples` trait gives them without loading the rest
     (image folders decode only these); the others are loaded."""
-    examples_of = registry.DATASETS.traits(cfg.name).get("examples")
+    examples_of = registry.DATASETS.traits(cfg.name).examples
     if examples_of is not None:
         return examples_of(cfg, per_class)
     from kaizen.data import load_data

@@ -134,7 +134,7 @@ def _initialisation(cfg: Config) -> list[tuple[Suspect, set[str]]]:
 def _optimiser(cfg: Config) -> list[tuple[Suspect, set[str]]]:
     found = []
     traits = OPTIMIZERS.traits(cfg.optim.name)
-    usual = traits["usual_lr"]
+    usual = traits.usual_lr
     if cfg.optim.lr >= RATE_FACTOR * usual:
         found.append(
             (
@@ -160,7 +160,7 @@ def _optimiser(cfg: Config) -> list[tuple[Suspect, set[str]]]:
             )
         )
     defaults = OptimConfig()
-    if traits["family"] == "sgd":
+    if traits.family == "sgd":
         key, value, usual_value = "optim.momentum", cfg.optim.momentum, defaults.momentum
         fix = f"optim.momentum={usual_value:g}"
     else:

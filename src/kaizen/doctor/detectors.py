@@ -202,7 +202,7 @@ def _update_sizes(run: RunRecord, details: dict) -> list[str]:
 
 def _usual_rate(cfg) -> float:
     """The optimiser's usual learning rate (its registry entry's `usual_lr`)."""
-    return OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    return OPTIMIZERS.traits(cfg.optim.name).usual_lr
 
 
 def _collapsed(run: RunRecord) -> dict[str, float]:

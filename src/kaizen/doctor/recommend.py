@@ -71,7 +71,7 @@ def relu(cfg: Config) -> list[str]:
 def zero_centred(activation: str) -> bool:
     """Whether a squashing activation's outputs straddle 0 (its saturation bounds have opposite signs), or the
     activation does not squash at all."""
-    bounds = ACTIVATIONS.traits(activation)["saturation"]
+    bounds = ACTIVATIONS.traits(activation).saturation
     return bounds is None or bounds[0] < 0 < bounds[1]
 
 
@@ -79,7 +79,7 @@ def leaky(cfg: Config) -> list[str]:
     """Leaky ReLU instead of an activation of the ReLU family (whose units can die)."""
     return (
         ["model.activation=leaky_relu"]
-        if ACTIVATIONS.traits(cfg.model.activation)["family"] == "relu"
+        if ACTIVATIONS.traits(cfg.model.activation).family == "relu"
         else []
     )
 
@@ -94,7 +94,7 @@ def matched_init(cfg: Config, activation: str | None = None) -> list[str]:
 
 def adaptive_optimizer(cfg: Config) -> list[str]:
     """Adam instead of plain SGD (per-parameter step sizes), where the run's rate suits Adam too."""
-    if cfg.optim.name not in SGD_FAMILY or cfg.optim.lr > 10 * OPTIMIZERS.traits(ADAPTIVE)["usual_lr"]:
+    if cfg.optim.name not in SGD_FAMILY or cfg.optim.lr > 10 * OPTIMIZERS.traits(ADAPTIVE).usual_lr:
         return []
     return [f"optim.name={ADAPTIVE}"]
 
@@ -112,7 +112,7 @@ def l2_strength(total_params: int | None) -> float:
 def decaying_schedule(cfg: Config) -> list[str]:
     """A cosine schedule, if the run's schedule keeps the rate flat to the end (read off the schedule itself)."""
     name = cfg.schedule.name
-    if SCHEDULES.traits(name)["on_plateau"]:
+    if SCHEDULES.traits(name).on_plateau:
         return []  # it decays when the validation loss stalls
     epochs = cfg.train.epochs
     end = SCHEDULES.get(name)(float(epochs), cfg.schedule, epochs, 0.0)

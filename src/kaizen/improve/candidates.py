@@ -94,7 +94,7 @@ def from_findings(problems: list[Problem]) -> list[Candidate]:
 def far_from_usual(cfg: Config) -> list[Candidate]:
     """The config's own knobs that sit far from their usual values, each moved back to it."""
     moves = []
-    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name).usual_lr
     lr = cfg.optim.lr
     if lr > LR_FACTOR * usual_lr or lr < usual_lr / LR_FACTOR:
         moves.append(
@@ -153,7 +153,7 @@ def rate_in_doubt(cfg: Config, problems: list[Problem]) -> str | None:
     codes = [p.code for p in problems if p.code in RATE_FINDINGS]
     if codes:
         return f"the doctor found {', '.join(codes)}"
-    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name).usual_lr
     if cfg.optim.lr > LR_FACTOR * usual_lr or cfg.optim.lr < usual_lr / LR_FACTOR:
         return f"optim.lr={cfg.optim.lr:g} is far from {cfg.optim.name}'s usual {usual_lr:g}"
     return None
@@ -197,7 +197,7 @@ def _schedule(cfg: Config) -> Moves:
 
 def _augmentation(cfg: Config, channels: int) -> Moves:
     """Augmentation suited to the data: shapes for single-channel images (never flips), flips for photos."""
-    switches = [field for name in registry.AUGMENTATIONS.names() for field in registry.AUGMENTATIONS.traits(name)["fields"]]
+    switches = [field for name in registry.AUGMENTATIONS.names() for field in registry.AUGMENTATIONS.traits(name).fields]
     if any(getattr(cfg.augment, field) for field in switches):
         return [], [{"move": "augmentation", "why": "the config already augments"}]
     if channels == 1:
@@ -235,7 +235,7 @@ def _capacity(cfg: Config, train_acc: float | None) -> Moves:
         return [], [{"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}]
     evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
     moves, skipped = [], []
-    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name)["usual_lr"]
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name).usual_lr
     higher = float(f"{RATE_STEP * cfg.optim.lr:.2g}")
     if higher <= LR_FACTOR * usual_lr:  # within the same epochs a larger step learns more, at no extra cost
         why = f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual {usual_lr:g}"

@@ -140,12 +140,12 @@ class StatsRecorder:
         count = torch.tensor(float(out.numel()), device=out.device)
         values = [out.sum(), out.square().sum(), count, *torch.aminmax(out)]
         traits = self.activation_traits[name]
-        if traits["family"] == "relu":
+        if traits.family == "relu":
             # A unit is a feature of a dense layer, or a whole channel of a conv layer; active if ever > 0.
             active = out.amax(dim=0).reshape(out.shape[1], -1).amax(dim=1) > 0
             seen = self.ever_active.get(name)
             self.ever_active[name] = active if seen is None else seen | active
-        bounds = traits["saturation"]
+        bounds = traits.saturation
         if bounds is not None:
             values.append(((out <= bounds[0]) | (out >= bounds[1])).float().mean())
         self.pending[name] = torch.stack(values)
@@ -278,7 +278,7 @@ class StatsRecorder:
                 "max": _clean(np.max(values[:, 4])),
                 "dead": None,
                 "saturated": _mean(values[:, 5]) if size > 5 else None,
-                "saturation": self.activation_traits[name]["saturation"],  # the registry's bounds, or None
+                "saturation": self.activation_traits[name].saturation,  # the registry's bounds, or None
             }
             if name in self.ever_active:
                 record["dead"] = 1.0 - self.ever_active[name].float().mean().item()

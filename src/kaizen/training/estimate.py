@@ -95,7 +95,7 @@ def check(cfg: Config, device: torch.device | str, shape: tuple[tuple[int, ...],
     it is not (then call again with the loaded data's shape)."""
     device = torch.device(device)
     if shape is None:
-        reader = registry.DATASETS.traits(cfg.data.name)["shape"]
+        reader = registry.DATASETS.traits(cfg.data.name).shape
         if reader is None:
             return False
         shape = reader(cfg.data)

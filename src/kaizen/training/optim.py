@@ -122,4 +122,4 @@ def calmer_lr(cfg: OptimConfig, factor: float = 10.0) -> float:
 
     Dividing alone is not enough: plain SGD at lr 10 divided by 10 still trains at 1, which diverges again.
     """
-    return min(cfg.lr / factor, OPTIMIZERS.traits(cfg.name)["usual_lr"])
+    return min(cfg.lr / factor, OPTIMIZERS.traits(cfg.name).usual_lr)

@@ -64,7 +64,7 @@ def _plateau(epoch: float, cfg: ScheduleConfig, epochs: int, floor: float) -> fl
 
 def _gamma(cfg: ScheduleConfig) -> float:
     """`schedule.gamma`, else the decay factor the shape's registry entry gives."""
-    return cfg.gamma if cfg.gamma is not None else SCHEDULES.traits(cfg.name)["decay"]
+    return cfg.gamma if cfg.gamma is not None else SCHEDULES.traits(cfg.name).decay
 
 
 class LRSchedule:
@@ -79,7 +79,7 @@ class LRSchedule:
         self.steps_per_epoch = steps_per_epoch
         self.shape = SCHEDULES.get(cfg.name)
         traits = SCHEDULES.traits(cfg.name)
-        self.on_plateau, self.cycles = traits["on_plateau"], traits["cycles"]
+        self.on_plateau, self.cycles = traits.on_plateau, traits.cycles
         if self.cycles and epochs % cfg.cycles:
             raise KaizenError(
                 f"schedule.cycles = {cfg.cycles} must divide train.epochs = {epochs} (equal cycles, one "
