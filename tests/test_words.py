@@ -313,20 +313,25 @@ def test_skipped_file_warnings_once_per_data_set(tmp_path, caplog):
         load_raw(data)
         load_raw(data)
     assert caplog.text.count("exif0.jpg") == 1 and caplog.text.count("skipped 2 files") == 1
-    # two worker processes of one command (one process group): the second says nothing
+    # two worker processes of one command (one KAIZEN_COMMAND): the second says nothing
     root = photo_folder(tmp_path / "more photos", bad_exif=1, notes=2)
     script = (
         "from kaizen import Config; from kaizen.data.folder_dataset import folder_dataset as load_raw; "
         f"load_raw(Config().override(['data.image_size=8', 'data.name=folder', 'data.path={root}', "
         f"'data.cache={tmp_path / 'cache2'}']).data)"
     )
+    command = {**os.environ, "KAIZEN_COMMAND": f"test-{tmp_path.name}"}  # as a command's workers inherit it
     first, second = (
-        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=command)
         for _ in range(2)
     )
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     assert "exif0.jpg" in first.stderr and "skipped 2 files" in first.stderr
     assert "exif0.jpg" not in second.stderr and "skipped" not in second.stderr
+    # the next command (a new process, as the next line of a shell script starts) is told again
+    fresh = {key: value for key, value in os.environ.items() if key != "KAIZEN_COMMAND"}
+    again = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=fresh)
+    assert again.returncode == 0 and "exif0.jpg" in again.stderr, again.stderr
 
 
 # --- a busy machine ---------------------------------------------------------------------------------

@@ -8,9 +8,15 @@ print(run.summary["test"]["acc"])
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# One id per kaizen command (or Python session), inherited by the worker processes it starts: what a command
+# says once (a data set's skipped files) is said once among all of them (kaizen.data.folder_dataset.warn_once).
+os.environ.setdefault("KAIZEN_COMMAND", uuid.uuid4().hex)
 
 if TYPE_CHECKING:
     from kaizen.doctor.findings import Finding

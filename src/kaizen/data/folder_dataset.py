@@ -43,40 +43,39 @@ def folder_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int]:
 
 
 _warned: set[str] = set()
-MARK_DAYS = 1  # a process group's "warned already" marks are removed after this long
+MARK_DAYS = 1  # a command's "warned already" marks are removed after this long
+COMMAND_ENV = "KAIZEN_COMMAND"  # one id per kaizen command (kaizen/__init__ sets it), inherited by its workers
 
 
 def warn_once(lines: list[str]) -> None:
     """Log a data set's skipped-file warnings once: once in this process, and once among the processes of one
-    command (a compare's workers share its process group), not once per run or per worker."""
+    command (a compare's workers inherit its `COMMAND_ENV`), not once per run or per worker."""
     key = "\n".join(lines)
     if not lines or key in _warned:
         return
     _warned.add(key)
-    if not _first_in_process_group(key):
+    if not _first_in_command(key):
         return
     for line in lines:
         log.warning("%s", line)
 
 
-def _first_in_process_group(key: str) -> bool:
-    """True for the first process of this process group to ask about `key` (True where that cannot be known).
+def _first_in_command(key: str) -> bool:
+    """True for the first process of this kaizen command to ask about `key` (True where that cannot be known).
 
-    The mark is named by the group's id and its leader's start time, so a later command that reuses the id
-    is not silenced."""
+    A command is named by `COMMAND_ENV`, which the first kaizen process sets and the worker processes it starts
+    inherit; the next command (even in the same shell script) gets a new name, so it is told again."""
     import hashlib
     import tempfile
 
-    try:
-        group = os.getpgid(0)
-        started = Path(f"/proc/{group}/stat").read_text().rpartition(")")[2].split()[19]
-    except (AttributeError, OSError, IndexError):  # no process groups (Windows) or no /proc: warn in each
+    command = os.environ.get(COMMAND_ENV)
+    if not command:
         return True
     digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:20]
     marks = Path(tempfile.gettempdir()) / f"kaizen-warned-{os.getuid()}"
     try:
         marks.mkdir(mode=0o700, exist_ok=True)
-        (marks / f"{group}-{started}-{digest}").touch(exist_ok=False)
+        (marks / f"{command}-{digest}").touch(exist_ok=False)
     except FileExistsError:
         return False
     except OSError:
