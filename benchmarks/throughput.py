@@ -72,8 +72,9 @@ def main() -> None:
     args = parser.parse_args()
 
     device = device_name(args.device)
+    # both loops on the same threads: kaizen's default would count the cores free at that moment instead
     base = kaizen.Config.load(CONFIGS / "kaggle_cnn.yaml").override(
-        [*dataset_overrides(args.root), f"train.device={device}"]
+        [*dataset_overrides(args.root), f"train.device={device}", f"train.threads={torch.get_num_threads()}"]
     )
     n_train = len(load_data(base.data, "cpu").y_train)
     print(f"kaggle_cnn on {base.data.name} ({n_train:,} training images), batch {base.train.batch_size}")
