@@ -17,12 +17,12 @@ from torch import nn
 
 import kaizen
 from kaizen import registry
-from kaizen.config import AugmentConfig, Config, OptimConfig, ScheduleConfig
+from kaizen.config import AugmentConfig, Config, OptimConfig, ScheduleConfig, valid_keys
 from kaizen.data import load_data
 from kaizen.data.augment import Augment, active_ops, for_test_time, preview
 from kaizen.doctor import recommend
 from kaizen.nn import build_model
-from kaizen.registry import ACTIVATIONS, AUGMENTATIONS, OPTIMIZERS, SCHEDULES
+from kaizen.registry import ACTIVATIONS, AUGMENTATIONS, OPTIMIZERS, SCHEDULES, Param
 from kaizen.track.rundir import read_metrics
 from kaizen.training.loop import fit
 from kaizen.training.optim import build_optimizer, calmer_lr
@@ -120,7 +120,7 @@ def test_every_schedule_shape_is_what_its_traits_say(name):
 
 def switched_on(cfg: AugmentConfig, name: str) -> AugmentConfig:
     """`cfg` with the first field of op `name` switched on."""
-    field = AUGMENTATIONS.traits(name).fields[0]
+    field = next(iter(AUGMENTATIONS.traits(name).fields))
     return cfg.model_copy(update={field: True if isinstance(getattr(cfg, field), bool) else 0.3})
 
 
@@ -134,7 +134,7 @@ def test_every_augmentation_is_applied_previewed_and_kept_at_test_time_if_safe(n
     x = torch.randn(16, 1, 8, 8)
     assert not torch.equal(Augment(cfg)(x, torch.arange(16) % 10).x, x)  # applied
     shown = preview(Config(augment=cfg), images=2, copies=2)
-    assert traits.fields[0] in shown.settings
+    assert next(iter(traits.fields)) in shown.settings
     if traits.test_time:
         assert for_test_time(cfg).ops == [name]
     else:
@@ -171,26 +171,29 @@ def test_nadam_is_one_registry_entry(restore_registries, tmp_path):
     assert recommend.safe_lr(run.config.override(["optim.lr=1"])) == "optim.lr=0.002"  # its usual rate
 
 
-class JitterConfig(AugmentConfig):
-    """The schema's part of a new op: its fields."""
-
-    brightness: float = 0.0
-    contrast: float = 0.0
-
-
-def test_a_brightness_contrast_jitter_is_one_registry_entry_and_its_fields(restore_registries, tmp_path):
+def test_a_brightness_contrast_jitter_is_one_registry_entry_with_its_settings(restore_registries, tmp_path):
+    # the entry alone: its settings (with defaults and bounds) become augment.brightness / augment.contrast
     @AUGMENTATIONS.register(
-        "jitter", fields=("brightness", "contrast"), settings=(), stage="pixels", test_time=False
+        "jitter",
+        fields={
+            "brightness": Param(0.0, "random shift of the mean, +-this", ge=0),
+            "contrast": Param(0.0, "random scale of the contrast, 1 +-this", ge=0, lt=1),
+        },
+        settings={},
+        stage="pixels",
+        test_time=False,
     )
-    def _jitter(x: torch.Tensor, cfg: JitterConfig) -> torch.Tensor:
+    def _jitter(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         n = len(x)
         scale = 1 + (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * cfg.contrast
         shift = (torch.rand(n, 1, 1, 1, device=x.device) * 2 - 1) * cfg.brightness
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         return (x - mean) * scale + mean + shift
 
-    cfg = tiny_config(tmp_path, *QUIET, "train.epochs=2")
-    cfg.augment = JitterConfig(brightness=0.3, contrast=0.3)
+    cfg = tiny_config(tmp_path, *QUIET, "train.epochs=2", "augment.brightness=0.3", "augment.contrast=0.3")
+    assert "brightness: 0.3" in cfg.to_yaml() and "augment.contrast" in valid_keys()
+    with pytest.raises(kaizen.KaizenError, match="contrast = 2"):  # its bounds are the config's
+        cfg.override(["augment.contrast=2"])
     assert Augment(cfg.augment).ops == ["jitter"]
     assert "brightness 0.3, contrast 0.3" in preview(cfg, images=2, copies=2).settings
     rows = read_metrics(fit(cfg) / "metrics.csv")

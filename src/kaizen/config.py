@@ -8,6 +8,7 @@ KaizenError naming the key, the bad value and, for unknown keys, the closest val
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -26,6 +28,7 @@ from pydantic import (
 
 from kaizen import registry
 from kaizen.errors import KaizenError, KaizenWarning
+from kaizen.registry import did_you_mean
 
 MIN_IMAGE_SIDE = 8  # data.image_size: smaller images leave a conv preset nothing to pool
 SUGGEST_CUTOFF = 0.7  # an unknown key gets a did-you-mean only when a valid one is this similar (difflib ratio)
@@ -35,6 +38,11 @@ class Section(BaseModel):
     """A config section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def owned_keys(cls) -> list[str]:
+        """Keys the section takes beyond its fields (settings its registry's entries own)."""
+        return []
 
 
 def _registered(table: registry.Registry):
@@ -363,33 +371,68 @@ AUGMENT_PRESETS: dict[str, dict[str, float]] = {
 
 
 class AugmentConfig(Section):
-    """Training-time augmentation; every field 0/false is none. Evaluation is never augmented."""
+    """Training-time augmentation; every setting 0/false is none. Evaluation is never augmented.
 
-    rotation: float = Field(0.0, ge=0, le=180, description="random rotation up to +-this many degrees")
-    width_shift: float = Field(0.0, ge=0, lt=1, description="random horizontal shift up to +-this fraction")
-    height_shift: float = Field(0.0, ge=0, lt=1, description="random vertical shift up to +-this fraction")
-    shear: float = Field(0.0, ge=0, lt=1.5, description="random shear angle up to +-this many radians")
-    zoom: float = Field(0.0, ge=0, lt=1, description="random zoom factor in [1 - zoom, 1 + zoom]")
-    hflip: bool = Field(False, description="flip left-right with probability 0.5")
-    vflip: bool = Field(False, description="flip upside-down with probability 0.5")
-    noise: float = Field(0.0, ge=0, description="std of added Gaussian noise (in normalised units)")
-    elastic_alpha: float = Field(0.0, ge=0, description="elastic distortion strength in pixels (0 = off)")
-    elastic_sigma: float = Field(4.0, gt=0, description="smoothness of the elastic field in pixels")
-    cutout: float = Field(0.0, ge=0, lt=1, description="erase one square of this fraction of the side")
-    mixup: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 = off")
-    cutmix: float = Field(0.0, ge=0, description="cutmix Beta(alpha, alpha); 0 = off")
+    The settings are those the entries of registry.AUGMENTATIONS own (each op's `fields` and `settings`, with
+    their defaults and bounds): adding an op is its entry alone. They are filled in and checked when a config
+    is made, like every registry name.
+    """
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    @classmethod
+    def owned_keys(cls) -> list[str]:
+        return list(augment_params())
 
     @model_validator(mode="before")
     @classmethod
-    def _expand_preset(cls, value: Any) -> Any:
-        """`augment: kaggle` (or `--set augment=kaggle`) stands for that preset's values; `none` for no augmentation."""
+    def _settings(cls, value: Any) -> Any:
+        """`augment: kaggle` (or `--set augment=kaggle`) stands for that preset's values, `none` for no
+        augmentation; every setting is checked against its op's Param and the unset ones take their defaults."""
         if isinstance(value, str):
             if value not in AUGMENT_PRESETS:
                 raise ValueError(
                     f"unknown augmentation preset '{value}'; valid: {', '.join(AUGMENT_PRESETS)}"
                 )
-            return dict(AUGMENT_PRESETS[value])
-        return value
+            value = dict(AUGMENT_PRESETS[value])
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        if not isinstance(value, dict):
+            raise ValueError(f"augment must be a preset name or a mapping of settings, not {value!r}")
+        params = augment_params()
+        for key in value:
+            if key not in params:
+                valid = list(params)
+                raise ValueError(
+                    f"unknown augmentation setting '{key}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
+                )
+        return {name: _checked(name, param, value.get(name, param.default)) for name, param in params.items()}
+
+
+def augment_params() -> dict[str, registry.Param]:
+    """Every augmentation setting, by name, in the ops' registration order (their fields, then settings)."""
+    table = registry.AUGMENTATIONS
+    return {
+        name: param
+        for op in table.names()
+        for name, param in (*table.traits(op).fields.items(), *table.traits(op).settings.items())
+    }
+
+
+@functools.cache
+def _adapter(param: registry.Param) -> TypeAdapter:
+    """The validator of one setting: the type of its default (a bool strictly), within its bounds."""
+    kind = type(param.default)
+    bounds = {key: getattr(param, key) for key in ("ge", "gt", "le", "lt") if getattr(param, key) is not None}
+    return TypeAdapter(Annotated[kind, Field(strict=kind is bool, **bounds)])
+
+
+def _checked(name: str, param: registry.Param, value: Any) -> Any:
+    """`value` as the setting's type (that of its default), within its bounds; ValueError naming it otherwise."""
+    try:
+        return _adapter(param).validate_python(value)
+    except ValidationError as error:
+        raise ValueError(f"{name} = {value!r}: {error.errors()[0]['msg']}") from None
 
 
 # ---------------------------------------------------------------------------------- optimisation
@@ -597,7 +640,7 @@ class Config(Section):
     name: str | None = Field(None, description="run name; default <dataset>-<preset>")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    augment: AugmentConfig = AugmentConfig()
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     init: InitConfig = InitConfig()
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
@@ -736,6 +779,7 @@ def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, Section):
             keys.extend(valid_keys(annotation, key + "."))
+            keys.extend(key + "." + owned for owned in annotation.owned_keys())
     return keys
 
 

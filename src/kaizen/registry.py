@@ -146,15 +146,28 @@ class ScheduleTraits:
 
 
 @dataclass(frozen=True)
-class AugmentationTraits:
-    """fields: the `augment` config fields that switch the op on (any non-zero) and settings: those that only
-    tune it; stage: 'warp' (moves the sampling grid; all warps are one resampling), 'pixels' (edits the image)
-    or 'mix' (blends the batch with itself and returns two label sets; the last stage); test_time: safe to
-    average over at test time (test-time augmentation). The builder applies the op (signature by stage: see
-    kaizen.data.augment)."""
+class Param:
+    """One setting a technique owns, as its `augment` config field: the default (off, for a switch), what it
+    does, and its bounds. The config schema is read from these (kaizen.config.AugmentConfig)."""
 
-    fields: tuple[str, ...]
-    settings: tuple[str, ...]
+    default: bool | float
+    description: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+
+@dataclass(frozen=True)
+class AugmentationTraits:
+    """fields: the `augment` settings that switch the op on (any non-zero), each with its Param, and settings:
+    those that only tune it; stage: 'warp' (moves the sampling grid; all warps are one resampling), 'pixels'
+    (edits the image) or 'mix' (blends the batch with itself and returns two label sets; the last stage);
+    test_time: safe to average over at test time (test-time augmentation). The builder applies the op
+    (signature by stage: see kaizen.data.augment). An op owns its settings: adding one is its entry alone."""
+
+    fields: dict[str, Param]
+    settings: dict[str, Param]
     stage: str
     test_time: bool
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from kaizen.config import AugmentConfig, Config
 from kaizen.data import load_data
 from kaizen.errors import KaizenError
-from kaizen.registry import AUGMENTATIONS
+from kaizen.registry import AUGMENTATIONS, Param
 
 
 @dataclass
@@ -79,8 +79,14 @@ class Augment:
 
 @AUGMENTATIONS.register(
     "affine",
-    fields=("rotation", "width_shift", "height_shift", "shear", "zoom"),
-    settings=(),
+    fields={
+        "rotation": Param(0.0, "random rotation up to +-this many degrees", ge=0, le=180),
+        "width_shift": Param(0.0, "random horizontal shift up to +-this fraction", ge=0, lt=1),
+        "height_shift": Param(0.0, "random vertical shift up to +-this fraction", ge=0, lt=1),
+        "shear": Param(0.0, "random shear angle up to +-this many radians", ge=0, lt=1.5),
+        "zoom": Param(0.0, "random zoom factor in [1 - zoom, 1 + zoom]", ge=0, lt=1),
+    },
+    settings={},
     stage="warp",
     test_time=True,
 )
@@ -109,7 +115,11 @@ def _affine(grid: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 
 @AUGMENTATIONS.register(
-    "elastic", fields=("elastic_alpha",), settings=("elastic_sigma",), stage="warp", test_time=False
+    "elastic",
+    fields={"elastic_alpha": Param(0.0, "elastic distortion strength in pixels (0 = off)", ge=0)},
+    settings={"elastic_sigma": Param(4.0, "smoothness of the elastic field in pixels", gt=0)},
+    stage="warp",
+    test_time=False,
 )
 def _elastic(grid: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """Elastic distortion (Simard et al. 2003): uniform noise smoothed by a Gaussian, scaled by alpha pixels."""
@@ -138,17 +148,35 @@ def _elastic(grid: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 # -------------------------------------------------------------------------------------------- pixels
 
 
-@AUGMENTATIONS.register("hflip", fields=("hflip",), settings=(), stage="pixels", test_time=True)
+@AUGMENTATIONS.register(
+    "hflip",
+    fields={"hflip": Param(False, "flip left-right with probability 0.5")},
+    settings={},
+    stage="pixels",
+    test_time=True,
+)
 def _hflip(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return torch.where(_coin(x) < 0.5, x.flip(-1), x)
 
 
-@AUGMENTATIONS.register("vflip", fields=("vflip",), settings=(), stage="pixels", test_time=True)
+@AUGMENTATIONS.register(
+    "vflip",
+    fields={"vflip": Param(False, "flip upside-down with probability 0.5")},
+    settings={},
+    stage="pixels",
+    test_time=True,
+)
 def _vflip(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return torch.where(_coin(x) < 0.5, x.flip(-2), x)
 
 
-@AUGMENTATIONS.register("cutout", fields=("cutout",), settings=(), stage="pixels", test_time=False)
+@AUGMENTATIONS.register(
+    "cutout",
+    fields={"cutout": Param(0.0, "erase one square of this fraction of the side", ge=0, lt=1)},
+    settings={},
+    stage="pixels",
+    test_time=False,
+)
 def _cutout(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     """Erase one square per sample, `cutout` × image size, centred at random."""
     n, _, height, width = x.shape
@@ -162,7 +190,13 @@ def _cutout(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 # Noise, cutout, elastic distortion and mixing make training harder; averaged over at test time they only blur
 # the prediction: they are not test_time ops.
-@AUGMENTATIONS.register("noise", fields=("noise",), settings=(), stage="pixels", test_time=False)
+@AUGMENTATIONS.register(
+    "noise",
+    fields={"noise": Param(0.0, "std of added Gaussian noise (in normalised units)", ge=0)},
+    settings={},
+    stage="pixels",
+    test_time=False,
+)
 def _noise(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return x + cfg.noise * torch.randn_like(x)
 
@@ -170,7 +204,16 @@ def _noise(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- mix
 
 
-@AUGMENTATIONS.register("mix", fields=("mixup", "cutmix"), settings=(), stage="mix", test_time=False)
+@AUGMENTATIONS.register(
+    "mix",
+    fields={
+        "mixup": Param(0.0, "mixup Beta(alpha, alpha); 0 = off", ge=0),
+        "cutmix": Param(0.0, "cutmix Beta(alpha, alpha); 0 = off", ge=0),
+    },
+    settings={},
+    stage="mix",
+    test_time=False,
+)
 def _mix(x: torch.Tensor, y: torch.Tensor, cfg: AugmentConfig) -> Batch:
     """Mixup (blend whole images) or cutmix (paste a box); one of them per batch when both are on.
 
