@@ -16,8 +16,8 @@ import kaizen
 from kaizen.doctor import Finding, RunRecord, diagnose, examine, read_run
 from kaizen.doctor.findings import kind_table
 from kaizen.doctor.report import render_findings
-from kaizen.doctor.verify import verify
 from kaizen.nn import build_model
+from kaizen.verify import verify
 
 KAGGLE_CNN = Path(__file__).parents[1] / "configs" / "kaggle_cnn.yaml"
 FAST = ["train.device=cpu", "log.tensorboard=false", "log.plots=false", "log.progress=false"]

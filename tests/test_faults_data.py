@@ -372,7 +372,7 @@ def finished(tmp_path) -> Path:
 
 
 def test_verify_replaces_a_planted_link_instead_of_writing_through_it(finished, tmp_path):
-    from kaizen.doctor.verify import race
+    from kaizen.verify import race
 
     outside = tmp_path / "precious.txt"
     outside.write_text("not kaizen's")
@@ -388,7 +388,7 @@ def test_verify_replaces_a_planted_link_instead_of_writing_through_it(finished, 
 
 
 def test_a_doctor_folder_that_is_a_link_is_refused(finished, tmp_path):
-    from kaizen.doctor.verify import race
+    from kaizen.verify import race
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -414,8 +414,8 @@ def test_a_record_rewritten_in_place_on_a_full_disk_never_writes_through_a_link(
 
 
 def test_ctrl_c_in_doctor_verify_then_verify_again_resumes_its_trials(finished, monkeypatch):
-    from kaizen.doctor.verify import race
     from kaizen.training import loop
+    from kaizen.verify import race
 
     real_fit, calls = loop.fit, []
 

@@ -196,7 +196,7 @@ def test_p_values_are_never_rounded_across_the_significance_level():
 
 
 def race_of(seeds: int, run: list[float], fix: list[float], other: list[float]):
-    from kaizen.doctor.verify import BASELINE_LABEL, Entry, Race
+    from kaizen.verify import BASELINE_LABEL, Entry, Race
 
     entries = [
         Entry(BASELINE_LABEL, [], None, run, []),
@@ -209,7 +209,7 @@ def race_of(seeds: int, run: list[float], fix: list[float], other: list[float]):
 def test_doctor_verify_advises_a_fix_only_by_the_same_rule():
     """doctor --verify used to advise the highest mean whatever the seeds said: one seed, or a lead within
     the noise, now gets no 'advice: --set', and a clearly better fix gets its adjusted p and interval."""
-    from kaizen.doctor.report import race_advice
+    from kaizen.verify import race_advice
 
     one = race_of(1, [0.80], [0.83], [0.79])
     assert race_advice(one).startswith(

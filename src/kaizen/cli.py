@@ -680,8 +680,8 @@ def doctor(
     import json
 
     from kaizen.doctor import examine, read_run
-    from kaizen.doctor.report import findings_json, json_safe, render_findings, render_race
-    from kaizen.doctor.verify import race
+    from kaizen.doctor.report import findings_json, json_safe, render_findings
+    from kaizen.verify import race, render_race
 
     if tries and not verify:
         raise KaizenError("--try goes with --verify: kaizen doctor RUN --verify --try optim.lr=0.01")

@@ -1,4 +1,5 @@
-"""Verify recommendations: train the run's config with each candidate override and rank them by what they did.
+"""`kaizen doctor RUN --verify`: race the doctor's recommendations, above both the doctor (what to try) and the
+study machinery (how to race and judge). Verify recommendations: train the run's config with each candidate override and rank them by what they did.
 
 `verify` tries one override; `race` trains the top distinct recommendations of the top findings from the
 same seed (and budget, unless one is given), over one or more seeds, and ranks them by best validation
@@ -18,12 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
 from kaizen.doctor import examine, top_recommendation
 from kaizen.doctor.findings import Finding
 from kaizen.doctor.record import RunRecord, read_run
 from kaizen.errors import KaizenError
 from kaizen.study import stats
-from kaizen.study.verdict import Verdict
+from kaizen.study.verdict import BETTER, TOO_FEW_SEEDS, Verdict, phrase
 from kaizen.study.verdict import judged as judge_verdict
 from kaizen.track import rundir
 
@@ -367,3 +372,59 @@ def verify(run_path: str | Path, overrides: list[str] | None = None, quiet: bool
         addresses, overrides = top[0].code, [top[1]]
     after = _train(record, list(overrides), f"{record.config.run_name()}-verify", quiet)
     return Verification(list(overrides), addresses, before, Outcome.of(after))
+
+
+# ------------------------------------------------------------------------------------ the race in words
+
+
+def render_race(result: Race) -> Group:
+    """The raced candidates ranked, each with what it changed, its accuracy and 95% interval; the winner first."""
+    table = Table(
+        title=f"verify: {result.budget} epochs per trial, {result.seeds} seed(s); best validation accuracy",
+        title_justify="left",
+    )
+    for column in ("#", "candidate", "changes", "val acc", "95% interval", "addresses"):
+        table.add_column(column, justify="right" if column in ("#", "val acc") else "left")
+    for rank, entry in enumerate(result.ranking, 1):
+        low, high = entry.interval(result.n_val)
+        table.add_row(
+            str(rank),
+            entry.label,
+            " ".join(f"--set {change}" for change in entry.changes) or "(none)",
+            f"{entry.mean:.1%}",
+            f"{low:.1%} to {high:.1%}",
+            entry.addresses or "",
+        )
+    advice = Text(race_advice(result), style="bold green" if _beaten(result) else "bold yellow")
+    return Group(
+        table, advice, Text(f"stored: {result.run / 'doctor' / 'verify.json'} and verify.png", style="dim")
+    )
+
+
+def _beaten(result: Race) -> bool:
+    return any(verdict.label == "better" for verdict in result.verdicts().values())
+
+
+def race_advice(result: Race) -> str:
+    """The race's advice in words, by the one verdict rule of kaizen.study.verdict: a candidate is advised
+    only when it is significantly better than the run as it is; otherwise the measured leader is named with
+    what would tell (more seeds) or that nothing beat the run."""
+    verdicts, baseline, winner = result.verdicts(), result.baseline, result.winner
+    better = [
+        entry for entry in result.ranking if entry.label in verdicts and verdicts[entry.label].label == BETTER
+    ]
+    if better:
+        best = better[0]
+        return f"advice: --set {best.label}  (better than the run as it is: {phrase(verdicts[best.label], True)})"
+    measured = f"{winner.mean:.1%} vs the run's {baseline.mean:.1%}"
+    if winner is baseline:
+        return "advice: no candidate beat the run as it is at this budget"
+    if verdicts[winner.label].label == TOO_FEW_SEEDS:
+        return (
+            f"no verdict: --set {winner.label} measured highest ({measured}) on {result.seeds} seed(s), too few "
+            "to tell from seed noise; --seeds 3 or more gives a verdict"
+        )
+    return (
+        f"no candidate is clearly better than the run as it is: --set {winner.label} measured highest "
+        f"({measured}; {phrase(verdicts[winner.label], True)})"
+    )
