@@ -137,8 +137,13 @@ def _result_section(journal: dict[str, Any]) -> list[str]:
         _table(
             ["config", "test accuracy (mean)", "95% interval", "by seed"],
             [
-                ["start", _pct(start.get("mean")), _interval(start.get("interval95")), start.get("by_seed")],
-                ["final (recipe.yaml)", _pct(end.get("mean")), _interval(end.get("interval95")), end.get("by_seed")],
+                ["start", _pct(start.get("mean")), _level(start.get("interval95")), _by_seed(start.get("by_seed"))],
+                [
+                    "final (recipe.yaml)",
+                    _pct(end.get("mean")),
+                    _level(end.get("interval95")),
+                    _by_seed(end.get("by_seed")),
+                ],
             ],
         ),
         f"<p>Gain on test: {_pts(gain.get('diff'))} points, 95% interval {_interval(gain.get('interval95'))} "
