@@ -19,6 +19,7 @@ from sklearn.datasets import load_sample_image
 import kaizen
 from kaizen.errors import KaizenError
 from kaizen.nn import backbone, build_model
+from kaizen.training import estimate
 
 SMALL = "resnet10t"  # 4.9M parameters; 32x32 images train in a fraction of a second per batch
 # ImageNet classes a photo of a Chinese temple roof is: bell cote, church, palace, dome, monastery, castle, ...
@@ -211,9 +212,9 @@ def test_unknown_backbone_is_one_line_with_did_you_mean(monkeypatch, capsys, tmp
 
 
 def test_backbone_too_large_for_memory_is_refused_before_training(monkeypatch, capsys, photos, tmp_path):
-    monkeypatch.setattr(backbone, "free_bytes", lambda device: 50 * 2**20)
+    monkeypatch.setattr(estimate, "free_bytes", lambda device: 50 * 2**20)
     code, _, err = cli(monkeypatch, capsys, "train", *backbone_args(photos, tmp_path / "runs"))
-    one_line_error(code, err, SMALL, "needs about", "more than the 50.0 MiB")
+    one_line_error(code, err, SMALL, "needs about", "50.0 MiB is available")
     assert not (tmp_path / "runs").exists()
 
 

@@ -23,9 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kaizen.data.memory import free_bytes
 from kaizen.errors import KaizenError
-from kaizen.sizes import describe_bytes
 
 INSTALL_HINT = "pip install 'kaizen[backbones]'"
 Grid = tuple[tuple[int, int], int]  # a transformer's patch grid (rows, columns) and its prefix-token count
@@ -34,8 +32,6 @@ HEAD_ONLY_EPOCHS = 1  # fine-tuning: epochs that train the head alone before the
 # discriminative rates while fine-tuning: the body's first, middle and last third (of its top-level blocks)
 BODY_RATE_MULTIPLIERS = (0.01, 0.1, 0.3)
 SMALL_INPUT_FACTOR = 4  # inputs this many times smaller than the pretrained size get a note
-TRAINING_BYTES_PER_PARAMETER = 16  # weights, gradients and two optimiser moments in float32
-TRAINING_BYTES_PER_ACTIVATION = 8  # each layer output kept for the backward pass, plus its gradient
 
 
 def timm_module() -> Any:
@@ -393,56 +389,15 @@ def _stages(child: nn.Module) -> list[str]:
     return [name for name, _ in inner]
 
 
-def training_bytes(model: nn.Module, input_shape: Sequence[int], batch_size: int) -> int:
-    """Estimated memory to train `model` on batches of `batch_size`: parameters with their gradients and
-    optimiser state, and every layer's output kept for the backward pass (measured on one image)."""
-    outputs = 0
-
-    def count(module: nn.Module, inputs: Any, output: Any) -> None:
-        nonlocal outputs
-        if isinstance(output, torch.Tensor):
-            outputs += output.numel()
-
-    leaves = [module for module in model.modules() if not list(module.children())]
-    handles = [module.register_forward_hook(count) for module in leaves]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    parameters = sum(parameter.numel() for parameter in model.parameters())
-    return parameters * TRAINING_BYTES_PER_PARAMETER + outputs * batch_size * TRAINING_BYTES_PER_ACTIVATION
-
-
-def check_memory(
-    model: nn.Module, name: str, input_shape: Sequence[int], batch_size: int, budget: int
-) -> None:
-    """Raise one line, before training, when training `model` would need more than `budget` bytes."""
-
-    need = training_bytes(model, input_shape, batch_size)
-    if need > budget:
-        smaller = max(1, math.floor(batch_size * budget / need))
-        raise KaizenError(
-            f"model.backbone {name} needs about {describe_bytes(need)} to train on batches of {batch_size} at "
-            f"{input_shape[1]}×{input_shape[2]}, more than the {describe_bytes(budget)} available; use a "
-            f"smaller backbone, data.image_size or train.batch_size (e.g. {smaller})"
-        )
-
-
 def prepare(cfg: Any, data: Any, model: nn.Module, device: torch.device, resume: bool, note: Any) -> Any:
-    """The trainer's backbone step, after the model is built: check it fits in memory, load its pretrained
-    weights (not on resume: the checkpoint has them) and return `data` normalised as those weights expect."""
+    """The trainer's backbone step, after the model is built: load its pretrained weights (not on resume: the
+    checkpoint has them) and return `data` normalised as those weights expect. (Whether it fits in memory was
+    checked before, with every model: kaizen.training.estimate.)"""
     import dataclasses
 
     backbone = cfg.model.backbone
     if backbone is None:
         return data
-    batch_size = min(cfg.train.batch_size, len(data.y_train))
-    check_memory(model, backbone, data.input_shape, batch_size, free_bytes(device))
     if cfg.model.pretrained is False:
         return data
     if not resume:

@@ -69,7 +69,10 @@ def estimate(cfg: Config, input_shape: tuple[int, ...], num_classes: int) -> Est
 
 
 def culprit(cfg: Config, found: Estimate) -> str:
-    """The setting to change: the model's size when its weights weigh most, else the images' or batch's."""
+    """The setting to change: the model's size when its weights weigh most, else the images' or batch's (a
+    backbone is named either way: a smaller one is the first remedy)."""
+    if cfg.model.backbone is not None:
+        return f"model.backbone = {cfg.model.backbone}"
     if found.weights >= found.activations + found.inputs:
         if cfg.model.preset == "mlp":
             return f"model.hidden = {cfg.model.hidden}"
