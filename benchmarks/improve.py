@@ -14,12 +14,14 @@ log-uniform 1e-6..1e-2, model.dropout 0..0.5, train.batch_size 16|32|64|128, tra
 augmentation strength 0..1 (times the kaggle preset: rotation 8°, shifts 0.08, shear 0.3, zoom 0.08; for
 colour photos left-right flips too when above 0.5), width x0.5|1|2 (model.hidden of an MLP; other models
 keep their width). Optuna: TPESampler(seed) + MedianPruner(5 startup trials, 1 warm-up epoch); random:
-RandomSampler(seed), no pruner.
+RandomSampler(seed + 1), no pruner.
 
     python benchmarks/improve.py                     # the full comparison: 5 data sets, 8x and 32x, 3 reps
     python benchmarks/improve.py --datasets digits,poor --budgets 8 --reps 1 --reduced
 
-`--reduced` shortens every start config (fewer epochs, smaller images) so that the whole table fits a CPU.
+`--reduced` makes the start configs cheap enough for the whole table to fit a CPU: digits and mnist-10k as
+MLPs (64 units, 20 epochs; 128 units, 10 epochs), the photos at 16 px; `poor` is always the full
+`mnist_mlp_sigmoid.yaml` (28 epochs, about a second of training on one thread).
 """
 
 from __future__ import annotations
@@ -46,16 +48,16 @@ def start_config(name: str, reduced: bool, work: Path, mnist: Path = MNIST) -> k
     common = ["train.threads=1", "train.device=cpu", f"log.runs_dir={work}/runs"]
     if name == "digits":
         cfg = kaizen.Config.load(CONFIGS / "digits_cnn.yaml")
-        extra = ["model.preset=mlp", "model.hidden=[64]", "train.epochs=6"] if reduced else []
+        extra = ["model.preset=mlp", "model.hidden=[64]", "train.epochs=20"] if reduced else []
     elif name == "mnist-10k":
         cfg = kaizen.Config.load(CONFIGS / "mnist_simple_cnn.yaml")
         extra = [f"data.root={mnist}"] + (
-            ["model.preset=mlp", "model.hidden=[128]", "train.epochs=4"] if reduced else []
+            ["model.preset=mlp", "model.hidden=[128]", "train.epochs=10"] if reduced else []
         )
     elif name == "photos":
         from kaizen.data.samples import make_photo_folder
 
-        root = make_photo_folder(work / "photos", per_class=40)
+        root = make_photo_folder(work / "photos", per_class=100)
         cfg = kaizen.Config().override(
             [
                 "data.name=folder",
@@ -65,14 +67,14 @@ def start_config(name: str, reduced: bool, work: Path, mnist: Path = MNIST) -> k
                 "train.epochs=15",
             ]
         )
-        extra = ["data.image_size=16", "train.epochs=6"] if reduced else []
+        extra = ["data.image_size=16"] if reduced else []
     elif name == "poor":
         cfg = kaizen.Config.load(CONFIGS / "mnist_mlp_sigmoid.yaml")
-        extra = [f"data.root={mnist}"] + (["train.epochs=10"] if reduced else [])
+        extra = [f"data.root={mnist}"]  # the full config: one run is about a second on one CPU thread
     elif name == "poor-reg":  # a heavily regularised MLP on mnist-10k: passes kaizen check, underfits
         cfg = kaizen.Config.load(CONFIGS / "mnist_simple_cnn.yaml")
         extra = [f"data.root={mnist}", "model.preset=mlp", "model.hidden=[128]", "reg.l2=0.3"]
-        extra += ["train.epochs=4"] if reduced else []
+        extra += ["train.epochs=10"] if reduced else []
     else:
         raise SystemExit(f"unknown data set {name}; choose from {', '.join(DATASETS)}")
     return cfg.override([*extra, *common])
@@ -187,29 +189,41 @@ def improve_curve(journal: dict) -> list[tuple[float, float]]:
 
 
 def plot_curves(results: list[dict], path: Path) -> None:
-    """Best-so-far validation accuracy against budget spent, one panel per data set and budget."""
+    """Best-so-far validation accuracy against budget spent (as a share of the budget): one panel per data set
+    and budget, one line per method and repetition."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [r for r in results if "improve_curve" in r]
-    if not panels:
+    cells = list(dict.fromkeys((r["dataset"], r["budget"]) for r in results if "improve_curve" in r))
+    if not cells:
         return
-    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
-    for axis, row in zip(axes[0], panels):
-        for key, label in (
-            ("improve_curve", "improve"),
-            ("tpe_curve", "Optuna TPE"),
-            ("random_curve", "random"),
-        ):
-            points = [(x, y) for x, y in row.get(key, []) if y is not None]
-            if points:
-                axis.step([x for x, _ in points], [100 * y for _, y in points], where="post", label=label)
-        axis.set_title(f"{row['dataset']} {row['budget']:g}x rep {row['rep']}", fontsize=9)
-        axis.set_xlabel("budget spent (s of training)")
-    axes[0][0].set_ylabel("best validation accuracy so far (%)")
-    axes[0][0].legend(fontsize=8)
+    columns = min(4, len(cells))
+    rows = -(-len(cells) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows), squeeze=False)
+    colours = {"improve_curve": "C0", "tpe_curve": "C1", "random_curve": "C2"}
+    names = {"improve_curve": "improve", "tpe_curve": "Optuna TPE", "random_curve": "random"}
+    for axis, (name, budget) in zip(axes.flat, cells):
+        for row in (r for r in results if (r["dataset"], r["budget"]) == (name, budget)):
+            total = row["budget_seconds"] or 1.0
+            for key, colour in colours.items():
+                points = [(x, y) for x, y in row.get(key, []) if y is not None]
+                if points:
+                    axis.step(
+                        [100 * x / total for x, _ in points],
+                        [100 * y for _, y in points],
+                        where="post",
+                        color=colour,
+                        alpha=0.8,
+                        label=names[key] if row["rep"] == 0 else None,
+                    )
+        axis.set_title(f"{name}, {budget:g}x one start run", fontsize=9)
+        axis.set_xlabel("budget spent (%)")
+        axis.set_ylabel("best validation accuracy so far (%)")
+        axis.legend(fontsize=7)
+    for axis in list(axes.flat)[len(cells) :]:
+        axis.set_visible(False)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -268,7 +282,13 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help="keep the work here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="print the table of earlier outputs of this script"
+    )
     args = parser.parse_args()
+    if args.merge:
+        merge_outputs(args.merge, args.plot)
+        return
     print(machine())
     results = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -312,7 +332,7 @@ def main() -> None:
                             cfg,
                             row["budget_seconds"],
                             sampler,
-                            100 * rep,
+                            100 * rep + (sampler == "random"),  # TPE's start-up trials are random too
                             work / sampler,
                             channels,
                         )
@@ -328,31 +348,44 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
     if args.plot is not None:
         plot_curves(results, args.plot)
+    print_table(results)
+
+
+def print_table(results: list[dict]) -> None:
+    """The markdown table: per data set and budget, test accuracy (mean [95% interval]) of each method."""
     print(
         "\n| data set | budget | reps | start | improve | Optuna TPE + median | random | improve adopted | overshoot |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    for name in args.datasets.split(","):
-        for budget in [float(b) for b in args.budgets.split(",")]:
-            rows = [r for r in results if r["dataset"] == name and r["budget"] == budget]
-            if not rows:
-                continue
+    for name, budget in dict.fromkeys((r["dataset"], r["budget"]) for r in results):
+        rows = [r for r in results if r["dataset"] == name and r["budget"] == budget]
 
-            def mean_of(key: str, rows: list[dict] = rows) -> list[float]:
-                """Each repetition's mean over its seeds; with one repetition, its seeds' values."""
-                return rows[0][key] if len(rows) == 1 else [statistics.mean(r[key]) for r in rows]
+        def mean_of(key: str, rows: list[dict] = rows) -> list[float]:
+            """Each repetition's mean over its seeds; with one repetition, its seeds' values."""
+            return rows[0][key] if len(rows) == 1 else [statistics.mean(r[key]) for r in rows]
 
-            adopted = "; ".join(
-                "refused: " + r["refused"][:90]
-                if "refused" in r
-                else " ".join(r["improve_overrides"]) or "(start)"
-                for r in rows
-            )
-            over = max(r["overshoot"] for r in rows)
-            print(
-                f"| {name} | {budget:g}x | {len(rows)} | {summarise(mean_of('start'))} | {summarise(mean_of('improve'))} | "
-                f"{summarise(mean_of('tpe'))} | {summarise(mean_of('random'))} | {adopted} | {100 * over:.1f}% |"
-            )
+        adopted = "; ".join(
+            "refused: " + r["refused"][:90] if "refused" in r else " ".join(r["improve_overrides"]) or "(start)"
+            for r in rows
+        )
+        over = max(r["overshoot"] for r in rows)
+        print(
+            f"| {name} | {budget:g}x | {len(rows)} | {summarise(mean_of('start'))} | {summarise(mean_of('improve'))} | "
+            f"{summarise(mean_of('tpe'))} | {summarise(mean_of('random'))} | {adopted} | {100 * over:.1f}% |"
+        )
+
+
+def merge_outputs(paths: list[Path], plot: Path | None) -> None:
+    """The table (and picture) of earlier runs of this script, from the JSON rows they printed."""
+    results = [
+        json.loads(line)
+        for path in paths
+        for line in path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    if plot is not None:
+        plot_curves(results, plot)
+    print_table(results)
 
 
 if __name__ == "__main__":

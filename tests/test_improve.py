@@ -148,6 +148,57 @@ def test_poor_start_is_repaired_with_evidence(repaired):
     assert any(line.startswith("round 1 · rung 1") and "budget left" in line for line in lines)
 
 
+def test_races_run_on_a_seed_no_confirmation_uses(repaired):
+    # the race picks the winner on its own seed, so the winner's confirmation is not biased by the pick
+    tmp_path, journal, _, _ = repaired
+    race_seed = journal["rounds"][0]["race_seed"]
+    assert race_seed not in journal["seeds"]
+    rung_seeds = {p.name for p in (tmp_path / "out").glob("round*/rung*/runs/*/seed*")}
+    full_seeds = {p.name for p in (tmp_path / "out" / "full").glob("runs/*/seed*")}
+    assert rung_seeds == {f"seed{race_seed}"}
+    assert full_seeds == {f"seed{seed}" for seed in journal["seeds"]}
+
+
+def test_a_round_without_a_plausible_gain_races_the_next_moves(repaired):
+    # the loop stops only when the budget ends or no move is left, never at the first round without a gain
+    _, journal, _, _ = repaired
+    stopped = journal["stopped"]
+    assert "budget" in stopped or "nothing left to try" in stopped, stopped
+    rounds = journal["rounds"]
+    for before, after in zip(rounds, rounds[1:]):
+        if not before["decision"]["adopt"] and before["incumbent"] == after["incumbent"]:
+            raced = {tuple(c["overrides"]) for c in before["candidates"]}
+            assert raced.isdisjoint(tuple(c["overrides"]) for c in after["candidates"])
+
+
+def test_the_neighbourhood_steps_each_tunable_knob_within_its_band():
+    from kaizen.improve.candidates import neighbours
+
+    mlp = kaizen.Config().override(["model.preset=mlp", "model.hidden=[32,16]", "optim.lr=0.001"])
+    labels = {move.label: move for move in neighbours(mlp)}
+    assert {"optim.lr=0.003", "optim.lr=0.00033", "model.hidden=[64,32]"} <= set(labels)
+    assert labels[f"train.epochs={round(1.5 * mlp.train.epochs)}"].cost == 1.5
+    assert all(move.source == "neighbourhood" and move.why for move in labels.values())
+    # the width of a convolutional preset is not model.hidden: no width move; a rate at the band's edge
+    # (10x Adam's usual) steps only down
+    edge = kaizen.Config().override(["optim.lr=0.01"])
+    labels = {move.label for move in neighbours(edge)}
+    assert not any(label.startswith("model.hidden") for label in labels)
+    assert "optim.lr=0.0033" in labels and not any(label == "optim.lr=0.03" for label in labels)
+
+
+def test_two_moves_on_different_knobs_are_combined_and_the_same_knob_is_not():
+    from kaizen.improve.candidates import Candidate, combine
+
+    norm = Candidate(("model.norm=batch",), "check: one_batch", "x")
+    rate = Candidate(("optim.lr=0.3",), "neighbourhood", "y", cost=1.0)
+    longer = Candidate(("train.epochs=40",), "neighbourhood", "z", cost=2.0)
+    both = combine(norm, longer, "evidence")
+    assert both.overrides == ("model.norm=batch", "train.epochs=40") and both.cost == 2.0
+    assert both.source == "combination" and "evidence" in both.why
+    assert combine(rate, Candidate(("optim.lr=0.03",), "neighbourhood", "w"), "e") is None
+
+
 def test_test_split_is_scored_only_after_the_last_training_run(repaired):
     tmp_path, journal, events, _ = repaired
     fits = [i for i, (kind, _) in enumerate(events) if kind == "fit"]

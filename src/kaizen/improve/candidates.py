@@ -1,11 +1,14 @@
 """What a round races: each candidate a few overrides of the incumbent, with the finding or rule it comes from.
 
-Four sources, in this order: the doctor's findings on the incumbent's run (their suggested overrides); the
+Five sources, in this order: the doctor's findings on the incumbent's run (their suggested overrides); the
 config's own knobs that sit far from their usual values (always offered back: racing can only pick among what
-it is offered); a learning-rate range test when the rate is in doubt; and a playbook of moves that are not
+it is offered); a learning-rate range test when the rate is in doubt; a playbook of moves that are not
 faults (a schedule, augmentation suited to the data, regularisation when the gap grows, capacity or epochs
-when the model underfits). A move that changes nothing, or was raced from the same incumbent before, is left
-out and said so.
+when the model underfits); and, last, the incumbent's neighbourhood: each tunable knob one step either way
+within its usual band, so a healthy recipe still has moves to race once the others are spent (a search
+would try them too, blindly). A move that changes nothing, or was raced from the same incumbent before, is
+left out and said so. During a race, two moves that each beat the incumbent on different knobs are also
+raced together (`combine`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ RATE_STEP = 3.0  # an underfitting model tries its rate times this (half a decad
 # Rates of doubt: findings whose cause is the learning rate.
 RATE_FINDINGS = ("lr_too_high", "lr_too_low", "divergence", "not_learning")
 FIRST_RECOMMENDATIONS = 2  # per finding
+# The neighbourhood's steps: the rate and weight decay by RATE_STEP, the batch size by 2, dropout by 0.1,
+# epochs by EPOCH_STEP; a weight decay of 0 starts at the optimiser's small usual value.
+EPOCH_STEP = 1.5
+DROPOUT_STEP = 0.1
+SMALL_DECAY = {"adamw": 0.05}  # others: SMALL_COUPLED_DECAY
+SMALL_COUPLED_DECAY = 5e-4
 
 
 @dataclass
@@ -243,11 +252,16 @@ def _capacity(cfg: Config, train_acc: float | None) -> Moves:
     moves.append(Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0))
     wider = [2 * width for width in cfg.model.hidden]
     widen = (f"model.hidden=[{','.join(map(str, wider))}]",)
-    if cfg.model.layers or cfg.model.backbone or not cfg.model.hidden or _is_noop(cfg, widen):
+    if not _width_is_hidden(cfg) or _is_noop(cfg, widen):
         skipped.append({"move": "wider model", "why": "the model's width is not set by model.hidden"})
     else:
         moves.append(Candidate(widen, "playbook: underfitting", evidence))
     return moves, skipped
+
+
+def _width_is_hidden(cfg: Config) -> bool:
+    """Whether model.hidden sets the model's width (the mlp preset, no custom layers, no backbone)."""
+    return cfg.model.preset == "mlp" and bool(cfg.model.hidden) and not cfg.model.layers and not cfg.model.backbone
 
 
 def _backbone(cfg: Config) -> Moves:
@@ -265,6 +279,56 @@ def _backbone(cfg: Config) -> Moves:
     where, path = found
     why = f"ImageNet weights of {cfg.model.backbone} are at hand ({where}); fine-tuning them is the largest lever on small photo sets"
     return [Candidate((f"model.pretrained={path}",), "playbook: pretrained backbone", why)], []
+
+
+def neighbours(cfg: Config) -> list[Candidate]:
+    """The incumbent's neighbourhood: each knob a search would tune, one step either way within its usual band."""
+    moves: list[Candidate] = []
+
+    def step(override: str, why: str, cost: float = 1.0) -> None:
+        moves.append(Candidate((override,), "neighbourhood", why, cost))
+
+    usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name).usual_lr
+    for factor, way in ((RATE_STEP, "up"), (1 / RATE_STEP, "down")):
+        rate = float(f"{cfg.optim.lr * factor:.2g}")
+        if usual_lr / LR_FACTOR <= rate <= LR_FACTOR * usual_lr:
+            step(f"optim.lr={rate:g}", f"the rate half a decade {way} ({cfg.optim.lr:g} -> {rate:g})")
+    epochs = max(cfg.train.epochs + 1, round(EPOCH_STEP * cfg.train.epochs))
+    step(f"train.epochs={epochs}", f"{epochs} epochs instead of {cfg.train.epochs}", epochs / cfg.train.epochs)
+    if _width_is_hidden(cfg):
+        wider = ",".join(str(2 * width) for width in cfg.model.hidden)
+        step(f"model.hidden=[{wider}]", "twice the hidden width")
+    low, high, _ = BATCH_SIZE
+    for size, way in ((cfg.train.batch_size // 2, "half"), (cfg.train.batch_size * 2, "twice")):
+        if low <= size <= high:
+            step(f"train.batch_size={size}", f"{way} the batch size ({cfg.train.batch_size} -> {size})")
+    decay = cfg.optim.weight_decay
+    far, _ = WEIGHT_DECAY.get(cfg.optim.name, COUPLED_DECAY)
+    more = SMALL_DECAY.get(cfg.optim.name, SMALL_COUPLED_DECAY) if decay == 0 else decay * RATE_STEP
+    if more <= far:
+        step(f"optim.weight_decay={more:.2g}", f"weight decay {decay:g} -> {more:.2g}")
+    if decay > 0:
+        step(f"optim.weight_decay={decay / RATE_STEP:.2g}", f"weight decay {decay:g} -> {decay / RATE_STEP:.2g}")
+    dropout = cfg.model.dropout
+    if dropout + DROPOUT_STEP <= DROPOUT[0]:
+        step(f"model.dropout={dropout + DROPOUT_STEP:.2g}", f"dropout {dropout:g} -> {dropout + DROPOUT_STEP:.2g}")
+    if dropout >= DROPOUT_STEP:
+        step(f"model.dropout={dropout - DROPOUT_STEP:.2g}", f"dropout {dropout:g} -> {dropout - DROPOUT_STEP:.2g}")
+    return moves
+
+
+def combine(first: Candidate, second: Candidate, evidence: str) -> Candidate | None:
+    """The two moves together, when they set different knobs (None otherwise): two fixes that each help often
+    help more together, and confirming them as one costs one confirmation instead of two."""
+    keys = [{o.partition("=")[0].strip() for o in c.overrides} for c in (first, second)]
+    if keys[0] & keys[1]:
+        return None
+    return Candidate(
+        (*first.overrides, *second.overrides),
+        "combination",
+        f"{first.label} and {second.label} each beat the incumbent in the first rung ({evidence})",
+        max(first.cost, second.cost),
+    )
 
 
 def propose(
@@ -289,11 +353,13 @@ def propose(
             )
         )
     extra, skipped = playbook(cfg, summary)
-    moves += extra
+    moves += extra + neighbours(cfg)
     chosen: list[Candidate] = []
+    seen: set[tuple[str, ...]] = set()
     for move in moves:
-        if any(move.overrides == other.overrides for other in chosen):
+        if move.overrides in seen:  # offered by an earlier source: that one says why
             continue
+        seen.add(move.overrides)
         if _is_noop(cfg, move.overrides):
             skipped.append({"move": move.label, "why": f"{move.source}: the config already has it"})
         elif move.overrides in tried:

@@ -206,8 +206,10 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
         )
     )
     for number, rung in enumerate(entry.get("rungs", []), start=1):
-        parts.append(f"<h3>Race, rung {number}: {rung['epochs']} epoch(s), one seed</h3>")
-        rows = [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
+        seed = entry.get("race_seed")
+        which = f"seed {seed}, which no confirmation uses" if seed is not None else "one seed"
+        parts.append(f"<h3>Race, rung {number}: {rung['epochs']} epoch(s), {which}</h3>")
+        rows = [] if rung.get("incumbent_val_acc") is None else [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
         rows += [[r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]]
         parts.append(_table(["config", "validation accuracy", ""], rows))
     if entry.get("full_length"):
