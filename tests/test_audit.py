@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import cli
 
 import kaizen
@@ -118,10 +119,18 @@ def test_files_agree_with_the_findings(audited):
 
 def test_training_on_the_cleaned_index(audited):
     cfg, _, result = audited
-    full = len(load_data(cfg.data).y_train) + len(load_data(cfg.data).y_val)
+    plain = load_data(cfg.data)
+    full = len(plain.y_train) + len(plain.y_val)
+    dropped = full - result.kept
+    trained = set()
     for key, name in (("exclude", "issues.csv"), ("keep", "keep.txt")):
         data = load_data(cfg.override([f"data.{key}={result.out_dir / name}"]).data)
-        assert len(data.y_train) + len(data.y_val) == result.kept < full
+        # the cleaning selects what trains: the validation examples are the same ones, flagged or not, so a
+        # cleaned and an uncleaned run are scored alike
+        assert torch.equal(data.y_val, plain.y_val) and torch.equal(data.pixels["val"], plain.pixels["val"])
+        assert 0 < len(plain.y_train) - len(data.y_train) <= dropped
+        trained.add(len(data.y_train))
+    assert len(trained) == 1  # the issues file and the keep file drop the same training examples
 
 
 def test_an_interrupted_audit_resumes_without_redoing_finished_folds(audited, tmp_path):
@@ -167,10 +176,14 @@ def test_an_exclude_path_must_be_the_file_at_that_index(tmp_path):
     raw.train_paths = [f"digits/{index:04d}.png" for index in range(len(raw.train_y))]  # as folder data has
     rows = ["train,7,digits/0007.png,1,2,label,0.9", "train,8,digits/0009.png,1,2,label,0.9"]
     (tmp_path / "bad").mkdir()
+    every = np.arange(len(raw.train_y))
     with pytest.raises(KaizenError, match="digits/0009.png is not training example 8"):
-        select_training(raw, DataConfig(exclude=str(bad_exclude(tmp_path / "bad", rows))))
-    selected = select_training(raw, DataConfig(exclude=str(bad_exclude(tmp_path, rows[:1]))))
-    assert len(selected.train_paths) == len(raw.train_y) - 1 and "digits/0007.png" not in selected.train_paths
+        select_training(raw, DataConfig(exclude=str(bad_exclude(tmp_path / "bad", rows))), every)
+    train, note = select_training(raw, DataConfig(exclude=str(bad_exclude(tmp_path, rows[:1]))), every)
+    assert len(train) == len(raw.train_y) - 1 and 7 not in train and "training on" in note
+    # only rows of the given training part are selected: the validation part is not the selection's
+    part, _ = select_training(raw, DataConfig(exclude=str(bad_exclude(tmp_path, rows[:1]))), every[5:20])
+    assert list(part) == [row for row in range(5, 20) if row != 7]
 
 
 def test_a_keep_file_is_checked(tmp_path):

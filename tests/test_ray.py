@@ -167,3 +167,45 @@ def test_backend_ray_without_ray_says_how_to_install_it(monkeypatch, capsys, tmp
     code, _, err = cli(monkeypatch, capsys, *COMPARE, "--backend", "ray", "--out", str(tmp_path / "s"))
     one_line_error(code, err, "--backend ray", 'pip install "kaizen[ray]"')
     assert not (tmp_path / "s").exists()
+
+
+IMPROVE = [
+    "improve",
+    "--budget",
+    "10x",  # in runs of the start: the first round (one run, a race of one, two confirmations) always fits
+    "--candidates",
+    "1",
+    *TINY_SETS,
+    "--set",
+    "reg.l2=1.0",  # a strong penalty that improve moves back: its first round races and confirms
+]
+
+
+def test_improve_on_ray_races_and_decides_as_on_the_local_pool(monkeypatch, capsys, tmp_path, ray_head):
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    code, _, err = cli(monkeypatch, capsys, *IMPROVE, "--out", str(local))
+    assert code == 0, err
+    code, out, err = cli(
+        monkeypatch, capsys, *IMPROVE, "--backend", "ray", "--address", ray_head, "--out", str(on_ray)
+    )
+    assert code == 0, err
+    assert "journal:" in out
+    first = [json.loads((folder / "journal.json").read_text())["rounds"][0] for folder in (local, on_ray)]
+    # same seeds, same single thread: every run of the first round scores the same, so the race, the
+    # confirmation and the decision are the same wherever the runs executed
+    for key in ("candidates", "rungs", "full_length", "decision"):
+        assert first[1][key] == first[0][key], key
+    assert first[1]["decision"]["adopt"]
+    assert {p.relative_to(on_ray) for p in on_ray.glob("round1/**/summary.json")} == {
+        p.relative_to(local) for p in local.glob("round1/**/summary.json")
+    }
+
+
+def test_improve_refuses_a_bad_backend_before_claiming_its_directory(monkeypatch, capsys, tmp_path):
+    for options, culprit in (
+        (["--backend", "dask"], "--backend must be local or ray, not 'dask'"),
+        (["--address", "127.0.0.1:6379"], "--address applies only to --backend ray"),
+    ):
+        code, _, err = cli(monkeypatch, capsys, *IMPROVE, *options, "--out", str(tmp_path / "i"))
+        one_line_error(code, err, culprit)
+        assert not (tmp_path / "i").exists()

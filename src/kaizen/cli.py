@@ -736,6 +736,7 @@ def improve(
     seeds: Annotated[int, typer.Option(help="Seeds of each full-length comparison (at least 3).")] = 3,
     workers: Annotated[int | None, typer.Option(help="Runs in parallel (default 1).")] = 1,
     backend: Annotated[str, typer.Option(help="Where runs execute: local or ray.")] = "local",
+    address: AddressOption = None,
     audit_data: Annotated[bool, typer.Option("--audit", help="Audit the training data and race its fix.")] = False,
     candidates: Annotated[int, typer.Option(help="Most candidates raced per round.")] = 5,
 ) -> None:
@@ -755,6 +756,7 @@ def improve(
             seeds=seeds,
             workers=workers,
             backend=backend,
+            address=address,
             audit=audit_data,
             max_candidates=candidates,
             on_progress=progress,

@@ -114,20 +114,21 @@ class Data:
 
 def load_data(cfg: DataConfig, device: torch.device | str = "cpu") -> Data:
     """Return the dataset `cfg.name` split and moved to `device` (or its training images streamed from the host)."""
-    raw: RawData = select_training(registry.DATASETS.create(cfg.name, cfg), cfg)  # data.exclude / keep
-    present = np.unique(raw.train_y)
-    if len(present) == 1:  # it would "learn" 100% accuracy and say nothing
-        raise KaizenError(
-            f"dataset {cfg.name}: every training example is of class '{raw.class_names[present[0]]}'; "
-            "a classifier needs at least two classes"
-        )
+    raw: RawData = registry.DATASETS.create(cfg.name, cfg)
     if raw.val_rows is not None:  # the data set comes with its validation split
         val = raw.val_rows
         train = np.setdiff1d(np.arange(len(raw.train_y)), val)
     else:
         val_seed = (cfg.split_seed, _VAL_STREAM)
         train, val = stratified_split(raw.train_y, cfg.val_split, val_seed, "data.val_split")
-    note = f"; validation {len(val):,} of {len(raw.train_y):,} training examples"
+    train, selected = select_training(raw, cfg, train)  # data.exclude / keep: what trains, not what scores
+    present = np.unique(raw.train_y[train])
+    if len(present) == 1:  # it would "learn" 100% accuracy and say nothing
+        raise KaizenError(
+            f"dataset {cfg.name}: every training example is of class '{raw.class_names[present[0]]}'; "
+            "a classifier needs at least two classes"
+        )
+    note = f"; validation {len(val):,} of {len(raw.train_y):,} training examples{selected}"
     classes = len(raw.class_names)
     check_classes(  # a class with no training example: an error where it is scored, else a warning (before
         # data.fraction, whose small subsets may leave a class out on purpose: datacurve)

@@ -121,13 +121,16 @@ def describe_folder(cfg: DataConfig) -> DataReport:
         train, test, files = train[rest], train[held], [files[i] for i in rest]
     val = labels["val"]
     chosen = kept_examples(cfg, len(train) + len(val), files + [scan.files["val"][i] for i in kept["val"]])
-    if chosen is not None:  # data.exclude / data.keep, over training then val/ examples as load_data counts
-        train, val = train[chosen[chosen < len(train)]], val[chosen[chosen >= len(train)] - len(train)]
-    if not len(labels["val"]):  # no val/ folder: split off as load_data does
+    train_rows = np.arange(len(train))
+    if not len(val):  # no val/ folder: split off as load_data does
         train_rows, val_rows = stratified_split(
             train, cfg.val_split, (cfg.split_seed, _VAL_STREAM), "data.val_split"
         )
-        train, val = train[train_rows], train[val_rows]
+        val = train[val_rows]
+    if chosen is not None:  # data.exclude / data.keep (over training then val/ examples, as load_data
+        # counts) select what trains; the validation split keeps its examples, as in load_data
+        train_rows = np.intersect1d(train_rows, chosen)
+    train = train[train_rows]
     classes = len(scan.class_names)
     check_classes(  # as load_data does, before data.fraction: what a run would be told
         scan.class_names,

@@ -3,7 +3,9 @@
 `data.exclude` names examples by their index in the training split as loaded (the row of the training file, or
 the position in a folder's sorted file list), before the validation split, with the file at that index; it
 drops the training rows whose issue is one a fix removes (FIXABLE: wrong labels, duplicates, train/test
-leaks); the other kinds (outliers, high-loss examples) are there to be looked at.
+leaks); the other kinds (outliers, high-loss examples) are there to be looked at. Both select what trains:
+the validation split is drawn first and keeps its flagged examples, so a cleaned and an uncleaned run are
+scored on the same validation examples.
 
 keep.txt (KEEP_HEADER first) names each example to keep by its file, relative to data.path, for data read
 from files (an image folder), or as `row N` for array formats; a file renamed, moved or deleted since is an
@@ -18,7 +20,6 @@ training examples, an index out of range, a file that is not (or no longer) amon
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import os
@@ -41,22 +42,20 @@ KEEP_HEADER = "# kaizen keep.txt 2: the training examples to keep, one a line"
 ROW_PREFIX = "row "
 
 
-def select_training(raw: RawData, cfg: DataConfig) -> RawData:
-    """Return `raw` with only the training examples `cfg.exclude` / `cfg.keep` leave (unchanged when unset)."""
+def select_training(raw: RawData, cfg: DataConfig, train: np.ndarray) -> tuple[np.ndarray, str]:
+    """The rows of `train` (indices into the training pool, the validation split already drawn) that
+    `cfg.exclude` / `cfg.keep` leave, and a note saying so (`train` and "" when neither is set).
+
+    The validation split is drawn before the selection and keeps every example, flagged or not: a run trained
+    on a cleaned index is scored on the same validation examples as one trained on all, so the two compare
+    (cleaning the validation split as well would raise its accuracy without any better model).
+    """
     keep = kept_examples(cfg, len(raw.train_y), raw.train_paths)
     if keep is None:
-        return raw
+        return train, ""
     key, path = ("data.exclude", cfg.exclude) if cfg.exclude is not None else ("data.keep", cfg.keep)
-    changes = {
-        "train_rows": raw.rows("train", keep),  # the pixels stay where they are until a run takes them
-        "train_y": raw.train_y[keep],
-        "source": f"{raw.source}; {key} {path}: training on {len(keep):,} of {len(raw.train_y):,} examples",
-    }
-    if raw.train_paths is not None:
-        changes["train_paths"] = [raw.train_paths[index] for index in keep]
-    if raw.val_rows is not None:  # a given validation split keeps its examples that survive, renumbered
-        changes["val_rows"] = np.flatnonzero(np.isin(keep, raw.val_rows))
-    return dataclasses.replace(raw, **changes)
+    chosen = np.intersect1d(train, keep)
+    return chosen, f"; {key} {path}: training on {len(chosen):,} of {len(train):,} examples"
 
 
 def kept_examples(cfg: DataConfig, count: int, paths: list[str] | None) -> np.ndarray | None:

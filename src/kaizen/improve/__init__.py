@@ -24,7 +24,7 @@ def improve(
 
     `budget`: device-seconds of training (`20m`, `90s`, `1h`) or multiples of one run of the start config
     (`8x`). `options`: out_dir (default improve/<run name>), seeds (3), workers (1), backend (local | ray),
-    audit, max_candidates (5), on_progress (a function given each progress line).
+    address (a Ray head's host:port), audit, max_candidates (5), on_progress (a function given each progress line).
     """
     from kaizen.improve.loop import improve as run_loop
 

@@ -6,7 +6,10 @@ reach confirmation is decided by short races on a seed of their own, which no co
 is independent of the confirmation's seed-to-seed noise, so the candidates raced but not confirmed are not
 hypotheses of the confirmation and are not counted (counting them as p = 1, as an earlier version did, made a
 gain of a point unprovable on three seeds among five candidates: the interval's t-quantile grows from 4.3 to
-9.9). The paired test and the Holm adjustment are study.stats'.
+9.9). A confirmation may look twice: at the first seeds and, when the gain is positive but not yet proven and
+the budget pays, again with more seeds; each look then uses half the error (97.5% intervals), so the two
+looks together keep a false adoption below 5% (Bonferroni over the looks). The paired test and the Holm
+adjustment are study.stats'.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Decision:
     comparisons: int
     seeds: int
     reason: str
+    looks: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +52,7 @@ class Decision:
             "p_holm": _num(self.p_holm),
             "comparisons": self.comparisons,
             "seeds": self.seeds,
+            "looks": self.looks,
             "reason": self.reason,
         }
 
@@ -56,8 +61,12 @@ def _num(value: float) -> float | None:
     return round(float(value), 6) if math.isfinite(value) else None
 
 
-def decide(incumbent: dict[int, float], candidate: dict[int, float], comparisons: int) -> Decision:
-    """Judge `candidate` against `incumbent` (validation accuracy by seed) among `comparisons` candidates."""
+def decide(
+    incumbent: dict[int, float], candidate: dict[int, float], comparisons: int, looks: int = 1
+) -> Decision:
+    """Judge `candidate` against `incumbent` (validation accuracy by seed) among `comparisons` candidates, at one
+    of `looks` looks at the same comparison (more seeds each time): every look spends 1/looks of the 5% error
+    (Bonferroni over the looks), so looking again with more seeds cannot raise the chance of a false adoption."""
     seeds = sorted(set(incumbent) & set(candidate))
     comparisons = max(1, comparisons)
     if len(seeds) < MIN_SEEDS:
@@ -76,19 +85,22 @@ def decide(incumbent: dict[int, float], candidate: dict[int, float], comparisons
     challenger = {seed: candidate[seed] for seed in seeds}
     difference = stats.difference(base, challenger)
     p_value = difference.p_value if math.isfinite(difference.p_value) else 1.0
-    p_holm = stats.adjust([p_value] + [1.0] * (comparisons - 1), "holm")[0]
-    # The interval at Holm's level for the smallest p-value: 1 - alpha / comparisons.
-    alpha = (1 - CONFIDENCE) / comparisons
+    looks = max(1, looks)
+    p_holm = min(1.0, looks * stats.adjust([p_value] + [1.0] * (comparisons - 1), "holm")[0])
+    # The interval at Holm's level for the smallest p-value, within this look's share: 1 - alpha / comparisons.
+    alpha = (1 - CONFIDENCE) / comparisons / looks
     differences = [challenger[seed] - base[seed] for seed in seeds]
     spread = statistics.stdev(differences) / math.sqrt(len(seeds))
     half = float(scipy_stats.t.ppf(1 - alpha / 2, len(seeds) - 1)) * spread
     holm_interval = (difference.diff - half, difference.diff + half)
     adopt = difference.diff > 0 and holm_interval[0] > 0
     shown = f"{100 * difference.diff:+.2f} points, Holm-level interval [{100 * holm_interval[0]:+.2f}, {100 * holm_interval[1]:+.2f}]"
+    level = f"{100 * (1 - alpha):.1f}%"
+    after = f"after Holm over {comparisons} candidate(s)" + (f" and {looks} looks ({level} each)" if looks > 1 else "")
     if adopt:
-        reason = f"adopted: paired gain {shown} over {len(seeds)} seeds, above zero after Holm over {comparisons} candidate(s)"
+        reason = f"adopted: paired gain {shown} over {len(seeds)} seeds, above zero {after}"
     elif difference.diff > 0:
-        reason = f"not adopted: gain {shown} over {len(seeds)} seeds includes zero after Holm over {comparisons} candidate(s); no reliable improvement"
+        reason = f"not adopted: gain {shown} over {len(seeds)} seeds includes zero {after}; no reliable improvement"
     else:
         reason = f"not adopted: no gain ({shown}) over {len(seeds)} seeds"
     return Decision(
@@ -101,4 +113,5 @@ def decide(incumbent: dict[int, float], candidate: dict[int, float], comparisons
         comparisons,
         len(seeds),
         reason,
+        looks,
     )

@@ -32,6 +32,10 @@ MAX_CANDIDATES = 5
 # Candidates confirmed at full length per round: the race's winner. The race runs on a seed of its own (the
 # seed after the confirmation seeds), so the race's pick is independent of the confirmation's noise.
 CONFIRMED_PER_ROUND = 1
+# A confirmation whose gain is positive but not proven on the seeds looks again with MORE_SEEDS more seeds when
+# the budget pays for them; each of the LOOKS looks spends half the error (decide.py).
+LOOKS = 2
+MORE_SEEDS = 2
 # Keys every improve run sets: the test split stays unscored until the end; pictures and TensorBoard are
 # not needed for a decision and cost time.
 TRIAL_KEYS = ["train.score_test=false", "log.plots=false", "log.tensorboard=false", "log.histograms=false"]
@@ -104,6 +108,7 @@ class Improve:
         seeds: int,
         workers: int | None,
         backend: str,
+        address: str | None,
         audit: bool,
         max_candidates: int,
         on_progress: Callable[[str], None] | None,
@@ -112,10 +117,12 @@ class Improve:
         self.budget = budget
         self.out_dir = out_dir
         self.seeds = [start.train.seed + k for k in range(seeds)]
-        self.race_seed = start.train.seed + seeds  # short races: a seed no confirmation uses
+        self.more_seeds = [start.train.seed + seeds + k for k in range(MORE_SEEDS)]  # a second look's
+        self.race_seed = start.train.seed + seeds + MORE_SEEDS  # short races: a seed no confirmation uses
         self.tried_now: set[tuple[str, ...]] = set()
         self.workers = workers
         self.backend = backend
+        self.address = address
         self.audit = audit
         self.max_candidates = max_candidates
         self.say = on_progress or (lambda text: None)
@@ -132,6 +139,7 @@ class Improve:
             "start_config": start.to_dict(),
             "budget": {"text": budget.text},
             "seeds": self.seeds,
+            "second_look_seeds": self.more_seeds,
             "rounds": [],
             "ablation": [],
             "not_tried": [],
@@ -154,6 +162,17 @@ class Improve:
                     "epochs": result.epochs,
                 }
             )
+
+    def _batch(
+        self,
+        base: Config,
+        variants: list[tuple[str, tuple[str, ...]]],
+        seeds: list[int],
+        folder: Path,
+        on_run: Callable[[str, int, str], None] | None = None,
+    ) -> list[Result]:
+        """Train each variant on each seed under `folder`, on this improve's backend (finished runs reused)."""
+        return run_batch(base, variants, seeds, folder, self.workers, self.backend, on_run, self.address)
 
     def _progress(self, where: str) -> Callable[[str, int, str], None]:
         def report(variant: str, seed: int, status: str) -> None:
@@ -183,13 +202,11 @@ class Improve:
             ):
                 missing.pop()
         if missing:
-            results = run_batch(
+            results = self._batch(
                 self.trial_base,
                 [(name, overrides)],
                 missing,
                 self.out_dir / "full",
-                self.workers,
-                self.backend,
                 self._progress(f"full length {label}"),
             )
             self._charge(results, "full", "full")
@@ -241,13 +258,11 @@ class Improve:
     def probe(self) -> None:
         """One epoch of the start config: does it train, and does one run fit a budget given in seconds."""
         try:
-            results = run_batch(
+            results = self._batch(
                 self.trial_base.override(["train.epochs=1"]),
                 [("probe", ())],
                 self.seeds[:1],
                 self.out_dir / "probe",
-                self.workers,
-                self.backend,
             )
         except KaizenError as error:
             raise KaizenError(f"the starting config does not train: {error}") from None
@@ -367,13 +382,11 @@ class Improve:
             if index == 0:
                 variants.insert(0, ("incumbent", ()))
             self.say(f"round {self.round} · rung {index + 1}: {len(alive)} candidate(s) at {epochs} epoch(s)")
-            results = run_batch(
+            results = self._batch(
                 base,
                 variants,
                 [self.race_seed],
                 self.out_dir / f"round{self.round}" / f"rung{index + 1}",
-                self.workers,
-                self.backend,
                 self._progress(f"rung {index + 1}"),
             )
             self._charge(results, f"round {self.round} rung {index + 1}", "rung")
@@ -502,13 +515,38 @@ class Improve:
             )
             base_runs = self._full_runs(incumbent, self.seeds, "incumbent")
             challenger = self._full_runs(merged, self.seeds, winner.label, winner.cost)
+            if len(challenger) < len(self.seeds) or len(base_runs) < len(self.seeds):
+                # the incumbent's seeds measured slower than estimated, and the rest cannot be paid for
+                stop = (
+                    f"the budget ran out while confirming {winner.label}: runs measured slower than estimated, "
+                    f"{len(challenger)} of {len(self.seeds)} seeds were paid for"
+                )
+                entry["winner"] = winner.to_dict()
+                entry["decision"] = {"adopt": False, "reason": stop}
+                break
             # The race ran on its own seed, which no confirmation uses: picking the winner does not bias its
             # confirmation, so the family Holm corrects over is the candidates confirmed this round (one).
             decision = decide(
                 {s: r.val_acc for s, r in base_runs.items()},
                 {s: r.val_acc for s, r in challenger.items()},
                 comparisons=CONFIRMED_PER_ROUND,
+                looks=LOOKS,
             )
+            more = self.more_seeds
+            extra = self._estimate(full_epochs) * len(set(more) - set(base_runs)) + self._estimate(
+                full_epochs, winner.cost
+            ) * len(more)
+            if not decision.adopt and decision.gain > 0 and self.ledger.affords(extra, final=True):
+                self.say(f"round {self.round} · {decision.reason}; looking again with {len(more)} more seeds")
+                entry["first_look"] = decision.to_dict()
+                base_runs = self._full_runs(incumbent, [*self.seeds, *more], "incumbent")
+                challenger = self._full_runs(merged, [*self.seeds, *more], winner.label, winner.cost)
+                decision = decide(
+                    {s: r.val_acc for s, r in base_runs.items()},
+                    {s: r.val_acc for s, r in challenger.items()},
+                    comparisons=CONFIRMED_PER_ROUND,
+                    looks=LOOKS,
+                )
             entry["winner"] = winner.to_dict()
             entry["full_length"] = {
                 "incumbent": {str(s): r.val_acc for s, r in sorted(base_runs.items())},
@@ -577,13 +615,11 @@ class Improve:
         if not self.ledger.affords(self._estimate(epochs), final=True):
             return {"done": False, "why": "the reserve could not pay for another run"}
         recipe = Config.load(recipe_path).override([*TRIAL_KEYS, f"train.seed={self.seeds[0]}"])
-        results = run_batch(
+        results = self._batch(
             recipe,
             [("recipe", ())],
             self.seeds[:1],
             self.out_dir / "final" / "reproduce",
-            self.workers,
-            self.backend,
             self._progress("reproducing recipe.yaml"),
         )
         self._charge(results, "reproduce", "reproduce")
@@ -695,12 +731,14 @@ def improve(
     seeds: int = 3,
     workers: int | None = 1,
     backend: str = "local",
+    address: str | None = None,
     audit: bool = False,
     max_candidates: int = MAX_CANDIDATES,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Improve `cfg` within `budget` and return the journal (see `kaizen improve`)."""
     from kaizen.study.compare import check_workers
+    from kaizen.study.launch import check_backend
 
     start = Config() if cfg is None else cfg if isinstance(cfg, Config) else Config.load(cfg)
     parsed = parse_budget(budget)
@@ -711,7 +749,10 @@ def improve(
     if max_candidates < 1:
         raise KaizenError(f"--candidates {max_candidates}: race at least one candidate")
     check_workers(workers)
+    check_backend(backend, address)  # bad backend input fails before the directory is claimed
     out = Path(out_dir) if out_dir is not None else Path("improve") / start.run_name()
     claim(out, start, seeds)
     with StudyLock(out):
-        return Improve(start, parsed, out, seeds, workers, backend, audit, max_candidates, on_progress).run()
+        return Improve(
+            start, parsed, out, seeds, workers, backend, address, audit, max_candidates, on_progress
+        ).run()

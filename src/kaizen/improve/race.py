@@ -58,6 +58,7 @@ def run_batch(
     workers: int | None,
     backend: str,
     on_run: Callable[[str, int, str], None] | None = None,
+    address: str | None = None,
 ) -> list[Result]:
     """Train each (id, overrides) on each seed under `out_dir` (finished runs reused); return their results.
 
@@ -77,7 +78,7 @@ def run_batch(
         if on_run is not None and progress.status in ("done", "skipped"):
             on_run(progress.variant, progress.seed, progress.status)
 
-    outcome = run_plan(plan, out_dir, workers, on_event=event, backend=backend)
+    outcome = run_plan(plan, out_dir, workers, on_event=event, backend=backend, address=address)
     if outcome.failed:
         first = outcome.failed[0]
         if first.status == "stopped":
