@@ -336,7 +336,7 @@ class Improve:
         incumbent in the last rung, else None; whether the budget ended the race)."""
         full_epochs = self._config(incumbent).train.epochs
         lengths = rung_epochs(full_epochs) or [full_epochs]
-        have = len(self.full.get(config_id(incumbent), {}))
+        missing = len(set(self.seeds) - set(self.full.get(config_id(incumbent), {})))
         alive = list(chosen)
         prior = {candidate.id: candidate.cost for candidate in chosen}
         ratios: dict[str, list[float]] = {}
@@ -351,7 +351,7 @@ class Improve:
                 confirmation (the incumbent's missing seeds and the costliest candidate's seeds, which the final
                 step reads) within the total."""
                 rung = self._estimate(epochs, (1 if index == 0 else 0) + sum(c.cost for c in group))
-                confirm = self._estimate(full_epochs) * (len(self.seeds) - have) + self._estimate(
+                confirm = self._estimate(full_epochs) * missing + self._estimate(
                     full_epochs, max(c.cost for c in group)
                 ) * len(self.seeds)
                 return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
@@ -502,7 +502,7 @@ class Improve:
                 continue  # no reliable improvement this round: the next moves are raced
             merged = merge(incumbent, winner.overrides)
             full_epochs = self._config(incumbent).train.epochs
-            missing = len(self.seeds) - len(self.full.get(config_id(incumbent), {}))
+            missing = len(set(self.seeds) - set(self.full.get(config_id(incumbent), {})))
             confirm = self._estimate(full_epochs) * missing + self._estimate(full_epochs, winner.cost) * len(
                 self.seeds
             )
