@@ -131,7 +131,8 @@ def _result_section(journal: dict[str, Any]) -> list[str]:
     parts = [
         f"<p>Budget {e(str(journal['budget']['text']))}: {ledger.get('spent_seconds', 0):.1f}s of "
         f"{ledger.get('total_seconds', 0):.1f}s spent (reserve {ledger.get('reserve_seconds', 0):.1f}s for the final "
-        f"confirmation; overshoot {100 * ledger.get('overshoot', 0):.1f}%). Seeds {e(str(journal['seeds']))}. "
+        f"confirmation; overshoot {100 * ledger.get('overshoot', 0):.1f}%). Seeds {e(str(journal['seeds']))}"
+        f"{_second_look(journal)}. "
         f"Stopped: {e(journal.get('stopped') or 'budget or rounds done')}.</p>",
         "<h2>Result on the test split (read once, at the end)</h2>",
         _table(
@@ -178,6 +179,12 @@ def _ablation_section(ablation: list[dict[str, Any]]) -> list[str]:
     return ["<h2>Ablation path</h2>", _table(header, rows)]
 
 
+def _second_look(journal: dict[str, Any]) -> str:
+    """The seeds a second look adds, when the journal has any."""
+    more = journal.get("second_look_seeds")
+    return f" (a second look adds {more})" if more else ""
+
+
 def _round_section(entry: dict[str, Any]) -> list[str]:
     """One round: the incumbent, the findings, lr-find, the candidates, each rung of the race, the full-length
     seeds and the decision."""
@@ -216,6 +223,11 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
         full = entry["full_length"]
         seeds = [[seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))] for seed in full["candidate"]]
         parts += ["<h3>Full length</h3>", _table(["seed", "incumbent", "candidate"], seeds)]
+    if entry.get("first_look"):
+        parts.append(
+            f"<p>First look: {e(str(entry['first_look']['reason']))}; the gain was positive, so the budget paid for "
+            "two more seeds and a second look.</p>"
+        )
     decision = entry.get("decision", {})
     css = "adopt" if decision.get("adopt") else "reject"
     parts.append(f"<p class='{css}'><b>Decision:</b> {e(str(decision.get('reason')))}</p>")
