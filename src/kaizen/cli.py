@@ -770,6 +770,7 @@ def improve(
         f"start {100 * final['test_start']['mean']:.2f}% -> final {100 * final['test_final']['mean']:.2f}% test "
         f"accuracy ({100 * gain['diff']:+.2f} points); {journal['stopped'] or 'budget spent'}",
         highlight=False,
+        soft_wrap=True,
     )
     folder = Path(journal["out_dir"])
     out.print(f"journal: {folder / 'journal.html'}  recipe: {folder / 'recipe.yaml'}", highlight=False)

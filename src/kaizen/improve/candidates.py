@@ -77,6 +77,18 @@ class Candidate:
         return {"id": self.id, "overrides": list(self.overrides), "source": self.source, "why": self.why}
 
 
+# Keys that change how a run learns but not what one epoch costs: a candidate setting only these (and the
+# epochs, whose cost is its prior) costs what the incumbent does per epoch. Other keys (the model, the batch
+# size, augmentation, image size, precision) are measured in the race: a 1-epoch run of a small model lasts
+# milliseconds, and its timing says more about the machine's load than about the candidate.
+COST_NEUTRAL = ("optim.", "schedule.", "reg.", "init.", "train.epochs", "model.dropout", "data.exclude", "data.keep")
+
+
+def costs_as_incumbent(candidate: Candidate) -> bool:
+    """Whether `candidate`'s cost per epoch is the incumbent's (all its keys in COST_NEUTRAL)."""
+    return all(o.partition("=")[0].strip().startswith(COST_NEUTRAL) for o in candidate.overrides)
+
+
 def _is_noop(cfg: Config, overrides: tuple[str, ...]) -> bool:
     try:
         return cfg.override(list(overrides)).to_dict() == cfg.to_dict()

@@ -120,6 +120,7 @@ class Improve:
         self.more_seeds = [start.train.seed + seeds + k for k in range(MORE_SEEDS)]  # a second look's
         self.race_seed = start.train.seed + seeds + MORE_SEEDS  # short races: a seed no confirmation uses
         self.tried_now: set[tuple[str, ...]] = set()
+        self.finishing = False
         self.workers = workers
         self.backend = backend
         self.address = address
@@ -176,9 +177,15 @@ class Improve:
 
     def _progress(self, where: str) -> Callable[[str, int, str], None]:
         def report(variant: str, seed: int, status: str) -> None:
-            left = f"{self.ledger.left:.0f}s of {self.ledger.total:.0f}s" if self.ledger.total else "unknown"
+            total = self.ledger.total
+            left = (
+                f"{_seconds(self.ledger.left)} of {_seconds(total)} ({max(0.0, self.ledger.left) / total:.0%})"
+                if total
+                else "unknown"
+            )
+            stage = "final step" if self.finishing else f"round {self.round}"
             self.say(
-                f"round {self.round} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · budget left {left}"
+                f"{stage} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · budget left {left}"
             )
 
         return report
@@ -395,6 +402,8 @@ class Improve:
                 reference = results[0].seconds
                 entry["first_rung_scores"] = dict(scores)
             for candidate, result in zip(alive, results[-len(alive) :]):
+                if moves.costs_as_incumbent(candidate):
+                    continue  # its epochs' cost is known ahead; short runs' timings are mostly noise
                 # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
                 # (never below what the candidate's epochs alone imply).
                 ratios.setdefault(candidate.id, []).append(
@@ -586,6 +595,7 @@ class Improve:
         recipe_path = self.out_dir / RECIPE
         rundir.atomic_write_text(recipe_path, recipe.to_yaml())
         self.round += 1
+        self.finishing = True
         start_runs = self.full[config_id(())]
         for seed in self.seeds:
             if seed not in start_runs:
@@ -634,6 +644,11 @@ class Improve:
             "seed_spread": spread,
             "within_spread": within,
         }
+
+
+def _seconds(value: float) -> str:
+    """Seconds as the terminal shows them: tenths below a minute, whole seconds above."""
+    return f"{value:.1f}s" if abs(value) < 60 else f"{value:.0f}s"
 
 
 def _mean(runs: dict[int, Result]) -> float:
