@@ -212,6 +212,15 @@ def test_two_moves_on_different_knobs_are_combined_and_the_same_knob_is_not():
     assert combine(rate, Candidate(("optim.lr=0.03",), "neighbourhood", "w"), "e") is None
 
 
+def test_only_moves_that_change_an_epochs_work_have_their_cost_measured():
+    from kaizen.improve.candidates import Candidate, costs_as_incumbent
+
+    assert costs_as_incumbent(Candidate(("optim.lr=0.3", "schedule.name=cosine", "reg.l2=0"), "s", "w"))
+    assert costs_as_incumbent(Candidate(("train.epochs=40",), "s", "w", cost=2.0))  # known ahead: its prior
+    for override in ("model.hidden=[64]", "train.batch_size=16", "augment=kaggle", "data.image_size=64"):
+        assert not costs_as_incumbent(Candidate(("optim.lr=0.3", override), "s", "w"))
+
+
 def test_test_split_is_scored_only_after_the_last_training_run(repaired):
     tmp_path, journal, events, _ = repaired
     fits = [i for i, (kind, _) in enumerate(events) if kind == "fit"]
