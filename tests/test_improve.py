@@ -206,10 +206,15 @@ def test_two_moves_on_different_knobs_are_combined_and_the_same_knob_is_not():
     norm = Candidate(("model.norm=batch",), "check: one_batch", "x")
     rate = Candidate(("optim.lr=0.3",), "neighbourhood", "y", cost=1.0)
     longer = Candidate(("train.epochs=40",), "neighbourhood", "z", cost=2.0)
-    both = combine(norm, longer, "evidence")
+    both = combine([norm, longer], "evidence")
     assert both.overrides == ("model.norm=batch", "train.epochs=40") and both.cost == 2.0
     assert both.source == "combination" and "evidence" in both.why
-    assert combine(rate, Candidate(("optim.lr=0.03",), "neighbourhood", "w"), "e") is None
+    assert combine([rate, Candidate(("optim.lr=0.03",), "neighbourhood", "w")], "e") is None
+    wider = Candidate(("model.hidden=[64]",), "neighbourhood", "v", cost=1.5)
+    every = combine([norm, rate, longer, wider], "e")
+    assert len(every.overrides) == 4 and every.cost == 3.0  # more epochs of a wider model cost both
+    assert combine([norm, rate, Candidate(("optim.lr=0.03",), "neighbourhood", "w")], "e") is None
+    assert combine([norm], "e") is None
 
 
 def test_only_moves_that_change_an_epochs_work_have_their_cost_measured():

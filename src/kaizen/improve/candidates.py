@@ -7,8 +7,8 @@ faults (a schedule, augmentation suited to the data, regularisation when the gap
 when the model underfits); and, last, the incumbent's neighbourhood: each tunable knob one step either way
 within its usual band, so a healthy recipe still has moves to race once the others are spent (a search
 would try them too, blindly). A move that changes nothing, or was raced from the same incumbent before, is
-left out and said so. During a race, two moves that each beat the incumbent on different knobs are also
-raced together (`combine`).
+left out and said so. During a race, the moves that beat the incumbent in the first rung are also raced
+together (`combine`): the best two, and all of them that set different knobs.
 """
 
 from __future__ import annotations
@@ -329,17 +329,18 @@ def neighbours(cfg: Config) -> list[Candidate]:
     return moves
 
 
-def combine(first: Candidate, second: Candidate, evidence: str) -> Candidate | None:
-    """The two moves together, when they set different knobs (None otherwise): two fixes that each help often
-    help more together, and confirming them as one costs one confirmation instead of two."""
-    keys = [{o.partition("=")[0].strip() for o in c.overrides} for c in (first, second)]
-    if keys[0] & keys[1]:
+def combine(parts: list[Candidate], evidence: str) -> Candidate | None:
+    """The moves together, when they set different knobs (None otherwise): fixes that each help often help more
+    together, and confirming them as one costs one confirmation instead of several. Its cost is the product of
+    theirs (more epochs of a wider model cost both)."""
+    keys = [{o.partition("=")[0].strip() for o in c.overrides} for c in parts]
+    if len(parts) < 2 or sum(map(len, keys)) != len(set().union(*keys)):
         return None
     return Candidate(
-        (*first.overrides, *second.overrides),
+        tuple(o for c in parts for o in c.overrides),
         "combination",
-        f"{first.label} and {second.label} each beat the incumbent in the first rung ({evidence})",
-        max(first.cost, second.cost),
+        f"{' and '.join(c.label for c in parts)} each beat the incumbent in the first rung ({evidence})",
+        math.prod(c.cost for c in parts),
     )
 
 

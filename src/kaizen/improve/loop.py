@@ -433,9 +433,9 @@ class Improve:
                     f"first rung, the incumbent {scores['incumbent']:.1%}"
                 )
                 return None, False
-            together = self._combination(contenders, scores, index, len(lengths))
+            combined = self._combinations(contenders, scores, index, len(lengths))
             alive = [c for c in alive if c.id in ranked]
-            if together is not None:
+            for together in combined:
                 prior[together.id] = together.cost
                 alive.append(together)
                 entry.setdefault("candidates", []).append(together.to_dict())
@@ -444,25 +444,28 @@ class Improve:
         alive = [c for c in alive if c.id in last_scores]  # a combination the budget cut before it ran
         return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
 
-    def _combination(
+    def _combinations(
         self, alive: list[moves.Candidate], scores: dict[str, float], index: int, rungs: int
-    ) -> moves.Candidate | None:
-        """After the first of several rungs: the two best moves together, when both beat the incumbent and they
-        set different knobs (and the pair was not raced from this incumbent before)."""
+    ) -> list[moves.Candidate]:
+        """After the first of several rungs, the moves that beat the incumbent together: the best two, and every
+        one of them that sets knobs the better ones leave alone (a search's many-knob jump, built from moves that
+        each helped); those raced from this incumbent before left out."""
         if index != 0 or rungs < 2:
-            return None
+            return []
         better = sorted(alive, key=lambda c: (-scores[c.id], c.id))  # each beat the incumbent
-        if len(better) < 2:
-            return None
-        first, second = better[:2]
-        evidence = (
-            f"{scores[first.id]:.1%} and {scores[second.id]:.1%} against the incumbent's {scores['incumbent']:.1%}"
-        )
-        together = moves.combine(first, second, evidence)
-        if together is None or together.overrides in self.tried_now:
-            return None
-        self.tried_now.add(together.overrides)
-        return together
+        every: list[moves.Candidate] = []
+        for candidate in better:
+            if moves.combine([*every, candidate], "") is not None or not every:
+                every.append(candidate)
+        groups = [better[:2]] + ([every] if len(every) > 2 else [])
+        found = []
+        for group in groups:
+            shown = ", ".join(f"{scores[c.id]:.1%}" for c in group)
+            together = moves.combine(group, f"{shown} against the incumbent's {scores['incumbent']:.1%}")
+            if together is not None and together.overrides not in self.tried_now:
+                self.tried_now.add(together.overrides)
+                found.append(together)
+        return found
 
     def run(self) -> dict[str, Any]:
         """The whole loop; returns the journal (also written to DIR/journal.json, .html, recipe.yaml)."""
