@@ -126,7 +126,10 @@ def test_a_kept_subset_streams_from_the_cache_file_and_matches_memory(tmp_path):
     settings = [*TINY_FOLDER, f"data.path={root}", f"data.keep={keep}", "data.val_split=3"]
     memory = load_data(kaizen.Config().override(settings).data)
     streamed = load_data(kaizen.Config().override([*settings, "data.max_memory=1"]).data)
-    assert len(memory.y_train) + len(memory.y_val) == 17
+    # the keep file selects what trains: the 3 validation examples are drawn from all 33 first and stay,
+    # and the kept ones outside them train
+    kept = {files.paths["train"][index] for index in range(0, 33, 2)}
+    assert len(memory.y_val) == 3 and set(memory.paths["train"]) == kept - set(memory.paths["val"])
     assert isinstance(streamed.host_train.array, np.memmap)
     assert torch.equal(memory.x_train, streamed.x_train) and torch.equal(memory.x_val, streamed.x_val)
     assert torch.equal(memory.y_train, streamed.y_train) and memory.paths == streamed.paths
