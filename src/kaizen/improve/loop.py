@@ -442,7 +442,11 @@ class Improve:
                 entry.setdefault("candidates", []).append(together.to_dict())
             last_scores = scores
         entry["rungs"] = rungs
-        alive = [c for c in alive if c.id in last_scores]  # a combination the budget cut before it ran
+        for unraced in (c for c in alive if c.id not in last_scores):  # a combination the budget cut
+            self.journal["not_tried"].append(
+                {"round": self.round, "move": unraced.label, "why": "the budget promoted the best so far before it ran"}
+            )
+        alive = [c for c in alive if c.id in last_scores]
         return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
 
     def _combinations(
