@@ -3,8 +3,10 @@
 For each data set, budget (multiples of one run of the start config) and repetition (its own seeds), the
 benchmark runs `kaizen.improve(start, budget)`; the improve's ledger gives the budget in device-seconds of
 training, and each search gets exactly that many seconds for its trials (the training seconds of each epoch
-it ran, read from the trial's metrics.csv, the same count improve's ledger uses). A search never starts a trial
-when its seconds are spent. The best trial by validation accuracy is then trained on the improve's three
+it ran, read from the trial's metrics.csv, the same count improve's ledger uses). A search starts no trial that
+the last trial's seconds per epoch say cannot finish, and a trial that runs past the budget anyway (more epochs,
+a smaller batch) is cut at the epoch that crosses it and cannot be the best, so a search spends at most one
+epoch past its budget (before 2026-12-06 such trials ran to the end: up to 127% spent). The best trial by validation accuracy is then trained on the improve's three
 seeds and scored on the test split; those confirmation runs are not charged to the search (improve pays for
 its own full-length seeds from its budget, so this favours the searches). Start: the start config on the same
 seeds (the improve's own start runs, scored once at its end).
@@ -134,8 +136,15 @@ def search(cfg: kaizen.Config, budget: float, sampler: str, seed: int, work: Pat
         path = work / f"{sampler}-{trial.number:04d}"
         (path / "checkpoints").mkdir(parents=True)
 
-        def on_epoch(epoch: int, metrics: dict, trial=trial) -> None:
+        started = time.perf_counter()
+
+        def on_epoch(epoch: int, metrics: dict, trial=trial, started=started, left=budget - spent) -> None:
             trial.report(metrics["val_acc"], epoch)
+            # wall seconds since the trial began bound its training seconds from above: a trial about to run
+            # past the budget is cut like a pruned one (it cannot be the best), so a search spends at most one
+            # epoch past its budget
+            if time.perf_counter() - started >= left:
+                raise Pruned("budget")
             if trial.should_prune():
                 raise Pruned("pruned")
 

@@ -184,6 +184,68 @@ def test_a_round_without_a_plausible_gain_races_the_next_moves(repaired):
             assert raced.isdisjoint(tuple(c["overrides"]) for c in after["candidates"])
 
 
+def test_a_lone_survivor_of_the_first_rung_goes_straight_to_full_length(repaired):
+    # longer short runs of a single candidate rank nothing: the race ends and its budget is left for confirming
+    _, journal, _, _ = repaired
+    lone = [e for e in journal["rounds"] if e.get("rungs") and len([r for r in e["rungs"][0]["rows"] if r["promoted"]]) == 1]
+    lone = [e for e in lone if len(e["candidates"]) == len(e["rungs"][0]["rows"])]  # no combination joined it
+    assert lone  # measured: rounds 3 and 4 of the repaired start
+    for entry in lone:
+        assert len(entry["rungs"]) == 1 and entry["race_note"].startswith("one candidate left after rung 1")
+        assert entry["full_length"]  # the survivor was confirmed
+
+
+def test_a_move_refuted_at_full_length_joins_no_combination(repaired):
+    _, journal, _, _ = repaired
+    refuted: dict[tuple, set] = {}
+    for entry in journal["rounds"]:
+        incumbent = tuple(entry["incumbent"])
+        parts = refuted.setdefault(incumbent, set())
+        for candidate in entry["candidates"]:
+            if candidate["source"] == "combination":
+                assert parts.isdisjoint(candidate["overrides"]), (candidate, parts)
+        decision = entry["decision"]
+        if entry.get("winner") and decision.get("gain") is not None and decision["gain"] <= 0:
+            parts.update(entry["winner"]["overrides"])
+    assert any(refuted.values())  # measured: 9 epochs and a batch of 16 were refuted, then a combination formed
+
+
+def test_combinations_draw_on_first_rung_winners_of_earlier_rounds(tmp_path):
+    # the incumbent and the race seed stay the same while nothing is adopted, so a move that beat the incumbent
+    # in round 1 and one that beat it in round 3 are raced together
+    from kaizen.improve.budget import parse_budget as budget_of
+    from kaizen.improve.candidates import Candidate
+    from kaizen.improve.loop import Improve
+
+    loop = Improve(kaizen.Config(), budget_of("8x"), tmp_path, 3, 1, "local", None, False, 5, None)
+    earlier = Candidate(("optim.lr=0.003",), "neighbourhood", "x")
+    now = Candidate(("model.dropout=0.3",), "neighbourhood", "y")
+    width = Candidate(("train.epochs=30",), "neighbourhood", "z", cost=1.5)
+    loop.beat_first[()] = {earlier.id: (earlier, 0.95), now.id: (now, 0.96), width.id: (width, 0.94)}
+    found = loop._combinations((), 0.93, 0, 3)
+    labels = [set(c.overrides) for c in found]
+    assert {"model.dropout=0.3", "optim.lr=0.003"} in labels
+    assert {"model.dropout=0.3", "optim.lr=0.003", "train.epochs=30"} in labels
+    assert all("93.0%" in c.why for c in found)
+    assert loop._combinations((), 0.93, 0, 3) == []  # raced once from this incumbent: not again
+    assert loop._combinations(("optim.lr=0.003",), 0.93, 0, 3) == []  # another incumbent has its own pool
+
+
+def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path):
+    # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
+    # of looks is fixed at one before the first run, and that look uses the whole 5% error
+    journal = kaizen.improve(
+        start_config(tmp_path, POOR), budget="8x", out_dir=tmp_path / "out", max_candidates=3
+    )
+    confirmed = [entry for entry in journal["rounds"] if entry.get("full_length")]
+    assert confirmed
+    for entry in confirmed:
+        assert entry["looks"] == 1 and "first_look" not in entry
+        assert entry["decision"]["looks"] == 1 and "looks" not in entry["decision"]["reason"]
+    assert confirmed[0]["decision"]["adopt"]  # the strong L2 is moved back (+12 points) at 8x too
+    assert "One look, planned before the first run" in (tmp_path / "out" / "journal.html").read_text()
+
+
 def test_the_neighbourhood_steps_each_tunable_knob_within_its_band():
     from kaizen.improve.candidates import neighbours
 

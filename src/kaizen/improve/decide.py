@@ -8,8 +8,10 @@ hypotheses of the confirmation and are not counted (counting them as p = 1, as a
 gain of a point unprovable on three seeds among five candidates: the interval's t-quantile grows from 4.3 to
 9.9). A confirmation may look twice: at the first seeds and, when the gain is positive but not yet proven and
 the budget pays, again with more seeds; each look then uses half the error (97.5% intervals), so the two
-looks together keep a false adoption below 5% (Bonferroni over the looks). The paired test and the Holm
-adjustment are study.stats'.
+looks together keep a false adoption below 5% (Bonferroni over the looks). The number of looks is fixed before
+the confirmation's first run, from the budget alone: when it cannot pay for the second look's seeds, the one look
+uses the whole 5% (a 95% interval) rather than half of it for a look that cannot happen. The paired test and the
+Holm adjustment are study.stats'.
 """
 
 from __future__ import annotations

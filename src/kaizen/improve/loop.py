@@ -33,7 +33,8 @@ MAX_CANDIDATES = 5
 # seed after the confirmation seeds), so the race's pick is independent of the confirmation's noise.
 CONFIRMED_PER_ROUND = 1
 # A confirmation whose gain is positive but not proven on the seeds looks again with MORE_SEEDS more seeds when
-# the budget pays for them; each of the LOOKS looks spends half the error (decide.py).
+# the budget pays for them; each of the LOOKS looks spends half the error (decide.py). A confirmation whose
+# second look the budget cannot pay for is planned, before its first run, as a single look with the whole error.
 LOOKS = 2
 MORE_SEEDS = 2
 # Keys every improve run sets: the test split stays unscored until the end; pictures and TensorBoard are
@@ -121,6 +122,9 @@ class Improve:
         self.more_seeds = [start.train.seed + seeds + k for k in range(MORE_SEEDS)]  # a second look's
         self.race_seed = start.train.seed + seeds + MORE_SEEDS  # short races: a seed no confirmation uses
         self.tried_now: set[tuple[str, ...]] = set()
+        # incumbent -> the moves that beat it in a first rung (same race seed and length while it stays the
+        # incumbent, so their scores compare across rounds): what a combination may draw on
+        self.beat_first: dict[tuple[str, ...], dict[str, tuple[moves.Candidate, float]]] = {}
         self.finishing = False
         self.workers = workers
         self.backend = backend
@@ -370,7 +374,10 @@ class Improve:
                 )
                 break
             while alive and not affordable(alive):
-                dropped = alive.pop()
+                # the dearest first (its confirmation is what the budget cannot pay for); among equals the last
+                dropped = max(reversed(alive), key=lambda c: c.cost)
+                alive.remove(dropped)
+                self.tried_now.discard(dropped.overrides)  # not raced: a later round may offer it again
                 self.journal["not_tried"].append(
                     {
                         "round": self.round,
@@ -434,13 +441,20 @@ class Improve:
                     f"first rung, the incumbent {scores['incumbent']:.1%}"
                 )
                 return None, False
-            combined = self._combinations(contenders, scores, index, len(lengths))
+            if index == 0:
+                pool = self.beat_first.setdefault(incumbent, {})
+                pool.update({c.id: (c, scores[c.id]) for c in contenders})
+            combined = self._combinations(incumbent, scores["incumbent"] if index == 0 else None, index, len(lengths))
             alive = [c for c in alive if c.id in ranked]
             for together in combined:
                 prior[together.id] = together.cost
                 alive.append(together)
                 entry.setdefault("candidates", []).append(together.to_dict())
             last_scores = scores
+            if len(alive) == 1 and index < len(lengths) - 1:
+                # Nothing left to rank: longer short runs of one candidate would only spend the budget.
+                entry["race_note"] = f"one candidate left after rung {index + 1}: it goes to full length"
+                break
         entry["rungs"] = rungs
         for unraced in (c for c in alive if c.id not in last_scores):  # a combination the budget cut
             self.journal["not_tried"].append(
@@ -450,24 +464,29 @@ class Improve:
         return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
 
     def _combinations(
-        self, alive: list[moves.Candidate], scores: dict[str, float], index: int, rungs: int
+        self, incumbent: tuple[str, ...], reference: float | None, index: int, rungs: int
     ) -> list[moves.Candidate]:
-        """After the first of several rungs, the moves that beat the incumbent together: the best two, and every
-        one of them that sets knobs the better ones leave alone (a search's many-knob jump, built from moves that
-        each helped); those raced from this incumbent before left out."""
-        if index != 0 or rungs < 2:
+        """After the first of several rungs, the moves that beat the incumbent in a first rung, this round's or an
+        earlier round's from the same incumbent (not refuted at full length), together: the best two, and every one
+        of them that sets knobs the better ones leave alone (a search's many-knob jump, built from moves that each
+        helped); those raced from this incumbent before left out."""
+        if index != 0 or rungs < 2 or reference is None:
             return []
-        better = sorted(alive, key=lambda c: (-scores[c.id], c.id))  # each beat the incumbent
+        pool = self.beat_first.get(incumbent, {})
+        scores = {cid: score for cid, (_, score) in pool.items()}
+        better = sorted((c for c, _ in pool.values()), key=lambda c: (-scores[c.id], c.id))
         every: list[moves.Candidate] = []
         for candidate in better:
             if moves.combine([*every, candidate], "") is not None or not every:
                 every.append(candidate)
         groups = [better[:2]] + ([every] if len(every) > 2 else [])
         found = []
+        seen = {tuple(sorted(overrides)) for overrides in self.tried_now}
         for group in groups:
             shown = ", ".join(f"{scores[c.id]:.1%}" for c in group)
-            together = moves.combine(group, f"{shown} against the incumbent's {scores['incumbent']:.1%}")
-            if together is not None and together.overrides not in self.tried_now:
+            together = moves.combine(group, f"{shown} against the incumbent's {reference:.1%}")
+            if together is not None and tuple(sorted(together.overrides)) not in seen:
+                seen.add(tuple(sorted(together.overrides)))
                 self.tried_now.add(together.overrides)
                 found.append(together)
         return found
@@ -527,6 +546,15 @@ class Improve:
                 stop = f"the budget cannot pay for confirming {winner.label} at full length on {len(self.seeds)} seeds"
                 entry["decision"] = {"adopt": False, "reason": stop}
                 break
+            # How many looks this confirmation may take is fixed here, before any of its accuracies is seen: a
+            # second look the budget cannot pay for would only halve the first look's error for nothing.
+            more = self.more_seeds
+            had = self.full.get(config_id(incumbent), {})
+            extra = self._estimate(full_epochs) * len(set(more) - set(had)) + self._estimate(
+                full_epochs, winner.cost
+            ) * len(more)
+            looks = LOOKS if self.ledger.affords(confirm + extra, final=True) else 1
+            entry["looks"] = looks
             self.say(
                 f"round {self.round} · full length: {winner.label} against the incumbent on {len(self.seeds)} seeds"
             )
@@ -547,13 +575,12 @@ class Improve:
                 {s: r.val_acc for s, r in base_runs.items()},
                 {s: r.val_acc for s, r in challenger.items()},
                 comparisons=CONFIRMED_PER_ROUND,
-                looks=LOOKS,
+                looks=looks,
             )
-            more = self.more_seeds
             extra = self._estimate(full_epochs) * len(set(more) - set(base_runs)) + self._estimate(
                 full_epochs, winner.cost
             ) * len(more)
-            if not decision.adopt and decision.gain > 0 and self.ledger.affords(extra, final=True):
+            if looks > 1 and not decision.adopt and decision.gain > 0 and self.ledger.affords(extra, final=True):
                 self.say(f"round {self.round} · {decision.reason}; looking again with {len(more)} more seeds")
                 entry["first_look"] = decision.to_dict()
                 base_runs = self._full_runs(incumbent, [*self.seeds, *more], "incumbent")
@@ -562,7 +589,7 @@ class Improve:
                     {s: r.val_acc for s, r in base_runs.items()},
                     {s: r.val_acc for s, r in challenger.items()},
                     comparisons=CONFIRMED_PER_ROUND,
-                    looks=LOOKS,
+                    looks=looks,
                 )
             entry["winner"] = winner.to_dict()
             entry["full_length"] = {
@@ -570,6 +597,8 @@ class Improve:
                 "candidate": {str(s): r.val_acc for s, r in sorted(challenger.items())},
             }
             entry["decision"] = decision.to_dict()
+            if not decision.gain > 0:  # refuted at full length: no combination draws on it
+                self.beat_first.get(incumbent, {}).pop(winner.id, None)
             self.say(f"round {self.round} · {decision.reason}")
             short = entry.get("first_rung_scores", {})
             if winner.id in short:

@@ -219,10 +219,17 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
         rows = [] if rung.get("incumbent_val_acc") is None else [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
         rows += [[r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]]
         parts.append(_table(["config", "validation accuracy", ""], rows))
+    if entry.get("race_note"):
+        parts.append(f"<p>{e(str(entry['race_note']))}.</p>")
     if entry.get("full_length"):
         full = entry["full_length"]
         seeds = [[seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))] for seed in full["candidate"]]
         parts += ["<h3>Full length</h3>", _table(["seed", "incumbent", "candidate"], seeds)]
+        if entry.get("looks") == 1:
+            parts.append(
+                "<p>One look, planned before the first run: the budget could not pay for a second look's seeds, so "
+                "this look uses the whole 5% error.</p>"
+            )
     if entry.get("first_look"):
         parts.append(
             f"<p>First look: {e(str(entry['first_look']['reason']))}; the gain was positive, so the budget paid for "
