@@ -292,7 +292,11 @@ def main() -> None:
         "--out", type=Path, default=None, help="keep the work here (default: a temporary folder)"
     )
     parser.add_argument(
-        "--merge", type=Path, nargs="+", default=None, help="print the table of earlier outputs of this script"
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="print the table of earlier outputs of this script",
     )
     args = parser.parse_args()
     if args.merge:
@@ -377,7 +381,9 @@ def print_table(results: list[dict]) -> None:
             return values[0] if len(rows) == 1 else [statistics.mean(v) for v in values]
 
         adopted = "; ".join(
-            "refused: " + r["refused"][:90] if "refused" in r else " ".join(r["improve_overrides"]) or "(start)"
+            "refused: " + r["refused"][:90]
+            if "refused" in r
+            else " ".join(r["improve_overrides"]) or "(start)"
             for r in rows
         )
         over = max(r["overshoot"] for r in rows)
@@ -394,10 +400,7 @@ def print_table(results: list[dict]) -> None:
 def merge_outputs(paths: list[Path], plot: Path | None) -> None:
     """The table (and picture) of earlier runs of this script, from the JSON rows they printed."""
     results = [
-        json.loads(line)
-        for path in paths
-        for line in path.read_text().splitlines()
-        if line.startswith("{")
+        json.loads(line) for path in paths for line in path.read_text().splitlines() if line.startswith("{")
     ]
     if plot is not None:
         plot_curves(results, plot)

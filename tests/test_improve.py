@@ -158,7 +158,9 @@ def test_races_run_on_a_seed_no_confirmation_uses(repaired):
     assert rung_seeds == {f"seed{race_seed}"}
     confirming = [*journal["seeds"], *journal["second_look_seeds"]]
     assert race_seed not in confirming
-    assert {f"seed{seed}" for seed in journal["seeds"]} <= full_seeds <= {f"seed{seed}" for seed in confirming}
+    assert (
+        {f"seed{seed}" for seed in journal["seeds"]} <= full_seeds <= {f"seed{seed}" for seed in confirming}
+    )
 
 
 def test_a_positive_gain_not_yet_proven_is_looked_at_again_with_more_seeds(repaired):
@@ -187,7 +189,11 @@ def test_a_round_without_a_plausible_gain_races_the_next_moves(repaired):
 def test_a_lone_survivor_of_the_first_rung_goes_straight_to_full_length(repaired):
     # longer short runs of a single candidate rank nothing: the race ends and its budget is left for confirming
     _, journal, _, _ = repaired
-    lone = [e for e in journal["rounds"] if e.get("rungs") and len([r for r in e["rungs"][0]["rows"] if r["promoted"]]) == 1]
+    lone = [
+        e
+        for e in journal["rounds"]
+        if e.get("rungs") and len([r for r in e["rungs"][0]["rows"] if r["promoted"]]) == 1
+    ]
     lone = [e for e in lone if len(e["candidates"]) == len(e["rungs"][0]["rows"])]  # no combination joined it
     assert lone  # measured: rounds 3 and 4 of the repaired start
     for entry in lone:
@@ -207,7 +213,9 @@ def test_a_move_refuted_at_full_length_joins_no_combination(repaired):
         decision = entry["decision"]
         if entry.get("winner") and decision.get("gain") is not None and decision["gain"] <= 0:
             parts.update(entry["winner"]["overrides"])
-    assert any(refuted.values())  # measured: 9 epochs and a batch of 16 were refuted, then a combination formed
+    assert any(
+        refuted.values()
+    )  # measured: 9 epochs and a batch of 16 were refuted, then a combination formed
 
 
 def test_combinations_draw_on_first_rung_winners_of_earlier_rounds(tmp_path):
@@ -394,7 +402,9 @@ def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
     assert journal["ablation"] == [] and journal["final"]["overrides"] == []
     assert not any(entry["decision"].get("adopt") for entry in journal["rounds"])
     for entry in journal["rounds"]:  # each round says why nothing was adopted
-        assert entry["decision"]["reason"].startswith(("not adopted", "no plausible gain", "nothing left", "the budget"))
+        assert entry["decision"]["reason"].startswith(
+            ("not adopted", "no plausible gain", "nothing left", "the budget")
+        )
     assert journal["stopped"]
     assert journal["final"]["test_gain"]["test"] == "the final config is the start"
     assert kaizen.Config.load(out_dir / "recipe.yaml").to_dict() == kaizen.Config.load(config).to_dict()
@@ -461,7 +471,9 @@ def test_a_recipe_check_that_fails_is_raced_not_refused(monkeypatch, capsys, tmp
     config.write_text(yaml.safe_dump(start_config(tmp_path, [*GOOD, "optim.lr=0.00005"]).to_dict()))
     out_dir = tmp_path / "out"
 
-    code, _, err = cli(monkeypatch, capsys, "improve", "-c", str(config), "--budget", BUDGET, "--out", str(out_dir))
+    code, _, err = cli(
+        monkeypatch, capsys, "improve", "-c", str(config), "--budget", BUDGET, "--out", str(out_dir)
+    )
 
     assert code == 0, err
     assert "check failed: one batch overfits" in err
@@ -526,7 +538,13 @@ def test_audit_notes_become_a_candidate_raced_on_the_same_validation_examples(tm
     np.savez(tmp_path / "train.npz", x=raw.train_x, y=labels)
     np.savez(tmp_path / "test.npz", x=raw.test_x, y=raw.test_y)
     cfg = start_config(
-        tmp_path, [*GOOD, "data.name=npz", f"data.path={tmp_path / 'train.npz'}", f"data.test_path={tmp_path / 'test.npz'}"]
+        tmp_path,
+        [
+            *GOOD,
+            "data.name=npz",
+            f"data.path={tmp_path / 'train.npz'}",
+            f"data.test_path={tmp_path / 'test.npz'}",
+        ],
     )
     out_dir = tmp_path / "out"
 

@@ -81,7 +81,16 @@ class Candidate:
 # epochs, whose cost is its prior) costs what the incumbent does per epoch. Other keys (the model, the batch
 # size, augmentation, image size, precision) are measured in the race: a 1-epoch run of a small model lasts
 # milliseconds, and its timing says more about the machine's load than about the candidate.
-COST_NEUTRAL = ("optim.", "schedule.", "reg.", "init.", "train.epochs", "model.dropout", "data.exclude", "data.keep")
+COST_NEUTRAL = (
+    "optim.",
+    "schedule.",
+    "reg.",
+    "init.",
+    "train.epochs",
+    "model.dropout",
+    "data.exclude",
+    "data.keep",
+)
 
 
 def costs_as_incumbent(candidate: Candidate) -> bool:
@@ -213,12 +222,22 @@ def playbook(cfg: Config, summary: dict[str, Any]) -> Moves:
 def _schedule(cfg: Config) -> Moves:
     if cfg.schedule.name != "constant":
         return [], []
-    return [Candidate(("schedule.name=cosine",), "playbook: schedule", "a constant rate; cosine decay usually ends lower")], []
+    return [
+        Candidate(
+            ("schedule.name=cosine",),
+            "playbook: schedule",
+            "a constant rate; cosine decay usually ends lower",
+        )
+    ], []
 
 
 def _augmentation(cfg: Config, channels: int) -> Moves:
     """Augmentation suited to the data: shapes for single-channel images (never flips), flips for photos."""
-    switches = [field for name in registry.AUGMENTATIONS.names() for field in registry.AUGMENTATIONS.traits(name).fields]
+    switches = [
+        field
+        for name in registry.AUGMENTATIONS.names()
+        for field in registry.AUGMENTATIONS.traits(name).fields
+    ]
     if any(getattr(cfg.augment, field) for field in switches):
         return [], [{"move": "augmentation", "why": "the config already augments"}]
     if channels == 1:
@@ -230,7 +249,13 @@ def _augmentation(cfg: Config, channels: int) -> Moves:
             {"move": "augment.hflip=true", "why": "flips change handwriting's meaning (a mirrored 2 or 7)"}
         ]
     photos = ("augment.hflip=true", "augment.width_shift=0.1", "augment.height_shift=0.1")
-    return [Candidate(photos, "playbook: augmentation", "colour photos: left-right flips and small shifts keep the class")], []
+    return [
+        Candidate(
+            photos,
+            "playbook: augmentation",
+            "colour photos: left-right flips and small shifts keep the class",
+        )
+    ], []
 
 
 def _regularisation(cfg: Config, train_acc: float | None, val_acc: float | None) -> Moves:
@@ -239,11 +264,18 @@ def _regularisation(cfg: Config, train_acc: float | None, val_acc: float | None)
         return [], []
     gap = train_acc - val_acc
     if gap <= GAP:
-        return [], [{"move": "more regularisation", "why": f"the gap is {gap:.1%}, at most {GAP:.0%}: nothing to close"}]
+        return [], [
+            {
+                "move": "more regularisation",
+                "why": f"the gap is {gap:.1%}, at most {GAP:.0%}: nothing to close",
+            }
+        ]
     evidence = f"train accuracy {train_acc:.1%} vs validation {val_acc:.1%} (gap {gap:.1%} > {GAP:.0%})"
     moves = []
     if cfg.model.dropout <= DROPOUT[0] - 0.2:
-        moves.append(Candidate((f"model.dropout={cfg.model.dropout + 0.2:.2g}",), "playbook: regularise", evidence))
+        moves.append(
+            Candidate((f"model.dropout={cfg.model.dropout + 0.2:.2g}",), "playbook: regularise", evidence)
+        )
     moves.append(Candidate(("reg.label_smoothing=0.1",), "playbook: regularise", evidence))
     return moves, []
 
@@ -253,7 +285,9 @@ def _capacity(cfg: Config, train_acc: float | None) -> Moves:
     if train_acc is None:
         return [], []
     if train_acc >= UNDERFIT_TRAIN_ACC:
-        return [], [{"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}]
+        return [], [
+            {"move": "more epochs or width", "why": f"train accuracy {train_acc:.1%}: not underfitting"}
+        ]
     evidence = f"train accuracy {train_acc:.1%} < {UNDERFIT_TRAIN_ACC:.0%}: the model underfits"
     moves, skipped = [], []
     usual_lr = registry.OPTIMIZERS.traits(cfg.optim.name).usual_lr
@@ -261,7 +295,9 @@ def _capacity(cfg: Config, train_acc: float | None) -> Moves:
     if higher <= LR_FACTOR * usual_lr:  # within the same epochs a larger step learns more, at no extra cost
         why = f"{evidence}; optim.lr={higher:g} stays within {LR_FACTOR:g}x of {cfg.optim.name}'s usual {usual_lr:g}"
         moves.append(Candidate((f"optim.lr={higher:g}",), "playbook: underfitting", why))
-    moves.append(Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0))
+    moves.append(
+        Candidate((f"train.epochs={2 * cfg.train.epochs}",), "playbook: underfitting", evidence, cost=2.0)
+    )
     wider = [2 * width for width in cfg.model.hidden]
     widen = (f"model.hidden=[{','.join(map(str, wider))}]",)
     if not _width_is_hidden(cfg) or _is_noop(cfg, widen):
@@ -273,7 +309,12 @@ def _capacity(cfg: Config, train_acc: float | None) -> Moves:
 
 def _width_is_hidden(cfg: Config) -> bool:
     """Whether model.hidden sets the model's width (the mlp preset, no custom layers, no backbone)."""
-    return cfg.model.preset == "mlp" and bool(cfg.model.hidden) and not cfg.model.layers and not cfg.model.backbone
+    return (
+        cfg.model.preset == "mlp"
+        and bool(cfg.model.hidden)
+        and not cfg.model.layers
+        and not cfg.model.backbone
+    )
 
 
 def _backbone(cfg: Config) -> Moves:
@@ -306,7 +347,9 @@ def neighbours(cfg: Config) -> list[Candidate]:
         if usual_lr / LR_FACTOR <= rate <= LR_FACTOR * usual_lr:
             step(f"optim.lr={rate:g}", f"the rate half a decade {way} ({cfg.optim.lr:g} -> {rate:g})")
     epochs = max(cfg.train.epochs + 1, round(EPOCH_STEP * cfg.train.epochs))
-    step(f"train.epochs={epochs}", f"{epochs} epochs instead of {cfg.train.epochs}", epochs / cfg.train.epochs)
+    step(
+        f"train.epochs={epochs}", f"{epochs} epochs instead of {cfg.train.epochs}", epochs / cfg.train.epochs
+    )
     if _width_is_hidden(cfg):
         wider = ",".join(str(2 * width) for width in cfg.model.hidden)
         step(f"model.hidden=[{wider}]", "twice the hidden width")
@@ -320,12 +363,21 @@ def neighbours(cfg: Config) -> list[Candidate]:
     if more <= far:
         step(f"optim.weight_decay={more:.2g}", f"weight decay {decay:g} -> {more:.2g}")
     if decay > 0:
-        step(f"optim.weight_decay={decay / RATE_STEP:.2g}", f"weight decay {decay:g} -> {decay / RATE_STEP:.2g}")
+        step(
+            f"optim.weight_decay={decay / RATE_STEP:.2g}",
+            f"weight decay {decay:g} -> {decay / RATE_STEP:.2g}",
+        )
     dropout = cfg.model.dropout
     if dropout + DROPOUT_STEP <= DROPOUT[0]:
-        step(f"model.dropout={dropout + DROPOUT_STEP:.2g}", f"dropout {dropout:g} -> {dropout + DROPOUT_STEP:.2g}")
+        step(
+            f"model.dropout={dropout + DROPOUT_STEP:.2g}",
+            f"dropout {dropout:g} -> {dropout + DROPOUT_STEP:.2g}",
+        )
     if dropout >= DROPOUT_STEP:
-        step(f"model.dropout={dropout - DROPOUT_STEP:.2g}", f"dropout {dropout:g} -> {dropout - DROPOUT_STEP:.2g}")
+        step(
+            f"model.dropout={dropout - DROPOUT_STEP:.2g}",
+            f"dropout {dropout:g} -> {dropout - DROPOUT_STEP:.2g}",
+        )
     return moves
 
 

@@ -98,7 +98,9 @@ def decide(
     adopt = difference.diff > 0 and holm_interval[0] > 0
     shown = f"{100 * difference.diff:+.2f} points, Holm-level interval [{100 * holm_interval[0]:+.2f}, {100 * holm_interval[1]:+.2f}]"
     level = f"{100 * (1 - alpha):.1f}%"
-    after = f"after Holm over {comparisons} candidate(s)" + (f" and {looks} looks ({level} each)" if looks > 1 else "")
+    after = f"after Holm over {comparisons} candidate(s)" + (
+        f" and {looks} looks ({level} each)" if looks > 1 else ""
+    )
     if adopt:
         reason = f"adopted: paired gain {shown} over {len(seeds)} seeds, above zero {after}"
     elif difference.diff > 0:

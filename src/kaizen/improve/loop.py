@@ -444,7 +444,9 @@ class Improve:
             if index == 0:
                 pool = self.beat_first.setdefault(incumbent, {})
                 pool.update({c.id: (c, scores[c.id]) for c in contenders})
-            combined = self._combinations(incumbent, scores["incumbent"] if index == 0 else None, index, len(lengths))
+            combined = self._combinations(
+                incumbent, scores["incumbent"] if index == 0 else None, index, len(lengths)
+            )
             alive = [c for c in alive if c.id in ranked]
             for together in combined:
                 prior[together.id] = together.cost
@@ -458,7 +460,11 @@ class Improve:
         entry["rungs"] = rungs
         for unraced in (c for c in alive if c.id not in last_scores):  # a combination the budget cut
             self.journal["not_tried"].append(
-                {"round": self.round, "move": unraced.label, "why": "the budget promoted the best so far before it ran"}
+                {
+                    "round": self.round,
+                    "move": unraced.label,
+                    "why": "the budget promoted the best so far before it ran",
+                }
             )
         alive = [c for c in alive if c.id in last_scores]
         return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
@@ -580,7 +586,12 @@ class Improve:
             extra = self._estimate(full_epochs) * len(set(more) - set(base_runs)) + self._estimate(
                 full_epochs, winner.cost
             ) * len(more)
-            if looks > 1 and not decision.adopt and decision.gain > 0 and self.ledger.affords(extra, final=True):
+            if (
+                looks > 1
+                and not decision.adopt
+                and decision.gain > 0
+                and self.ledger.affords(extra, final=True)
+            ):
                 self.say(f"round {self.round} · {decision.reason}; looking again with {len(more)} more seeds")
                 entry["first_look"] = decision.to_dict()
                 base_runs = self._full_runs(incumbent, [*self.seeds, *more], "incumbent")

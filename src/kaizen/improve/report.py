@@ -138,7 +138,12 @@ def _result_section(journal: dict[str, Any]) -> list[str]:
         _table(
             ["config", "test accuracy (mean)", "95% interval", "by seed"],
             [
-                ["start", _pct(start.get("mean")), _level(start.get("interval95")), _by_seed(start.get("by_seed"))],
+                [
+                    "start",
+                    _pct(start.get("mean")),
+                    _level(start.get("interval95")),
+                    _by_seed(start.get("by_seed")),
+                ],
                 [
                     "final (recipe.yaml)",
                     _pct(end.get("mean")),
@@ -171,9 +176,23 @@ def _ablation_section(ablation: list[dict[str, Any]]) -> list[str]:
     """Each adopted step with its gain: the path from the start to the final recipe."""
     if not ablation:
         return ["<h2>Ablation path</h2>", "<p>Nothing adopted: the start config is returned as it was.</p>"]
-    header = ["round", "adopted overrides", "from", "gain (val, points)", "95% interval", "val accuracy after"]
+    header = [
+        "round",
+        "adopted overrides",
+        "from",
+        "gain (val, points)",
+        "95% interval",
+        "val accuracy after",
+    ]
     rows = [
-        [a["round"], " ".join(a["overrides"]), a["source"], _pts(a["gain"]), _interval(a["interval95"]), _pct(a["val_acc"])]
+        [
+            a["round"],
+            " ".join(a["overrides"]),
+            a["source"],
+            _pts(a["gain"]),
+            _interval(a["interval95"]),
+            _pct(a["val_acc"]),
+        ]
         for a in ablation
     ]
     return ["<h2>Ablation path</h2>", _table(header, rows)]
@@ -216,14 +235,23 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
         seed = entry.get("race_seed")
         which = f"seed {seed}, which no confirmation uses" if seed is not None else "one seed"
         parts.append(f"<h3>Race, rung {number}: {rung['epochs']} epoch(s), {which}</h3>")
-        rows = [] if rung.get("incumbent_val_acc") is None else [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
-        rows += [[r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]]
+        rows = (
+            []
+            if rung.get("incumbent_val_acc") is None
+            else [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
+        )
+        rows += [
+            [r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]
+        ]
         parts.append(_table(["config", "validation accuracy", ""], rows))
     if entry.get("race_note"):
         parts.append(f"<p>{e(str(entry['race_note']))}.</p>")
     if entry.get("full_length"):
         full = entry["full_length"]
-        seeds = [[seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))] for seed in full["candidate"]]
+        seeds = [
+            [seed, _pct(full["incumbent"].get(seed)), _pct(full["candidate"].get(seed))]
+            for seed in full["candidate"]
+        ]
         parts += ["<h3>Full length</h3>", _table(["seed", "incumbent", "candidate"], seeds)]
         if entry.get("looks") == 1:
             parts.append(
