@@ -213,9 +213,8 @@ def test_a_move_refuted_at_full_length_joins_no_combination(repaired):
         decision = entry["decision"]
         if entry.get("winner") and decision.get("gain") is not None and decision["gain"] <= 0:
             parts.update(entry["winner"]["overrides"])
-    assert any(
-        refuted.values()
-    )  # measured: 9 epochs and a batch of 16 were refuted, then a combination formed
+    # measured: 9 epochs and a batch of 16 were refuted, then a combination formed
+    assert any(refuted.values())
 
 
 def test_combinations_draw_on_first_rung_winners_of_earlier_rounds(tmp_path):
