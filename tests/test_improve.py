@@ -238,6 +238,50 @@ def test_combinations_draw_on_first_rung_winners_of_earlier_rounds(tmp_path):
     assert loop._combinations(("optim.lr=0.003",), 0.93, 0, 3) == []  # another incumbent has its own pool
 
 
+def test_the_budget_leaves_out_the_dearest_candidate_first(tmp_path, monkeypatch):
+    # runs are faked (a second per epoch, fixed scores): the race's bookkeeping alone. The budget pays for
+    # confirming a candidate that costs one run, not one that costs two: the two-run one is left out, not
+    # the one offered after it, and it is not recorded as raced
+    from kaizen.improve.candidates import Candidate
+    from kaizen.improve.loop import Improve
+    from kaizen.improve.race import Result
+
+    start = kaizen.Config()  # 30 epochs: rungs of 4, 8 and 15
+    loop = Improve(start, parse_budget("8x"), tmp_path, 3, 1, "local", None, False, 5, None)
+    scores = {"incumbent": 0.80, "rate": 0.90, "longer": 0.95, "wider": 0.85}
+
+    def fake_batch(base, variants, seeds, folder, on_run=None):
+        return [
+            Result(name, seed, base.train.epochs, scores.get(name, 0.5), float(base.train.epochs), tmp_path)
+            for name, _ in variants
+            for seed in seeds
+        ]
+
+    monkeypatch.setattr(loop, "_batch", fake_batch)
+    loop.seconds_per_epoch = 1.0
+    loop.full["start"] = {start.train.seed: Result("start", start.train.seed, 30, 0.8, 30.0, tmp_path)}
+    loop.ledger.total = 7.5 * 30  # after the start's run: 5 runs of confirmation and some racing
+    loop.ledger.charge("start", 30.0)
+    loop.round = 1
+    rate = Candidate(("optim.lr=0.003",), "neighbourhood", "x")
+    longer = Candidate(("train.epochs=60",), "playbook: underfitting", "y", cost=2.0)
+    wider = Candidate(("model.width=2",), "neighbourhood", "z")
+    for candidate, name in ((rate, "rate"), (longer, "longer"), (wider, "wider")):
+        scores[candidate.id] = scores[name]
+    loop.tried_now = {rate.overrides, longer.overrides, wider.overrides}
+    entry: dict = {}
+    winner, _ = loop.race((), [rate, longer, wider], entry)
+    raced = {row["label"] for row in entry["rungs"][0]["rows"]}
+    assert raced == {"optim.lr=0.003", "model.width=2"}
+    assert winner is rate
+    assert {
+        "move": "train.epochs=60",
+        "round": 1,
+        "why": "the budget could not pay for its race and confirmation",
+    } in (loop.journal["not_tried"])
+    assert longer.overrides not in loop.tried_now  # a later round may offer it again
+
+
 def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path):
     # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
     # of looks is fixed at one before the first run, and that look uses the whole 5% error
