@@ -136,7 +136,7 @@ def test_poor_start_is_repaired_with_evidence(repaired):
     assert final["test_gain"]["interval95"][0] > 0
     recipe = kaizen.Config.load(tmp_path / "out" / "recipe.yaml")
     assert recipe.reg.l2 == 0 and recipe.train.score_test  # trainable as it is, test scored
-    assert final["reproduction"]["within_spread"]
+    assert final["reproduction"]["within_spread"] and final["reproduction"]["same_config"]
     assert journal["ledger"]["overshoot"] <= 0.03
     assert (
         json.loads((tmp_path / "out" / "journal.json").read_text())["final"]["overrides"]
@@ -294,7 +294,27 @@ def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_per
         assert entry["looks"] == 1 and "first_look" not in entry
         assert entry["decision"]["looks"] == 1 and "looks" not in entry["decision"]["reason"]
     assert confirmed[0]["decision"]["adopt"]  # the strong L2 is moved back (+12 points) at 8x too
-    assert "One look, planned before the first run" in (tmp_path / "out" / "journal.html").read_text()
+    page = (tmp_path / "out" / "journal.html").read_text()
+    assert "One look, planned before the first run" in page
+    # retrained or not (at 8x the budget often cannot pay), recipe.yaml is checked against what the runs trained
+    assert journal["final"]["reproduction"]["same_config"] and "key for key" in page
+
+    # a recipe.yaml that is not what the final runs trained with is caught, naming the key
+    from kaizen.improve.loop import Improve, config_id
+    from kaizen.improve.race import Result
+
+    final = tuple(journal["final"]["overrides"])
+    seed = journal["seeds"][0]
+    run = next((tmp_path / "out" / "full" / "runs" / config_id(final)).glob(f"seed{seed}"))
+    tampered = tmp_path / "tampered.yaml"
+    tampered.write_text((tmp_path / "out" / "recipe.yaml").read_text().replace("lr: 0.01", "lr: 0.02"))
+    check = Improve(
+        start_config(tmp_path, POOR), parse_budget("8x"), tmp_path / "x", 3, 1, "local", None, False, 3, None
+    )
+    check.full = {config_id(final): {seed: Result("final", seed, 3, 0.9, 0.1, run)}}
+    check.ledger.total = 0.0  # nothing left to retrain with: the key-for-key check alone
+    result = check._reproduce(tampered, final)
+    assert not result["done"] and not result["same_config"] and result["differs_at"] == "optim.lr"
 
 
 def test_the_neighbourhood_steps_each_tunable_knob_within_its_band():

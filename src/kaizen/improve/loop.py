@@ -668,11 +668,19 @@ class Improve:
         return self.journal
 
     def _reproduce(self, recipe_path: Path, final: tuple[str, ...]) -> dict[str, Any]:
-        """Train recipe.yaml again (first seed, test unscored) and compare with the loop's run of it."""
+        """Compare recipe.yaml key for key with the config the loop's run of it trained with (that run's
+        config.yaml), then, when the budget pays, train it again (first seed, test unscored) and compare the
+        accuracies."""
+        recipe = Config.load(recipe_path).override([*TRIAL_KEYS, f"train.seed={self.seeds[0]}"])
+        trained = Config.load(self.full[config_id(final)][self.seeds[0]].path / "config.yaml")
+        written, ran = comparable(recipe), comparable(trained)
+        checked = {
+            "same_config": written == ran,
+            "differs_at": None if written == ran else first_difference(written, ran),
+        }
         epochs = self._config(final).train.epochs
         if not self.ledger.affords(self._estimate(epochs), final=True):
-            return {"done": False, "why": "the reserve could not pay for another run"}
-        recipe = Config.load(recipe_path).override([*TRIAL_KEYS, f"train.seed={self.seeds[0]}"])
+            return {"done": False, "why": "the reserve could not pay for another run", **checked}
         results = self._batch(
             recipe,
             [("recipe", ())],
@@ -691,6 +699,7 @@ class Improve:
             "val_acc_in_loop": before,
             "seed_spread": spread,
             "within_spread": within,
+            **checked,
         }
 
 

@@ -165,7 +165,15 @@ def _result_section(journal: dict[str, Any]) -> list[str]:
             f"{'within' if repro.get('within_spread') else 'NOT within'} the seed spread.</p>"
         )
     else:
-        parts.append(f"<p>Reproduction not run: {e(str(repro.get('why')))}</p>")
+        parts.append(f"<p>Reproduction not retrained: {e(str(repro.get('why')))}.</p>")
+    if repro.get("same_config") is not None:
+        parts.append(
+            f"<p>recipe.yaml is, key for key, the config the loop's run of seed {journal['seeds'][0]} trained with "
+            "(its config.yaml; threads and logging aside).</p>"
+            if repro["same_config"]
+            else f"<p>recipe.yaml differs from the config the loop's run trained with at "
+            f"<code>{e(str(repro.get('differs_at')))}</code>.</p>"
+        )
     parts.append(
         f"<img alt='accuracy against budget' src='data:image/png;base64,{_picture(journal.get('points', []))}'>"
     )
