@@ -282,6 +282,24 @@ def test_the_budget_leaves_out_the_dearest_candidate_first(tmp_path, monkeypatch
     assert longer.overrides not in loop.tried_now  # a later round may offer it again
 
 
+def test_progress_counts_each_finished_run_of_a_batch(tmp_path):
+    # a batch is charged to the ledger when it ends; its progress lines still count down run by run
+    from kaizen.improve.loop import Improve
+
+    lines: list[str] = []
+    loop = Improve(kaizen.Config(), parse_budget("8x"), tmp_path, 3, 1, "local", None, False, 5, lines.append)
+    before = loop._progress("rung 1")
+    before("incumbent", 5, "done", 1.0)
+    assert "the budget is 8x this run's seconds" in lines[-1]  # the first run sets an 'x' budget
+    loop.ledger.total = 50.0
+    loop.ledger.charge("start", 10.0)
+    report = loop._progress("rung 1")
+    report("incumbent", 5, "done", 5.0)
+    report("a", 5, "reused", 2.5)  # a reused run is charged too
+    assert lines[-2].endswith("budget left 35.0s of 50.0s (70%)")
+    assert lines[-1].endswith("budget left 32.5s of 50.0s (65%)") and "a seed 5 reused" in lines[-1]
+
+
 def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path):
     # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
     # of looks is fixed at one before the first run, and that look uses the whole 5% error
@@ -468,7 +486,9 @@ def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
         assert entry["decision"]["reason"].startswith(
             ("not adopted", "no plausible gain", "nothing left", "the budget")
         )
-    assert journal["stopped"]
+    # the incumbent scores 100% in the first rung, where a candidate must beat it: the loop stops at once rather
+    # than racing every move it has
+    assert len(journal["rounds"]) == 1 and "which no candidate can beat" in journal["stopped"]
     assert journal["final"]["test_gain"]["test"] == "the final config is the start"
     assert kaizen.Config.load(out_dir / "recipe.yaml").to_dict() == kaizen.Config.load(config).to_dict()
     assert "round 1" in err and "budget left" in err

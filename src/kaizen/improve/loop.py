@@ -175,22 +175,28 @@ class Improve:
         variants: list[tuple[str, tuple[str, ...]]],
         seeds: list[int],
         folder: Path,
-        on_run: Callable[[str, int, str], None] | None = None,
+        on_run: Callable[[str, int, str, float], None] | None = None,
     ) -> list[Result]:
         """Train each variant on each seed under `folder`, on this improve's backend (finished runs reused)."""
         return run_batch(base, variants, seeds, folder, self.workers, self.backend, on_run, self.address)
 
-    def _progress(self, where: str) -> Callable[[str, int, str], None]:
-        def report(variant: str, seed: int, status: str) -> None:
+    def _progress(self, where: str) -> Callable[[str, int, str, float], None]:
+        """A progress line per finished run of one batch; the batch is charged when it ends, so the budget left
+        counts the runs of it reported so far."""
+        pending = [0.0]
+
+        def report(variant: str, seed: int, status: str, seconds: float) -> None:
             total = self.ledger.total
-            left = (
-                f"{_seconds(self.ledger.left)} of {_seconds(total)} ({max(0.0, self.ledger.left) / total:.0%})"
+            pending[0] += seconds  # a reused run is charged too
+            left = self.ledger.left - pending[0]
+            budget = (
+                f"budget left {_seconds(left)} of {_seconds(total)} ({max(0.0, left) / total:.0%})"
                 if total
-                else "unknown"
+                else f"the budget is {self.budget.text} this run's seconds"
             )
             stage = "final step" if self.finishing else f"round {self.round}"
             self.say(
-                f"{stage} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · budget left {left}"
+                f"{stage} · {where} · {variant} seed {seed} {'done' if status == 'done' else 'reused'} · {budget}"
             )
 
         return report
@@ -345,7 +351,8 @@ class Improve:
         self, incumbent: tuple[str, ...], chosen: list[moves.Candidate], entry: dict[str, Any]
     ) -> tuple[moves.Candidate | None, bool]:
         """Successive halving of `chosen` against the incumbent on the race seed; (the winner if it beat the
-        incumbent in the last rung, else None; whether the budget ended the race)."""
+        incumbent in the last rung, else None; whether the loop must stop: the budget ended the race, or no candidate
+        can ever beat the incumbent in the first rung)."""
         full_epochs = self._config(incumbent).train.epochs
         lengths = rung_epochs(full_epochs) or [full_epochs]
         missing = len(set(self.seeds) - set(self.full.get(config_id(incumbent), {})))
@@ -436,6 +443,12 @@ class Improve:
             if not ranked:
                 entry["rungs"] = rungs
                 best = max(alive, key=lambda c: (scores[c.id], c.id))
+                if scores["incumbent"] >= 1.0:  # the race seed and length stay: so will the incumbent's 100%
+                    entry["race_stopped"] = (
+                        "no plausible gain: the incumbent scored 100.0% on the validation split in the first rung, "
+                        "which no candidate can beat"
+                    )
+                    return None, True
                 entry["race_stopped"] = (
                     f"no plausible gain: the best candidate ({best.label}) reached {scores[best.id]:.1%} in the "
                     f"first rung, the incumbent {scores['incumbent']:.1%}"
@@ -534,12 +547,12 @@ class Improve:
                 entry["decision"] = {"adopt": False, "reason": stop}
                 break
             self.tried_now.update(c.overrides for c in chosen)
-            winner, spent = self.race(incumbent, chosen, entry)
+            winner, last = self.race(incumbent, chosen, entry)
             if winner is None:
                 reason = entry.get("race_stopped", "no candidate")
                 entry["decision"] = {"adopt": False, "reason": reason}
                 self.say(f"round {self.round} · {reason}")
-                if spent:
+                if last:
                     stop = reason
                 continue  # no reliable improvement this round: the next moves are raced
             merged = merge(incumbent, winner.overrides)

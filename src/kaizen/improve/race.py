@@ -57,7 +57,7 @@ def run_batch(
     out_dir: Path,
     workers: int | None,
     backend: str,
-    on_run: Callable[[str, int, str], None] | None = None,
+    on_run: Callable[[str, int, str, float], None] | None = None,
     address: str | None = None,
 ) -> list[Result]:
     """Train each (id, overrides) on each seed under `out_dir` (finished runs reused); return their results.
@@ -76,7 +76,9 @@ def run_batch(
 
     def event(progress) -> None:
         if on_run is not None and progress.status in ("done", "skipped"):
-            on_run(progress.variant, progress.seed, progress.status)
+            summary = rundir.read_json(progress.path / "summary.json") if progress.path else {}
+            seconds = float(summary.get("timings", {}).get("train_seconds", 0.0))
+            on_run(progress.variant, progress.seed, progress.status, seconds)
 
     outcome = run_plan(plan, out_dir, workers, on_event=event, backend=backend, address=address)
     if outcome.failed:
