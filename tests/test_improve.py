@@ -300,6 +300,30 @@ def test_progress_counts_each_finished_run_of_a_batch(tmp_path):
     assert lines[-1].endswith("budget left 32.5s of 50.0s (65%)") and "a seed 5 reused" in lines[-1]
 
 
+@pytest.mark.parametrize(
+    ("budget", "culprit"),
+    [("2s", "smaller than one run"), ("18s", "cannot pay for one adoption"), ("19s", None)],
+)
+def test_a_budget_in_seconds_must_pay_for_one_adoption(tmp_path, monkeypatch, budget, culprit):
+    # the probe's epoch is faked at one second: one run of the 3-epoch start takes 3s, and confirming a change
+    # trains the start and a candidate on 3 seeds each, 18s
+    from kaizen.errors import KaizenError
+    from kaizen.improve.loop import Improve
+    from kaizen.improve.race import Result
+
+    loop = Improve(
+        start_config(tmp_path, GOOD), parse_budget(budget), tmp_path, 3, 1, "local", None, False, 5, None
+    )
+    monkeypatch.setattr(loop, "_batch", lambda base, *a, **k: [Result("probe", 0, 1, 0.5, 1.0, tmp_path)])
+    if culprit is None:
+        loop.probe()
+        assert loop.ledger.total == 19.0
+    else:
+        with pytest.raises(KaizenError, match=culprit) as error:
+            loop.probe()
+        assert "one run takes about 3.0s" in str(error.value)
+
+
 def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path):
     # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
     # of looks is fixed at one before the first run, and that look uses the whole 5% error
@@ -497,7 +521,13 @@ def test_good_start_is_returned_and_says_why(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.parametrize(
     ("budget", "culprit"),
-    [("0", "no budget"), ("-5m", "negative"), ("abc", "not a budget"), ("0.5x", "smaller than one run")],
+    [
+        ("0", "no budget"),
+        ("-5m", "negative"),
+        ("abc", "not a budget"),
+        ("0.5x", "smaller than one run"),
+        ("6x", "cannot pay for one adoption"),  # the start's 3 seeds and a candidate's 3, and no race
+    ],
 )
 def test_bad_budgets_are_one_line(monkeypatch, capsys, tmp_path, budget, culprit):
     code, _, err = cli(monkeypatch, capsys, "improve", f"--budget={budget}", "--out", str(tmp_path / "out"))

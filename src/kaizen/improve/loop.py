@@ -291,6 +291,13 @@ class Improve:
                 f"--budget {self.budget.text} is smaller than one run of the starting config: one run takes "
                 f"about {one_run:.1f}s ({self.seconds_per_epoch:.2f}s per epoch x {self.start.train.epochs} epochs)"
             )
+        least = 2 * len(self.seeds)
+        if self.budget.seconds is not None and self.budget.seconds <= least * one_run:
+            raise KaizenError(
+                f"--budget {self.budget.text} cannot pay for one adoption: one run takes about {one_run:.1f}s, and "
+                f"confirming a change trains the start and the candidate on {len(self.seeds)} seeds each ({least} "
+                f"runs, about {least * one_run:.0f}s), besides the race; give more than that"
+            )
         self.ledger.total = self.budget.total(one_run)
         self._charge(results, "probe", "probe")
 
@@ -830,6 +837,12 @@ def improve(
     if seeds < MIN_SEEDS:
         raise KaizenError(
             f"--seeds {seeds}: adopting a change needs a paired interval over at least {MIN_SEEDS} seeds"
+        )
+    if parsed.runs is not None and parsed.runs <= 2 * seeds:
+        raise KaizenError(
+            f"--budget {parsed.text} cannot pay for one adoption: confirming a change trains the start and the "
+            f"candidate on {seeds} seeds each ({2 * seeds} runs), besides the race; give more than {2 * seeds}x "
+            "(default 8x)"
         )
     if max_candidates < 1:
         raise KaizenError(f"--candidates {max_candidates}: race at least one candidate")
