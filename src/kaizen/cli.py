@@ -728,7 +728,11 @@ def improve(
     config: ConfigOption = None,
     overrides: SetOption = None,
     budget: Annotated[
-        str, typer.Option(help="Device-seconds of training (90s, 20m, 1h) or runs of the start config (8x).")
+        str,
+        typer.Option(
+            help="Device-seconds of training (90s, 20m, 1h) or runs of the start config (8x); more than 2 x --seeds "
+            "runs, which one confirmation takes."
+        ),
     ] = "8x",
     out_dir: Annotated[
         Path | None, typer.Option("--out", "-o", help="Directory (default: improve/<run name>); rerun to resume.")
