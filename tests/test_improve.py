@@ -221,15 +221,14 @@ def test_a_move_refuted_at_full_length_joins_no_combination(repaired):
 def test_combinations_draw_on_first_rung_winners_of_earlier_rounds(tmp_path):
     # the incumbent and the race seed stay the same while nothing is adopted, so a move that beat the incumbent
     # in round 1 and one that beat it in round 3 are raced together
-    from kaizen.improve.budget import parse_budget as budget_of
     from kaizen.improve.candidates import Candidate
     from kaizen.improve.loop import Improve
 
-    loop = Improve(kaizen.Config(), budget_of("8x"), tmp_path, 3, 1, "local", None, False, 5, None)
+    loop = Improve(kaizen.Config(), parse_budget("8x"), tmp_path, 3, 1, "local", None, False, 5, None)
     earlier = Candidate(("optim.lr=0.003",), "neighbourhood", "x")
     now = Candidate(("model.dropout=0.3",), "neighbourhood", "y")
-    width = Candidate(("train.epochs=30",), "neighbourhood", "z", cost=1.5)
-    loop.beat_first[()] = {earlier.id: (earlier, 0.95), now.id: (now, 0.96), width.id: (width, 0.94)}
+    longer = Candidate(("train.epochs=30",), "neighbourhood", "z", cost=1.5)
+    loop.beat_first[()] = {earlier.id: (earlier, 0.95), now.id: (now, 0.96), longer.id: (longer, 0.94)}
     found = loop._combinations((), 0.93, 0, 3)
     labels = [set(c.overrides) for c in found]
     assert {"model.dropout=0.3", "optim.lr=0.003"} in labels
