@@ -76,7 +76,9 @@ def run_batch(
 
     def event(progress) -> None:
         if on_run is not None and progress.status in ("done", "skipped"):
-            summary = rundir.read_json(progress.path / "summary.json") if progress.path else {}
+            # for the progress line only: a summary not readable here shows no seconds, and stops nothing
+            where = progress.path / "summary.json" if progress.path else None
+            summary = rundir.read_json(where) if where is not None and where.is_file() else {}
             seconds = float(summary.get("timings", {}).get("train_seconds", 0.0))
             on_run(progress.variant, progress.seed, progress.status, seconds)
 
