@@ -40,12 +40,6 @@ MORE_SEEDS = 2
 # Keys every improve run sets: the test split stays unscored until the end; pictures and TensorBoard are
 # not needed for a decision and cost time.
 TRIAL_KEYS = ["train.score_test=false", "log.plots=false", "log.tensorboard=false", "log.histograms=false"]
-# Estimates of a run's seconds are multiplied by this before asking the ledger. None: the estimates are
-# cautious already (the seconds per epoch never fall below the first full run's; a measured candidate's cost is
-# the smallest ratio seen, never below its epochs'), and a pad refused confirmations of proven repairs that
-# would have ended inside the budget: at 8x a 5% pad, then a 2% one, each did on the sigmoid MLP while the
-# confirmation measured under the total (benchmarks/README.md, improve.py).
-ESTIMATE_MARGIN = 1.0
 
 
 def merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
@@ -202,7 +196,12 @@ class Improve:
         return report
 
     def _estimate(self, epochs: int, cost: float = 1.0) -> float:
-        return ESTIMATE_MARGIN * self.seconds_per_epoch * epochs * cost
+        """A run's seconds, unpadded: the estimate is cautious already (the seconds per epoch never fall below the
+        first full run's; a measured candidate's cost is the smallest ratio seen, never below its epochs'), and a
+        pad refused confirmations of proven repairs that would have ended inside the budget: at 8x a 5% pad, then a
+        2% one, each did on the sigmoid MLP while the confirmation measured under the total (benchmarks/README.md,
+        improve.py)."""
+        return self.seconds_per_epoch * epochs * cost
 
     def _full_runs(
         self, overrides: tuple[str, ...], seeds: list[int], label: str, cost: float | None = 1.0
@@ -291,13 +290,8 @@ class Improve:
                 f"--budget {self.budget.text} is smaller than one run of the starting config: one run takes "
                 f"about {one_run:.1f}s ({self.seconds_per_epoch:.2f}s per epoch x {self.start.train.epochs} epochs)"
             )
-        least = 2 * len(self.seeds)
-        if self.budget.seconds is not None and self.budget.seconds <= least * one_run:
-            raise KaizenError(
-                f"--budget {self.budget.text} cannot pay for one adoption: one run takes about {one_run:.1f}s, and "
-                f"confirming a change trains the start and the candidate on {len(self.seeds)} seeds each ({least} "
-                f"runs, about {least * one_run:.0f}s), besides the race; give more than that"
-            )
+        if self.budget.seconds is not None and self.budget.seconds <= 2 * len(self.seeds) * one_run:
+            raise too_small(self.budget, len(self.seeds), one_run)
         self.ledger.total = self.budget.total(one_run)
         self._charge(results, "probe", "probe")
 
@@ -603,6 +597,7 @@ class Improve:
                 comparisons=CONFIRMED_PER_ROUND,
                 looks=looks,
             )
+            # again: the first look's runs may have moved the seconds per epoch
             extra = self._estimate(full_epochs) * len(set(more) - set(base_runs)) + self._estimate(
                 full_epochs, winner.cost
             ) * len(more)
@@ -723,6 +718,19 @@ class Improve:
         }
 
 
+def too_small(budget: Budget, seeds: int, one_run: float | None = None) -> KaizenError:
+    """The refusal of a budget that cannot pay for one adoption: the start and a candidate on `seeds` seeds each
+    (in runs for an 'x' budget; in seconds, from the probe's `one_run`, for one in seconds)."""
+    runs = 2 * seeds
+    took = f"one run takes about {one_run:.1f}s, and " if one_run is not None else ""
+    need = f"{runs} runs, about {runs * one_run:.0f}s" if one_run is not None else f"{runs} runs"
+    more = "more than that" if one_run is not None else f"more than {runs}x (default 8x)"
+    return KaizenError(
+        f"--budget {budget.text} cannot pay for one adoption: {took}confirming a change trains the start and the "
+        f"candidate on {seeds} seeds each ({need}), besides the race; give {more}"
+    )
+
+
 def _seconds(value: float) -> str:
     """Seconds as the terminal shows them: tenths below a minute, whole seconds above."""
     return f"{value:.1f}s" if abs(value) < 60 else f"{value:.0f}s"
@@ -839,11 +847,7 @@ def improve(
             f"--seeds {seeds}: adopting a change needs a paired interval over at least {MIN_SEEDS} seeds"
         )
     if parsed.runs is not None and parsed.runs <= 2 * seeds:
-        raise KaizenError(
-            f"--budget {parsed.text} cannot pay for one adoption: confirming a change trains the start and the "
-            f"candidate on {seeds} seeds each ({2 * seeds} runs), besides the race; give more than {2 * seeds}x "
-            "(default 8x)"
-        )
+        raise too_small(parsed, seeds)
     if max_candidates < 1:
         raise KaizenError(f"--candidates {max_candidates}: race at least one candidate")
     check_workers(workers)
