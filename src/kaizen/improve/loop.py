@@ -204,16 +204,22 @@ class Improve:
         return self.seconds_per_epoch * epochs * cost
 
     def _full_runs(
-        self, overrides: tuple[str, ...], seeds: list[int], label: str, cost: float | None = 1.0
+        self,
+        overrides: tuple[str, ...],
+        seeds: list[int],
+        label: str,
+        cost: float | None = 1.0,
+        epochs: int | None = None,
     ) -> dict[int, Result]:
         """Full-length runs of start + `overrides` on `seeds` (those not run yet, and of those only as many as
-        the whole budget can pay for at `cost` times the incumbent's per-epoch seconds; None: no check); all its
-        results so far."""
+        the whole budget can pay for at `cost` times a run of `epochs` (the incumbent's, whose cost a candidate's
+        is relative to; default: the config's own) at the per-epoch seconds; None: no check); all its results so
+        far."""
         name = config_id(overrides)
         have = self.full.setdefault(name, {})
         missing = [seed for seed in seeds if seed not in have]
         if cost is not None:
-            epochs = self._config(overrides).train.epochs
+            epochs = epochs or self._config(overrides).train.epochs
             while missing and not self.ledger.affords(
                 self._estimate(epochs, cost) * len(missing), final=True
             ):
@@ -352,39 +358,44 @@ class Improve:
         self, incumbent: tuple[str, ...], chosen: list[moves.Candidate], entry: dict[str, Any]
     ) -> tuple[moves.Candidate | None, bool]:
         """Successive halving of `chosen` against the incumbent on the race seed; (the winner if it beat the
-        incumbent in the last rung, else None; whether the loop must stop: the budget ended the race, or no candidate
-        can ever beat the incumbent in the first rung)."""
+        incumbent where it entered and led the last rung, else None; whether the loop must stop: the budget ended
+        the race, or no candidate can ever beat the incumbent).
+
+        A candidate enters at the first rung, a late one (`moves.pays_late`: it regularises) at the longest short
+        rung. The incumbent runs in every rung where candidates enter, as their reference: an entrant goes on only
+        if it beat it there; candidates promoted from an earlier rung are ranked with the entrants."""
         full_epochs = self._config(incumbent).train.epochs
         lengths = rung_epochs(full_epochs) or [full_epochs]
         missing = len(set(self.seeds) - set(self.full.get(config_id(incumbent), {})))
-        alive = list(chosen)
+        enters = {c.id: (len(lengths) - 1 if c.late else 0) for c in chosen}
+        waiting = list(chosen)  # not raced yet
+        alive: list[moves.Candidate] = []  # promoted from an earlier rung
         prior = {candidate.id: candidate.cost for candidate in chosen}
         ratios: dict[str, list[float]] = {}
         rungs = []
         last_scores: dict[str, float] = {}
+        reference: float | None = None  # the incumbent's seconds per epoch in the race
         entry["race_seed"] = self.race_seed
         for index, epochs in enumerate(lengths):
             fraction = epochs / full_epochs
+            newcomers = [c for c in waiting if enters[c.id] == index]
+            waiting = [c for c in waiting if enters[c.id] != index]
+            later = bool(waiting)
 
-            def affordable(group: list[moves.Candidate], epochs: int = epochs, index: int = index) -> bool:
-                """The rung (with the incumbent in the first) outside the reserve, and the rung plus the full-length
-                confirmation (the incumbent's missing seeds and the costliest candidate's seeds, which the final
-                step reads) within the total."""
-                rung = self._estimate(epochs, (1 if index == 0 else 0) + sum(c.cost for c in group))
+            def affordable(group: list[moves.Candidate], reference: bool, epochs: int = epochs) -> bool:
+                """The rung (with the incumbent when candidates enter) outside the reserve, and the rung plus the
+                full-length confirmation (the incumbent's missing seeds and the costliest candidate's seeds, which
+                the final step reads) within the total."""
+                rung = self._estimate(epochs, (1 if reference else 0) + sum(c.cost for c in group))
                 confirm = self._estimate(full_epochs) * missing + self._estimate(
                     full_epochs, max(c.cost for c in group)
                 ) * len(self.seeds)
                 return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
 
-            if index > 0 and not affordable(alive):
-                entry["race_note"] = (
-                    f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
-                )
-                break
-            while alive and not affordable(alive):
+            while newcomers and not affordable(alive + newcomers, True):
                 # the dearest first (its confirmation is what the budget cannot pay for); among equals the last
-                dropped = max(reversed(alive), key=lambda c: c.cost)
-                alive.remove(dropped)
+                dropped = max(reversed(newcomers), key=lambda c: c.cost)
+                newcomers.remove(dropped)
                 self.tried_now.discard(dropped.overrides)  # not raced: a later round may offer it again
                 self.journal["not_tried"].append(
                     {
@@ -393,18 +404,30 @@ class Improve:
                         "why": "the budget could not pay for its race and confirmation",
                     }
                 )
-            if not alive:
+            if alive and not newcomers and not affordable(alive, False):
+                entry["race_note"] = (
+                    f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
+                )
+                break
+            if not alive and not newcomers:
+                if later:
+                    continue  # the late moves' rung is still to come
+                entry["rungs"] = rungs
+                if rungs:  # every entrant lost to the incumbent; nothing reached this rung
+                    break
                 entry["race_stopped"] = "the budget cannot pay for another race and its confirmation"
                 return None, True
+            runners = alive + newcomers
             base = self._config(incumbent).override(
                 [*TRIAL_KEYS, f"train.epochs={epochs}", f"train.seed={self.race_seed}"]
             )
-            # The incumbent is the reference of the first rung only: a candidate goes on only if it beat it
-            # there; later rungs rank the survivors among themselves, and confirmation compares at full length.
-            variants = [(c.id, scaled(c.overrides, fraction)) for c in alive]
-            if index == 0:
+            variants = [(c.id, scaled(c.overrides, fraction)) for c in runners]
+            if newcomers:
                 variants.insert(0, ("incumbent", ()))
-            self.say(f"round {self.round} · rung {index + 1}: {len(alive)} candidate(s) at {epochs} epoch(s)")
+            late_note = " (late moves enter here)" if index > 0 and newcomers else ""
+            self.say(
+                f"round {self.round} · rung {index + 1}: {len(runners)} candidate(s) at {epochs} epoch(s){late_note}"
+            )
             results = self._batch(
                 base,
                 variants,
@@ -414,60 +437,68 @@ class Improve:
             )
             self._charge(results, f"round {self.round} rung {index + 1}", "rung")
             scores = {result.variant: result.val_acc for result in results}
+            if "incumbent" in scores:
+                reference = results[0].seconds / epochs  # the incumbent's seconds per epoch at this rung
             if index == 0:
-                reference = results[0].seconds
                 entry["first_rung_scores"] = dict(scores)
-            for candidate, result in zip(alive, results[-len(alive) :]):
-                if moves.costs_as_incumbent(candidate):
+            for candidate, result in zip(runners, results[-len(runners) :]):
+                if moves.costs_as_incumbent(candidate) or reference is None:
                     continue  # its epochs' cost is known ahead; short runs' timings are mostly noise
                 # Timing noise only ever adds seconds, so the smallest ratio measured so far is the estimate
                 # (never below what the candidate's epochs alone imply).
-                ratios.setdefault(candidate.id, []).append(
-                    result.seconds / max(reference * epochs / lengths[0], 1e-6)
-                )
+                ratios.setdefault(candidate.id, []).append(result.seconds / max(reference * epochs, 1e-6))
                 candidate.cost = max(prior[candidate.id], min(ratios[candidate.id]))
-            contenders = alive
-            if index == 0:
-                contenders = [c for c in alive if scores[c.id] > scores["incumbent"]]
-            keep = 1 if index == len(lengths) - 1 else keep_count(len(alive))
+            beat = [c for c in newcomers if scores[c.id] > scores["incumbent"]]
+            contenders = alive + beat
+            keep = 1 if index == len(lengths) - 1 else keep_count(len(runners))
             ranked = survivors({c.id: scores[c.id] for c in contenders}, keep)
             rungs.append(
                 {
                     "epochs": epochs,
                     "incumbent_val_acc": scores.get("incumbent"),
                     "rows": [
-                        {"id": c.id, "label": c.label, "val_acc": scores[c.id], "promoted": c.id in ranked}
-                        for c in alive
+                        {
+                            "id": c.id,
+                            "label": c.label,
+                            "val_acc": scores[c.id],
+                            "promoted": c.id in ranked,
+                            **({"entered": True} if index > 0 and c in newcomers else {}),
+                        }
+                        for c in runners
                     ],
                 }
             )
             if not ranked:
+                alive = []
+                if later:
+                    continue
                 entry["rungs"] = rungs
-                best = max(alive, key=lambda c: (scores[c.id], c.id))
-                if scores["incumbent"] >= 1.0:  # the race seed and length stay: so will the incumbent's 100%
+                best = max(runners, key=lambda c: (scores[c.id], c.id))
+                if scores["incumbent"] >= 1.0:  # the race seed and lengths stay: so will the incumbent's 100%
                     entry["race_stopped"] = (
-                        "no plausible gain: the incumbent scored 100.0% on the validation split in the first rung, "
+                        "no plausible gain: the incumbent scored 100.0% on the validation split in the race, "
                         "which no candidate can beat"
                     )
                     return None, True
+                where = "first rung" if index == 0 else f"rung {index + 1}"
                 entry["race_stopped"] = (
                     f"no plausible gain: the best candidate ({best.label}) reached {scores[best.id]:.1%} in the "
-                    f"first rung, the incumbent {scores['incumbent']:.1%}"
+                    f"{where}, the incumbent {scores['incumbent']:.1%}"
                 )
                 return None, False
             if index == 0:
                 pool = self.beat_first.setdefault(incumbent, {})
-                pool.update({c.id: (c, scores[c.id]) for c in contenders})
+                pool.update({c.id: (c, scores[c.id]) for c in beat})
             combined = self._combinations(
                 incumbent, scores["incumbent"] if index == 0 else None, index, len(lengths)
             )
-            alive = [c for c in alive if c.id in ranked]
+            alive = [c for c in runners if c.id in ranked]
             for together in combined:
                 prior[together.id] = together.cost
                 alive.append(together)
                 entry.setdefault("candidates", []).append(together.to_dict())
             last_scores = scores
-            if len(alive) == 1 and index < len(lengths) - 1:
+            if len(alive) == 1 and index < len(lengths) - 1 and not later:
                 # Nothing left to rank: longer short runs of one candidate would only spend the budget.
                 entry["race_note"] = f"one candidate left after rung {index + 1}: it goes to full length"
                 break
@@ -480,7 +511,17 @@ class Improve:
                     "why": "the budget promoted the best so far before it ran",
                 }
             )
+        for unraced in waiting:  # late moves whose rung the race never reached
+            self.tried_now.discard(unraced.overrides)
+            self.journal["not_tried"].append(
+                {"round": self.round, "move": unraced.label, "why": "the race ended before its rung"}
+            )
         alive = [c for c in alive if c.id in last_scores]
+        if not alive:
+            entry.setdefault(
+                "race_stopped", "no plausible gain: no candidate beat the incumbent where it entered the race"
+            )
+            return None, False
         return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
 
     def _combinations(
@@ -579,7 +620,7 @@ class Improve:
                 f"round {self.round} · full length: {winner.label} against the incumbent on {len(self.seeds)} seeds"
             )
             base_runs = self._full_runs(incumbent, self.seeds, "incumbent")
-            challenger = self._full_runs(merged, self.seeds, winner.label, winner.cost)
+            challenger = self._full_runs(merged, self.seeds, winner.label, winner.cost, full_epochs)
             if len(challenger) < len(self.seeds) or len(base_runs) < len(self.seeds):
                 # the incumbent's seeds measured slower than estimated, and the rest cannot be paid for
                 stop = (
@@ -610,7 +651,9 @@ class Improve:
                 self.say(f"round {self.round} · {decision.reason}; looking again with {len(more)} more seeds")
                 entry["first_look"] = decision.to_dict()
                 base_runs = self._full_runs(incumbent, [*self.seeds, *more], "incumbent")
-                challenger = self._full_runs(merged, [*self.seeds, *more], winner.label, winner.cost)
+                challenger = self._full_runs(
+                    merged, [*self.seeds, *more], winner.label, winner.cost, full_epochs
+                )
                 decision = decide(
                     {s: r.val_acc for s, r in base_runs.items()},
                     {s: r.val_acc for s, r in challenger.items()},
