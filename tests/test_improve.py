@@ -22,6 +22,7 @@ from kaizen.data import Data
 from kaizen.improve.budget import parse_budget
 from kaizen.improve.decide import decide
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 GOOD = [
     "model.preset=mlp",
     "model.hidden=[32]",
@@ -280,6 +281,153 @@ def test_the_budget_leaves_out_the_dearest_candidate_first(tmp_path, monkeypatch
         "why": "the budget could not pay for its race and confirmation",
     } in (loop.journal["not_tried"])
     assert longer.overrides not in loop.tried_now  # a later round may offer it again
+
+
+def fake_race(tmp_path, monkeypatch, scores: dict, total_runs: float = 100.0):
+    """An Improve of the default config (30 epochs: rungs of 4, 8 and 15) whose runs are faked: a second per
+    epoch, and `scores[(name, epochs)]` (or `scores[name]`, else 0.5) as validation accuracy."""
+    from kaizen.improve.loop import Improve
+    from kaizen.improve.race import Result
+
+    start = kaizen.Config()
+    loop = Improve(start, parse_budget("8x"), tmp_path, 3, 1, "local", None, False, 5, None)
+    ran: list[tuple[str, int]] = []
+
+    def fake_batch(base, variants, seeds, folder, on_run=None):
+        epochs = base.train.epochs
+        out = []
+        for name, overrides in variants:
+            own = next((int(o.split("=")[1]) for o in overrides if o.startswith("train.epochs=")), epochs)
+            ran.append((name, own))
+            score = scores.get((name, own), scores.get(name, 0.5))
+            out += [Result(name, seed, own, score, float(own), tmp_path) for seed in seeds]
+        return out
+
+    monkeypatch.setattr(loop, "_batch", fake_batch)
+    loop.seconds_per_epoch = 1.0
+    loop.full["start"] = {start.train.seed: Result("start", start.train.seed, 30, 0.8, 30.0, tmp_path)}
+    loop.ledger.total = total_runs * 30
+    loop.ledger.charge("start", 30.0)
+    loop.round = 1
+    return loop, ran
+
+
+def test_a_move_that_regularises_enters_the_race_at_the_longest_short_rung(tmp_path, monkeypatch):
+    # augmentation slows the first epochs by design: judged at 4 of 30 epochs it would lose to the incumbent
+    # (0.70 against 0.80) and never reach the length where it pays. It enters at 15 epochs, where the incumbent
+    # runs again as its reference, and is ranked with the candidate promoted from the earlier rungs
+    from kaizen.improve.candidates import Candidate, pays_late
+
+    start = kaizen.Config()
+    rate = Candidate(("optim.lr=0.003",), "neighbourhood", "x")
+    augment = Candidate(("augment=kaggle",), "playbook: augmentation", "y")
+    for candidate in (rate, augment):
+        candidate.late = pays_late(start, candidate.overrides)
+    assert augment.late and not rate.late
+    scores = {
+        ("incumbent", 4): 0.80,
+        ("incumbent", 15): 0.90,
+        (rate.id, 4): 0.85,
+        (rate.id, 8): 0.87,
+        (rate.id, 15): 0.89,
+        (augment.id, 4): 0.70,
+        (augment.id, 15): 0.93,
+    }
+    loop, ran = fake_race(tmp_path, monkeypatch, scores)
+    entry: dict = {}
+    winner, stop = loop.race((), [rate, augment], entry)
+    assert winner is augment and not stop
+    assert (augment.id, 4) not in ran and (augment.id, 8) not in ran
+    first, second, third = entry["rungs"]
+    assert [r["label"] for r in first["rows"]] == ["optim.lr=0.003"] and first["incumbent_val_acc"] == 0.80
+    assert second["incumbent_val_acc"] is None  # no entrant there: the survivors are ranked among themselves
+    assert third["incumbent_val_acc"] == 0.90
+    rows = {r["label"]: r for r in third["rows"]}
+    assert rows["augment=kaggle"].get("entered") and rows["augment=kaggle"]["promoted"]
+    assert not rows["optim.lr=0.003"]["promoted"]
+
+    # a late entrant that does not beat the incumbent where it enters goes no further; when every candidate
+    # lost, the race says so and names the rung
+    scores[(augment.id, 15)] = 0.88
+    scores[(rate.id, 4)] = 0.75
+    loop, ran = fake_race(tmp_path / "b", monkeypatch, scores)
+    entry = {}
+    winner, stop = loop.race((), [rate, augment], entry)
+    assert winner is None and not stop
+    assert entry["race_stopped"].startswith(
+        "no plausible gain: the best candidate (augment=kaggle) reached 88.0% in the rung 3"
+    )
+    assert (rate.id, 8) not in ran  # it lost the first rung
+
+
+def test_moves_that_regularise_are_told_apart_from_those_that_speed_learning():
+    from kaizen.improve.candidates import pays_late
+
+    cfg = kaizen.Config.load(CONFIGS / "mnist_simple_cnn.yaml")  # dropout 0.2, no weight decay, Adam 1e-3
+    for late in [
+        ("augment=kaggle",),
+        ("augment=kaggle", "train.epochs=20"),
+        ("augment.hflip=true", "augment.width_shift=0.1"),
+        ("model.dropout=0.3",),
+        ("optim.weight_decay=0.0005",),
+        ("reg.label_smoothing=0.1",),
+    ]:
+        assert pays_late(cfg, late), late
+    for early in [
+        ("optim.lr=0.003",),
+        ("optim.lr=0.0003",),  # also how a rate far too high is repaired: that shows at once
+        ("model.dropout=0.1",),
+        ("train.epochs=20",),
+        ("schedule.name=cosine",),
+        ("augment=kaggle", "optim.lr=0.003"),  # a faster rate too: judged from the first rung
+        ("model.dropout=0.2",),  # no change at all
+    ]:
+        assert not pays_late(cfg, early), early
+
+
+def test_augmentation_is_offered_also_with_twice_the_epochs():
+    from kaizen.improve.candidates import playbook
+
+    cfg = kaizen.Config.load(CONFIGS / "mnist_simple_cnn.yaml")
+    found, _ = playbook(
+        cfg, {"final": {"train_acc": 0.99, "val_acc": 0.97}, "data": {"input_shape": [1, 28, 28]}}
+    )
+    augment = [m for m in found if m.source == "playbook: augmentation"]
+    assert [m.overrides for m in augment] == [("augment=kaggle",), ("augment=kaggle", "train.epochs=20")]
+    assert augment[1].cost == 2.0 and "20 epochs" in augment[1].why
+    photos, _ = playbook(cfg, {"final": {}, "data": {"input_shape": [3, 32, 32]}})
+    flips = [m.overrides for m in photos if m.source == "playbook: augmentation"]
+    assert flips[1][-1] == "train.epochs=20" and "augment.hflip=true" in flips[0]
+
+
+def test_a_finding_brings_two_fixes_that_no_earlier_finding_offered():
+    # the recipe check's Xavier repeats the vanishing-gradient finding's second fix: that finding still brings
+    # two of its own, batch norm and ReLU
+    from kaizen.improve.candidates import from_findings
+    from kaizen.improve.diagnosis import Problem
+
+    check = Problem("check: one_batch", "t", "e", ("init.weights=xavier_normal", "optim.lr=1"))
+    vanishing = Problem(
+        "vanishing_gradients",
+        "t",
+        "e",
+        ("model.norm=batch", "init.weights=xavier_normal", "model.activation=relu"),
+    )
+    moves = from_findings([check, vanishing])
+    assert [m.overrides[0] for m in moves] == [
+        "init.weights=xavier_normal",
+        "optim.lr=1",
+        "model.norm=batch",
+        "model.activation=relu",
+    ]
+
+
+def test_a_longer_candidate_s_confirmation_counts_its_extra_epochs_once(tmp_path, monkeypatch):
+    # a candidate's cost is relative to the incumbent's run: twice the epochs cost 2.0, and its full-length
+    # runs are estimated at 2.0 x 30 epochs, not 2.0 x its own 60 (which refused seeds the budget could pay for)
+    loop, ran = fake_race(tmp_path, monkeypatch, {}, total_runs=8)
+    runs = loop._full_runs(("train.epochs=60",), loop.seeds, "longer", 2.0, 30)  # 6 runs' worth of 7 left
+    assert len(runs) == 3 and loop.ledger.spent == 30 + 3 * 60
 
 
 def test_progress_counts_each_finished_run_of_a_batch(tmp_path):

@@ -2,7 +2,8 @@
 
 Every batch of runs is a compare study under the improve's directory, so a finished run is reused when the
 same command runs again (resuming), on the local pool or Ray alike. `rung_epochs` gives the short lengths;
-after each rung the better half (at least one) goes on; the incumbent runs in every rung as the reference.
+after each rung the better half (at least one) goes on; the incumbent runs in each rung where candidates enter
+(the first, and the longest short rung for moves that regularise), as their reference.
 """
 
 from __future__ import annotations

@@ -249,7 +249,17 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
             else [["incumbent", _pct(rung["incumbent_val_acc"]), "reference"]]
         )
         rows += [
-            [r["label"], _pct(r["val_acc"]), "promoted" if r["promoted"] else "dropped"] for r in rung["rows"]
+            [
+                r["label"],
+                _pct(r["val_acc"]),
+                ("promoted" if r["promoted"] else "dropped")
+                + (
+                    " (entered here: it regularises, which shorter runs cannot judge)"
+                    if r.get("entered")
+                    else ""
+                ),
+            ]
+            for r in rung["rows"]
         ]
         parts.append(_table(["config", "validation accuracy", ""], rows))
     if entry.get("race_note"):
