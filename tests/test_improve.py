@@ -398,6 +398,11 @@ def test_augmentation_is_offered_also_with_twice_the_epochs():
     photos, _ = playbook(cfg, {"final": {}, "data": {"input_shape": [3, 32, 32]}})
     flips = [m.overrides for m in photos if m.source == "playbook: augmentation"]
     assert flips[1][-1] == "train.epochs=20" and "augment.hflip=true" in flips[0]
+    # on an augmented config the train accuracy is measured on augmented images, lower by design: said so
+    augmented = cfg.override(["augment=kaggle"])
+    found, skipped = playbook(augmented, {"final": {"train_acc": 0.93, "val_acc": 0.97}, "data": {}})
+    assert any("93.0% (on augmented images) < 97%" in m.why for m in found)
+    assert {"move": "augmentation", "why": "the config already augments"} in skipped
 
 
 def test_a_finding_brings_two_fixes_that_no_earlier_finding_offered():
