@@ -787,6 +787,32 @@ def test_adoption_needs_a_holm_interval_above_zero():
     assert again.adopt and again.looks == 2 and "2 looks (97.5% each)" in again.reason
 
 
+def test_an_unproven_gain_says_how_many_seeds_would_prove_it():
+    # gains of 0.4, 2.0 and 0.8 points: not proven on three seeds. Seeds with the same mean gain and the same
+    # spread prove it at the count the advice names, and not at one fewer
+    incumbent = {0: 0.90, 1: 0.91, 2: 0.92}
+    unproven = decide(incumbent, {0: 0.904, 1: 0.93, 2: 0.928}, comparisons=1)
+    assert not unproven.adopt
+    needed = int(unproven.reason.split("(--seeds ")[1].rstrip(")"))
+    assert needed > 3
+
+    gains = np.array([0.004, 0.02, 0.008])
+
+    def same_mean_and_spread(n: int) -> dict[int, float]:
+        # one seed a spread below the mean, one above, the rest at it; scaled to the measured spread
+        shape = np.array([-1.0, 1.0] + [0.0] * (n - 2))
+        shape = shape / shape.std(ddof=1) * gains.std(ddof=1)
+        return {seed: 0.9 + gains.mean() + shape[seed] for seed in range(n)}
+
+    flat = dict.fromkeys(range(needed), 0.9)
+    assert decide(flat, same_mean_and_spread(needed), comparisons=1).adopt
+    assert not decide(dict.fromkeys(range(needed - 1), 0.9), same_mean_and_spread(needed - 1), 1).adopt
+    # no gain, no advice; a gain far inside the noise: more than 30 seeds
+    assert "--seeds" not in decide(incumbent, {0: 0.89, 1: 0.91, 2: 0.91}, 1).reason
+    noise = decide(incumbent, {0: 0.95, 1: 0.86, 2: 0.93}, comparisons=1)
+    assert "more than 30 seeds would be needed" in noise.reason
+
+
 def test_the_playbook_offers_a_configured_backbones_weights_only_when_they_are_at_hand():
     from kaizen.improve.candidates import playbook
 

@@ -63,6 +63,23 @@ def _num(value: float) -> float | None:
     return round(float(value), 6) if math.isfinite(value) else None
 
 
+MAX_SEEDS_SHOWN = 30  # beyond this many seeds the advice is "more than 30"
+
+
+def seeds_to_prove(gain: float, spread: float, comparisons: int = 1) -> int | None:
+    """The fewest seeds whose one-look interval (Holm over `comparisons`) would exclude zero if the gain and the
+    standard deviation of the per-seed gains stayed as measured: an estimate from few seeds, for the user to act
+    on (more seeds, or a larger validation split, which narrows the spread). None when the gain is not positive or
+    the spread is zero; MAX_SEEDS_SHOWN + 1 when more would be needed."""
+    if not gain > 0 or not spread > 0:
+        return None
+    alpha = (1 - CONFIDENCE) / max(1, comparisons)
+    for n in range(MIN_SEEDS, MAX_SEEDS_SHOWN + 1):
+        if float(scipy_stats.t.ppf(1 - alpha / 2, n - 1)) * spread / math.sqrt(n) < gain:
+            return n
+    return MAX_SEEDS_SHOWN + 1
+
+
 def decide(
     incumbent: dict[int, float], candidate: dict[int, float], comparisons: int, looks: int = 1
 ) -> Decision:
@@ -105,6 +122,13 @@ def decide(
         reason = f"adopted: paired gain {shown} over {len(seeds)} seeds, above zero {after}"
     elif difference.diff > 0:
         reason = f"not adopted: gain {shown} over {len(seeds)} seeds includes zero {after}; no reliable improvement"
+        needed = seeds_to_prove(difference.diff, statistics.stdev(differences), comparisons)
+        if needed is not None:
+            reason += (
+                f"; at this seed-to-seed spread about {needed} seeds in one look would prove it (--seeds {needed})"
+                if needed <= MAX_SEEDS_SHOWN
+                else f"; at this seed-to-seed spread more than {MAX_SEEDS_SHOWN} seeds would be needed to prove it"
+            )
     else:
         reason = f"not adopted: no gain ({shown}) over {len(seeds)} seeds"
     return Decision(
