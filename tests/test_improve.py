@@ -813,6 +813,31 @@ def test_an_unproven_gain_says_how_many_seeds_would_prove_it():
     assert "more than 30 seeds would be needed" in noise.reason
 
 
+def test_seeds_that_agree_exactly_prove_no_more_than_one_validation_example_allows():
+    # three seeds, each one photo of 32 better: a spread of zero would give the interval [+3.12, +3.12]. The
+    # gains move in steps of one example, so the spread is taken as half of one, and the gain is not proven
+    incumbent = {0: 0.875, 1: 0.90625, 2: 0.875}
+    one_each = {seed: value + 1 / 32 for seed, value in incumbent.items()}
+    assert decide(incumbent, one_each, comparisons=1).adopt  # without the floor: "proven"
+    floored = decide(incumbent, one_each, comparisons=1, unit=1 / 32)
+    assert not floored.adopt and floored.holm_interval[0] < 0 < floored.interval[1]
+    assert "agreed within one of 32 validation examples" in floored.reason and floored.p_value > 0.05
+    # five photos each is proven even so; on 800 examples the floor (1/1600) is far below any real spread
+    five_each = {seed: value + 5 / 32 for seed, value in incumbent.items()}
+    assert decide(incumbent, five_each, comparisons=1, unit=1 / 32).adopt
+    varied = decide({0: 0.95, 1: 0.96, 2: 0.955}, {0: 0.965, 1: 0.972, 2: 0.97}, 1, unit=1 / 800)
+    assert varied.reason == decide({0: 0.95, 1: 0.96, 2: 0.955}, {0: 0.965, 1: 0.972, 2: 0.97}, 1).reason
+
+
+def test_a_confirmation_stops_before_a_seed_its_own_runs_say_the_budget_cannot_pay(tmp_path, monkeypatch):
+    # the candidate's cost was estimated at half a run; its first seed takes a whole one. The next seed is
+    # checked at that measured price and not run: the budget is not overshot
+    loop, ran = fake_race(tmp_path, monkeypatch, {}, total_runs=80 / 30)  # 80s: the start's 30, 50 left
+    runs = loop._full_runs(("model.hidden=[64]",), loop.seeds, "dearer", 0.5, 30)  # estimated 15s, takes 30s
+    assert len(runs) == 1 and loop.ledger.spent == 60 <= loop.ledger.total
+    assert len(ran) == 1
+
+
 def test_the_playbook_offers_a_configured_backbones_weights_only_when_they_are_at_hand():
     from kaizen.improve.candidates import playbook
 

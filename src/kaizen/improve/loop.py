@@ -29,6 +29,11 @@ MARKER = "improve.json"
 JOURNAL = "journal.json"
 RECIPE = "recipe.yaml"
 MAX_CANDIDATES = 5
+# A rung after the first is paid for only if the confirmation would still fit this much above its estimate: a
+# candidate's cost comes from short runs or, for a combination, the product of its parts', and at full length the
+# benchmark measured up to 13% more (digits at 32x: a four-knob combination estimated at 3.0 runs of the start took
+# 3.4; the sigmoid MLP at 8x: a later rung left the winning combination's third seed unpaid).
+CONFIRM_MARGIN = 0.15
 # Candidates confirmed at full length per round: the race's winner. The race runs on a seed of its own (the
 # seed after the confirmation seeds), so the race's pick is independent of the confirmation's noise.
 CONFIRMED_PER_ROUND = 1
@@ -214,24 +219,33 @@ class Improve:
         """Full-length runs of start + `overrides` on `seeds` (those not run yet, and of those only as many as
         the whole budget can pay for at `cost` times a run of `epochs` (the incumbent's, whose cost a candidate's
         is relative to; default: the config's own) at the per-epoch seconds; None: no check); all its results so
-        far."""
+        far. The seeds run `--workers` at a time, and before each batch the budget is checked again with this
+        config's own fastest run so far when that is dearer than the estimate: a cost estimated from short runs
+        (or a combination's, the product of its parts') can be low, and the next seed must not run past the
+        budget on it."""
         name = config_id(overrides)
         have = self.full.setdefault(name, {})
         missing = [seed for seed in seeds if seed not in have]
-        if cost is not None:
-            epochs = epochs or self._config(overrides).train.epochs
-            while missing and not self.ledger.affords(
-                self._estimate(epochs, cost) * len(missing), final=True
-            ):
-                missing.pop()
-        if missing:
+        at_once = len(missing) if cost is None else max(1, self.workers or len(missing))
+        while missing:
+            if cost is not None:
+                each = self._estimate(epochs or self._config(overrides).train.epochs, cost)
+                if have:  # timing noise only adds seconds: the fastest of its own runs
+                    each = max(each, min(result.seconds for result in have.values()))
+                paid = len(missing)
+                while paid and not self.ledger.affords(each * paid, final=True):
+                    paid -= 1
+                if not paid:
+                    break
+                at_once = min(at_once, paid)
             results = self._batch(
                 self.trial_base,
                 [(name, overrides)],
-                missing,
+                missing[:at_once],
                 self.out_dir / "full",
                 self._progress(f"full length {label}"),
             )
+            missing = missing[at_once:]
             self._charge(results, "full", "full")
             have.update({result.seed: result for result in results})
             if cost == 1.0 or cost is None:
@@ -247,6 +261,16 @@ class Improve:
                 self.per_epoch_seen.append(result.seconds / result.epochs)
         if self.per_epoch_seen:
             self.seconds_per_epoch = max(self.seconds_per_epoch, statistics.median(self.per_epoch_seen))
+
+    def _unit(self, runs: dict[int, Result]) -> float:
+        """What one validation example is worth in accuracy (1 / the validation split's size, from a run's
+        summary; 0 when it does not say)."""
+        for result in runs.values():
+            where = result.path / "summary.json"
+            count = rundir.read_json(where).get("data", {}).get("val") if where.is_file() else None
+            if isinstance(count, int) and count > 0:
+                return 1.0 / count
+        return 0.0
 
     def _config(self, overrides: tuple[str, ...]) -> Config:
         return self.start.override(list(overrides)) if overrides else self.start
@@ -382,14 +406,19 @@ class Improve:
             waiting = [c for c in waiting if enters[c.id] != index]
             later = bool(waiting)
 
-            def affordable(group: list[moves.Candidate], reference: bool, epochs: int = epochs) -> bool:
+            def affordable(
+                group: list[moves.Candidate], reference: bool, epochs: int = epochs, index: int = index
+            ) -> bool:
                 """The rung (with the incumbent when candidates enter) outside the reserve, and the rung plus the
                 full-length confirmation (the incumbent's missing seeds and the costliest candidate's seeds, which
-                the final step reads) within the total."""
+                the final step reads) within the total; after the first rung with CONFIRM_MARGIN on the
+                confirmation, since a later rung only refines the ranking and must not leave the winner's
+                confirmation short."""
                 rung = self._estimate(epochs, (1 if reference else 0) + sum(c.cost for c in group))
                 confirm = self._estimate(full_epochs) * missing + self._estimate(
                     full_epochs, max(c.cost for c in group)
                 ) * len(self.seeds)
+                confirm *= 1 + (CONFIRM_MARGIN if index > 0 else 0)
                 return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
 
             while newcomers and not affordable(alive + newcomers, True):
@@ -637,6 +666,7 @@ class Improve:
                 {s: r.val_acc for s, r in challenger.items()},
                 comparisons=CONFIRMED_PER_ROUND,
                 looks=looks,
+                unit=self._unit(base_runs),
             )
             # again: the first look's runs may have moved the seconds per epoch
             extra = self._estimate(full_epochs) * len(set(more) - set(base_runs)) + self._estimate(
@@ -659,6 +689,7 @@ class Improve:
                     {s: r.val_acc for s, r in challenger.items()},
                     comparisons=CONFIRMED_PER_ROUND,
                     looks=looks,
+                    unit=self._unit(base_runs),
                 )
             entry["winner"] = winner.to_dict()
             entry["full_length"] = {
