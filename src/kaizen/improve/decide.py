@@ -10,8 +10,9 @@ gain of a point unprovable on three seeds among five candidates: the interval's 
 the budget pays, again with more seeds; each look then uses half the error (97.5% intervals), so the two
 looks together keep a false adoption below 5% (Bonferroni over the looks). The number of looks is fixed before
 the confirmation's first run, from the budget alone: when it cannot pay for the second look's seeds, the one look
-uses the whole 5% (a 95% interval) rather than half of it for a look that cannot happen. The paired test and the
-Holm adjustment are study.stats'.
+uses the whole 5% (a 95% interval) rather than half of it for a look that cannot happen. Validation accuracy
+moves in steps of one example, so seeds whose gains agree exactly are taken to spread by half a step, not zero.
+The paired test and the Holm adjustment are study.stats'.
 """
 
 from __future__ import annotations
