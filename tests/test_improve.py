@@ -360,6 +360,17 @@ def test_a_move_that_regularises_enters_the_race_at_the_longest_short_rung(tmp_p
     assert (rate.id, 8) not in ran  # it lost the first rung
 
 
+def test_among_equal_scores_the_cheaper_candidate_goes_on():
+    # on 144 validation images two candidates often tie; the one whose confirmation costs less is promoted
+    from kaizen.improve.race import survivors
+
+    scores = {"augment-and-40-epochs": 0.951, "rate-and-40-epochs": 0.951, "rate": 0.944}
+    costs = {"augment-and-40-epochs": 3.4, "rate-and-40-epochs": 2.0, "rate": 1.0}
+    assert survivors(scores, 1, costs) == ["rate-and-40-epochs"]
+    assert survivors(scores, 1) == ["augment-and-40-epochs"]  # without costs: by id
+    assert survivors(scores, 3, costs) == ["rate-and-40-epochs", "augment-and-40-epochs", "rate"]
+
+
 def test_moves_that_regularise_are_told_apart_from_those_that_speed_learning():
     from kaizen.improve.candidates import pays_late
 

@@ -480,7 +480,9 @@ class Improve:
             beat = [c for c in newcomers if scores[c.id] > scores["incumbent"]]
             contenders = alive + beat
             keep = 1 if index == len(lengths) - 1 else keep_count(len(runners))
-            ranked = survivors({c.id: scores[c.id] for c in contenders}, keep)
+            ranked = survivors(
+                {c.id: scores[c.id] for c in contenders}, keep, {c.id: c.cost for c in contenders}
+            )
             rungs.append(
                 {
                     "epochs": epochs,
@@ -551,7 +553,8 @@ class Improve:
                 "race_stopped", "no plausible gain: no candidate beat the incumbent where it entered the race"
             )
             return None, False
-        return max(alive, key=lambda c: (last_scores[c.id], c.id)), False
+        best = survivors({c.id: last_scores[c.id] for c in alive}, 1, {c.id: c.cost for c in alive})[0]
+        return next(c for c in alive if c.id == best), False
 
     def _combinations(
         self, incumbent: tuple[str, ...], reference: float | None, index: int, rungs: int
