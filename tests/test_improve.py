@@ -511,7 +511,7 @@ def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_per
         assert entry["decision"]["looks"] == 1 and "looks" not in entry["decision"]["reason"]
     assert confirmed[0]["decision"]["adopt"]  # the strong L2 is moved back (+12 points) at 8x too
     page = (tmp_path / "out" / "journal.html").read_text()
-    assert "One look, planned before the first run" in page
+    assert "One look on 3 seeds, planned before the first run" in page
     # retrained or not (at 8x the budget often cannot pay), recipe.yaml is checked against what the runs trained
     assert journal["final"]["reproduction"]["same_config"] and "key for key" in page
 
@@ -531,6 +531,31 @@ def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_per
     check.ledger.total = 0.0  # nothing left to retrain with: the key-for-key check alone
     result = check._reproduce(tampered, final)
     assert not result["done"] and not result["same_config"] and result["differs_at"] == "optim.lr"
+
+
+def test_a_budget_that_pays_for_one_more_seed_but_not_a_second_look_takes_one_look_on_four(
+    tmp_path, monkeypatch
+):
+    # runs' seconds fixed at 0.1 an epoch (0.3s a run): 3.6s pay for the race and a confirmation on four seeds,
+    # not for two looks (3 seeds, then 5); the one look takes the fourth seed, planned before its first run
+    from kaizen.improve import loop as loop_module
+
+    real = loop_module.run_batch
+
+    def steady(*args, **kwargs):
+        return [dataclasses.replace(r, seconds=0.1 * r.epochs) for r in real(*args, **kwargs)]
+
+    monkeypatch.setattr(loop_module, "run_batch", steady)
+    journal = kaizen.improve(
+        start_config(tmp_path, POOR), budget="3.6s", out_dir=tmp_path / "out", max_candidates=3
+    )
+    confirmed = [entry for entry in journal["rounds"] if entry.get("full_length")]
+    assert confirmed and confirmed[0]["looks"] == 1 and confirmed[0]["seeds_planned"] == 4
+    assert len(confirmed[0]["full_length"]["candidate"]) == 4 and confirmed[0]["decision"]["seeds"] == 4
+    assert confirmed[0]["decision"]["adopt"] and journal["ledger"]["spent_seconds"] <= 3.6
+    assert (
+        "One look on 4 seeds, planned before the first run" in (tmp_path / "out" / "journal.html").read_text()
+    )
 
 
 def test_the_neighbourhood_steps_each_tunable_knob_within_its_band():

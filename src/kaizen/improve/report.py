@@ -272,9 +272,11 @@ def _round_section(entry: dict[str, Any]) -> list[str]:
         ]
         parts += ["<h3>Full length</h3>", _table(["seed", "incumbent", "candidate"], seeds)]
         if entry.get("looks") == 1:
+            planned = entry.get("seeds_planned")
+            on = f" on {planned} seeds" if planned else ""
             parts.append(
-                "<p>One look, planned before the first run: the budget could not pay for a second look's seeds, so "
-                "this look uses the whole 5% error.</p>"
+                f"<p>One look{on}, planned before the first run: the budget could not pay for a second look's "
+                "seeds, so this look uses the whole 5% error.</p>"
             )
     if entry.get("first_look"):
         parts.append(
