@@ -106,8 +106,8 @@ def pays_late(cfg: Config, overrides: tuple[str, ...]) -> bool:
     """Whether the move regularises: it turns augmentation or a regulariser up, and changes nothing else but (more)
     epochs. Such a move slows the first epochs by design, so successive halving's shortest
     rungs would drop it before it can pay: on mnist-10k's 10-epoch MLP augmentation lost every 1-epoch first rung
-    of the benchmark, and gained +0.8 validation points at full length (+1.3 with 20 epochs; 5 seeds,
-    benchmarks/README.md). A late move enters the race at the longest short rung instead."""
+    of the benchmark, and gains +0.6 validation points at full length, +1.45 with 20 epochs (5 seeds,
+    benchmarks/improve_moves.py). A late move enters the race at the longest short rung instead."""
     try:
         before, after = _flat(cfg.to_dict()), _flat(cfg.override(list(overrides)).to_dict())
     except KaizenError:
@@ -325,7 +325,7 @@ def _augmentation(cfg: Config, channels: int) -> Moves:
 def _with_longer_training(cfg: Config, augment: tuple[str, ...], why: str) -> list[Candidate]:
     """The augmentation at the incumbent's epochs, and with twice as many: each epoch shows harder variants of
     every image, so the model fits them more slowly (mnist-10k's 10-epoch MLP, 5 seeds: +0.6 validation points at
-    10 epochs, +1.45 at 20, where 20 epochs alone gave +0.08; benchmarks/README.md)."""
+    10 epochs, +1.45 at 20, where 20 epochs alone gave +0.08; benchmarks/improve_moves.py)."""
     longer = 2 * cfg.train.epochs
     return [
         Candidate(augment, "playbook: augmentation", why),
