@@ -488,11 +488,9 @@ def test_a_budget_in_seconds_must_pay_for_one_adoption(tmp_path, monkeypatch, bu
         assert "one run takes about 3.0s" in str(error.value)
 
 
-def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path, monkeypatch):
-    # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
-    # of looks is fixed at one before the first run, and that look uses the whole 5% error. The runs are real,
-    # their seconds fixed (0.1 an epoch): these runs last a tenth of a second, and whether a confirmation fits
-    # must not depend on how busy the machine is
+def steady_improve(tmp_path: Path, monkeypatch, budget: str) -> dict:
+    """improve of the poor start with real runs whose seconds are fixed at 0.1 an epoch: these runs last a tenth
+    of a second, and what the budget pays for must not depend on how busy the machine is."""
     from kaizen.improve import loop as loop_module
 
     real = loop_module.run_batch
@@ -501,9 +499,17 @@ def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_per
         return [dataclasses.replace(r, seconds=0.1 * r.epochs) for r in real(*args, **kwargs)]
 
     monkeypatch.setattr(loop_module, "run_batch", steady)
-    journal = kaizen.improve(
-        start_config(tmp_path, POOR), budget="8x", out_dir=tmp_path / "out", max_candidates=3
+    return kaizen.improve(
+        start_config(tmp_path, POOR), budget=budget, out_dir=tmp_path / "out", max_candidates=3
     )
+
+
+def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_percent(tmp_path, monkeypatch):
+    # at 8x, the start's three seeds and the winner's three leave no room for two more seeds each: the number
+    # of looks is fixed at one before the first run, and that look uses the whole 5% error. The runs are real,
+    # their seconds fixed (0.1 an epoch): these runs last a tenth of a second, and whether a confirmation fits
+    # must not depend on how busy the machine is
+    journal = steady_improve(tmp_path, monkeypatch, "8x")
     confirmed = [entry for entry in journal["rounds"] if entry.get("full_length")]
     assert confirmed
     for entry in confirmed:
@@ -538,17 +544,7 @@ def test_a_budget_that_pays_for_one_more_seed_but_not_a_second_look_takes_one_lo
 ):
     # runs' seconds fixed at 0.1 an epoch (0.3s a run): 3.6s pay for the race and a confirmation on four seeds,
     # not for two looks (3 seeds, then 5); the one look takes the fourth seed, planned before its first run
-    from kaizen.improve import loop as loop_module
-
-    real = loop_module.run_batch
-
-    def steady(*args, **kwargs):
-        return [dataclasses.replace(r, seconds=0.1 * r.epochs) for r in real(*args, **kwargs)]
-
-    monkeypatch.setattr(loop_module, "run_batch", steady)
-    journal = kaizen.improve(
-        start_config(tmp_path, POOR), budget="3.6s", out_dir=tmp_path / "out", max_candidates=3
-    )
+    journal = steady_improve(tmp_path, monkeypatch, "3.6s")
     confirmed = [entry for entry in journal["rounds"] if entry.get("full_length")]
     assert confirmed and confirmed[0]["looks"] == 1 and confirmed[0]["seeds_planned"] == 4
     assert len(confirmed[0]["full_length"]["candidate"]) == 4 and confirmed[0]["decision"]["seeds"] == 4
