@@ -360,6 +360,54 @@ def test_a_move_that_regularises_enters_the_race_at_the_longest_short_rung(tmp_p
     assert (rate.id, 8) not in ran  # it lost the first rung
 
 
+def test_a_rung_the_budget_cannot_pay_for_in_full_races_the_best_against_the_combinations(
+    tmp_path, monkeypatch
+):
+    # three moves beat the incumbent in the first rung; the budget pays for two of the four candidates of the
+    # second (the two promoted and the two combinations). Promoting the best so far unraced would never ask
+    # whether the others add anything: the best races the first combination instead, which wins
+    from kaizen.improve.candidates import Candidate
+
+    a, b, c, d = (
+        Candidate((override,), "x", "y")
+        for override in ("optim.lr=0.003", "model.width=2", "model.dropout=0.1", "optim.momentum=0.5")
+    )
+    ab = Candidate(a.overrides + b.overrides, "combination", "")
+    abc = Candidate(a.overrides + b.overrides + c.overrides, "combination", "")
+    scores = {
+        ("incumbent", 4): 0.80,
+        (a.id, 4): 0.90,
+        (b.id, 4): 0.88,
+        (c.id, 4): 0.86,
+        (d.id, 4): 0.60,
+        (a.id, 8): 0.91,
+        (ab.id, 8): 0.95,
+    }
+    # spent 30 (the start) + 20 (the first rung); a confirmation costs 2 runs of the start's missing seeds and
+    # 3 of the candidate's, 150 s, 172.5 with the margin of a later rung: two runs of 8 epochs fit in 240, three do not
+    loop, ran = fake_race(tmp_path, monkeypatch, scores, total_runs=8)
+    loop.tried_now = {m.overrides for m in (a, b, c, d)}
+    entry: dict = {}
+    winner, stop = loop.race((), [a, b, c, d], entry)
+    assert winner is not None and winner.overrides == ab.overrides and not stop
+    assert [name for name, epochs in ran if epochs == 8] == [a.id, ab.id]
+    assert entry["race_note"] == (
+        "rung 2 (8 epochs): the budget paid for 2 of the 4 candidates promoted to it; "
+        "one candidate left after rung 2: it goes to full length"
+    )
+    left_out = {n["move"] for n in loop.journal["not_tried"] if n["why"].startswith("the budget left it out")}
+    assert left_out == {abc.label, b.label}
+    assert (ab.id, 15) not in ran  # the third rung: one candidate would be left, so the best so far goes on
+
+    # a budget that pays for only one of them skips the rung and promotes the best so far, as before
+    loop, ran = fake_race(tmp_path / "b", monkeypatch, scores, total_runs=7.8)
+    loop.tried_now = {m.overrides for m in (a, b, c, d)}
+    entry = {}
+    winner, _ = loop.race((), [a, b, c, d], entry)
+    assert winner is a and not [name for name, epochs in ran if epochs == 8]
+    assert entry["race_note"] == "rung 2 (8 epochs) skipped: the budget promotes the best so far"
+
+
 def test_among_equal_scores_the_cheaper_candidate_goes_on():
     # on 144 validation images two candidates often tie; the one whose confirmation costs less is promoted
     from kaizen.improve.race import survivors

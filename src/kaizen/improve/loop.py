@@ -57,6 +57,11 @@ def merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
+def race_note(entry: dict[str, Any], text: str) -> None:
+    """Add a sentence to the round's notes on how its race ran."""
+    entry["race_note"] = "; ".join(filter(None, [entry.get("race_note"), text]))
+
+
 def config_id(overrides: tuple[str, ...]) -> str:
     """The folder name of a config's full-length runs: `start`, or a digest of its overrides."""
     if not overrides:
@@ -421,6 +426,8 @@ class Improve:
                 confirm *= 1 + (CONFIRM_MARGIN if index > 0 else 0)
                 return self.ledger.affords(rung) and self.ledger.affords(rung + confirm, final=True)
 
+            entrants = len(newcomers)
+            alive, left_out = self._fit_rung(alive, newcomers, last_scores, affordable)
             while newcomers and not affordable(alive + newcomers, True):
                 # the dearest first (its confirmation is what the budget cannot pay for); among equals the last
                 dropped = max(reversed(newcomers), key=lambda c: c.cost)
@@ -433,11 +440,29 @@ class Improve:
                         "why": "the budget could not pay for its race and confirmation",
                     }
                 )
-            if alive and not newcomers and not affordable(alive, False):
-                entry["race_note"] = (
-                    f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
+            if left_out and len(newcomers) < entrants:  # the room kept for entrants the budget then dropped
+                alive, left_out = self._fit_rung(alive + left_out, newcomers, last_scores, affordable)
+            if alive and not newcomers and (not affordable(alive, False) or (left_out and len(alive) < 2)):
+                alive += left_out  # the best so far is promoted; the others stay as they were
+                race_note(
+                    entry, f"rung {index + 1} ({epochs} epochs) skipped: the budget promotes the best so far"
                 )
                 break
+            if left_out:
+                for dropped in left_out:
+                    self.journal["not_tried"].append(
+                        {
+                            "round": self.round,
+                            "move": dropped.label,
+                            "why": f"the budget left it out of rung {index + 1}, which raced the best so far "
+                            "against the moves that combine it with others first",
+                        }
+                    )
+                race_note(
+                    entry,
+                    f"rung {index + 1} ({epochs} epochs): the budget paid for {len(alive)} of the "
+                    f"{len(alive) + len(left_out)} candidates promoted to it",
+                )
             if not alive and not newcomers:
                 if later:
                     continue  # the late moves' rung is still to come
@@ -531,7 +556,7 @@ class Improve:
             last_scores = scores
             if len(alive) == 1 and index < len(lengths) - 1 and not later:
                 # Nothing left to rank: longer short runs of one candidate would only spend the budget.
-                entry["race_note"] = f"one candidate left after rung {index + 1}: it goes to full length"
+                race_note(entry, f"one candidate left after rung {index + 1}: it goes to full length")
                 break
         entry["rungs"] = rungs
         for unraced in (c for c in alive if c.id not in last_scores):  # a combination the budget cut
@@ -555,6 +580,30 @@ class Improve:
             return None, False
         best = survivors({c.id: last_scores[c.id] for c in alive}, 1, {c.id: c.cost for c in alive})[0]
         return next(c for c in alive if c.id == best), False
+
+    @staticmethod
+    def _fit_rung(
+        alive: list[moves.Candidate],
+        newcomers: list[moves.Candidate],
+        scores: dict[str, float],
+        affordable: Callable[[list[moves.Candidate], bool], bool],
+    ) -> tuple[list[moves.Candidate], list[moves.Candidate]]:
+        """The promoted candidates of a rung as the budget pays for them beside its entrants (with the incumbent
+        when there are some): (those raced, those left out). When it cannot pay for all, the best so far comes
+        first (the budget would promote it anyway), then the combinations not raced yet (each joins it with moves
+        that also beat the incumbent: racing them asks whether those add anything), then the other survivors best
+        first (they only refine a ranking of which one move is adopted)."""
+        if not alive or affordable(alive + newcomers, bool(newcomers)):
+            return alive, []
+        scored = [c for c in alive if c.id in scores]
+        order = survivors({c.id: scores[c.id] for c in scored}, len(scored), {c.id: c.cost for c in scored})
+        by_id = {c.id: c for c in alive}
+        ranked = [by_id[cid] for cid in order]
+        ordered = ranked[:1] + [c for c in alive if c.id not in scores] + ranked[1:]
+        size = len(ordered)
+        while size > 1 and not affordable(ordered[:size] + newcomers, bool(newcomers)):
+            size -= 1
+        return ordered[:size], ordered[size:]
 
     def _combinations(
         self, incumbent: tuple[str, ...], reference: float | None, index: int, rungs: int
