@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -258,3 +259,45 @@ def test_plot_evaluation_writes_both_figures(tmp_path):
     assert [path.name for path in paths] == ["confusion_matrix_val.png", "mistakes_val.png"]
     for path in paths:
         assert_png(path)
+
+
+def test_plot_curves_marks_the_weights_the_run_kept_with_the_numbers_train_prints(tmp_path):
+    # validation loss is lowest at epoch 6 (best.pt, what `kaizen train` prints: "val acc 93.00% (epoch 6)");
+    # validation accuracy peaks later, at epoch 10. The picture must not call epoch 10 "best" beside a terminal
+    # that names epoch 6: it marks epoch 6 on both panels with its numbers and says where the accuracy peaked
+    from kaizen.track.plots import _read_metrics, curves_figure
+
+    rows = []
+    for epoch in range(1, 13):
+        val_loss = 0.5 + abs(epoch - 6) * 0.05
+        val_acc = 0.95 - abs(epoch - 10) * 0.005 if epoch != 6 else 0.93
+        rows.append(f"{epoch},train,{1 / epoch:.4f},{1 - 0.3 / epoch:.4f},0.01,1.0")
+        rows.append(f"{epoch},val,{val_loss:.4f},{val_acc:.4f},,0.2")
+    curves = _read_metrics(write_metrics(tmp_path / "run", rows))
+    kept = {"checkpoint": "best.pt", "epoch": 6, "monitor": "val_loss"}
+    loss_ax, acc_ax = curves_figure(curves, "t", kept).axes
+    assert [t.get_text() for t in loss_ax.texts] == ["best.pt · epoch 6 (lowest val loss)\nval loss 0.5000"]
+    assert [t.get_text() for t in acc_ax.texts] == [
+        "best.pt · epoch 6\nval acc 93.00%\nhighest 95.00% at epoch 10"
+    ]
+    # a run that ends with its last weights (restore_best off) marks the last epoch
+    last = curves_figure(curves, "t", {"checkpoint": "last.pt", "epoch": 12, "monitor": "val_loss"}).axes
+    assert last[1].texts[0].get_text().startswith("last.pt · epoch 12\nval acc 94.00%")
+    # without a finished run's choice (still training, or stopped), each panel marks its own best epoch
+    loss_ax, acc_ax = curves_figure(curves, "t", None).axes
+    assert acc_ax.texts[0].get_text() == "best val 95.00%\nepoch 10"
+
+
+def test_a_finished_run_draws_the_checkpoint_it_chose(tmp_path):
+    from kaizen.track.writer import RunWriter
+
+    writer = RunWriter(tmp_path / "run")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(
+        json.dumps({"checkpoint": "best.pt", "best_epoch": 3, "epochs_completed": 5, "monitor": "val_acc"})
+    )
+    assert writer._kept() == {"checkpoint": "best.pt", "epoch": 3, "monitor": "val_acc"}
+    (tmp_path / "run" / "summary.json").write_text(
+        json.dumps({"checkpoint": "last.pt", "best_epoch": 3, "epochs_completed": 5, "monitor": "val_loss"})
+    )
+    assert writer._kept()["epoch"] == 5

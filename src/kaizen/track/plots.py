@@ -13,7 +13,7 @@ import math
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -35,19 +35,30 @@ SPLIT_STYLES = {  # train blue, validation red, as in the seed's overlay; test a
 CURVES_DPI = 110
 
 
-def plot_curves(metrics_csv: Path, out_png: Path) -> None:
+def plot_curves(metrics_csv: Path, out_png: Path, kept: dict[str, Any] | None = None) -> None:
     """Draw loss and accuracy against epoch (train vs validation overlaid) from a run's `metrics.csv`.
 
-    The best validation epoch (lowest loss on the loss panel, highest accuracy on the accuracy panel) is
-    marked with a dot and its value. Test rows, if any, are drawn as separate markers. Returns nothing; the
-    figure is written atomically to `out_png`. Raises KaizenError if the CSV is missing or malformed.
+    `kept` is the finished run's choice of weights, from its summary.json: `{"checkpoint": "best.pt" or
+    "last.pt", "epoch": N, "monitor": "val_loss", ...}`. Its epoch is marked on both panels with the values
+    there, the same numbers `kaizen train` prints, and a panel whose own best validation epoch differs says so
+    (the checkpoint picked by the lowest loss is often not the epoch of the highest accuracy). Without `kept`
+    (a run still going, or stopped), each panel marks its best validation epoch. Test rows, if any, are drawn
+    as separate markers. Returns nothing; the figure is written atomically to `out_png`. Raises KaizenError if
+    the CSV is missing or malformed.
     """
     metrics_csv = Path(metrics_csv)
-    curves = _read_metrics(metrics_csv)
+    fig = curves_figure(_read_metrics(metrics_csv), f"learning curves · {metrics_csv.parent.name}", kept)
+    _save_atomic(fig, Path(out_png))
+
+
+def curves_figure(
+    curves: dict[str, dict[str, np.ndarray]], title: str, kept: dict[str, Any] | None
+) -> Figure:
+    """The figure of `plot_curves`, from {split: {"epoch", "loss", "acc": arrays}}."""
     fig = Figure(figsize=(10, 4), dpi=CURVES_DPI, layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
-    _draw_panel(loss_ax, curves, "loss", best="min")
-    _draw_panel(acc_ax, curves, "acc", best="max")
+    _draw_panel(loss_ax, curves, "loss", best="min", kept=kept)
+    _draw_panel(acc_ax, curves, "acc", best="max", kept=kept)
     loss_ax.set_title("loss")
     loss_ax.set_ylabel("cross-entropy loss")
     acc_ax.set_title("accuracy")
@@ -56,8 +67,8 @@ def plot_curves(metrics_csv: Path, out_png: Path) -> None:
     finite_acc = acc_values[np.isfinite(acc_values)]
     acc_scale = 1.0 if finite_acc.size == 0 or finite_acc.max() <= 1.0 else 100.0
     acc_ax.yaxis.set_major_formatter(PercentFormatter(xmax=acc_scale, decimals=None))
-    fig.suptitle(f"learning curves · {metrics_csv.parent.name}", fontsize=11)
-    _save_atomic(fig, Path(out_png))
+    fig.suptitle(title, fontsize=11)
+    return fig
 
 
 def _read_metrics(metrics_csv: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -96,7 +107,9 @@ def _number(text: str | None) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _draw_panel(ax: Axes, curves: dict[str, dict[str, np.ndarray]], metric: str, best: str) -> None:
+def _draw_panel(
+    ax: Axes, curves: dict[str, dict[str, np.ndarray]], metric: str, best: str, kept: dict[str, Any] | None
+) -> None:
     for split, values in curves.items():
         style = dict(SPLIT_STYLES[split])
         few_points = len(values["epoch"]) <= 30  # a lone epoch is invisible as a bare line
@@ -111,7 +124,9 @@ def _draw_panel(ax: Axes, curves: dict[str, dict[str, np.ndarray]], metric: str,
         ax.set_xlim(first - 1, last + 1)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.margins(y=0.12)
-    if "val" in curves:
+    if kept is not None and kept.get("epoch") is not None:
+        _mark_kept(ax, curves, metric, best, kept)
+    elif "val" in curves:
         _mark_best(ax, curves["val"]["epoch"], curves["val"][metric], best, percent=metric == "acc")
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)
@@ -125,14 +140,61 @@ def _mark_best(ax: Axes, epochs: np.ndarray, values: np.ndarray, best: str, perc
     epoch, value = epochs[index], values[index]
     ax.axvline(epoch, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
     ax.plot([epoch], [value], "o", color="black", markersize=6, zorder=5)
-    scale = 100.0 if percent and np.nanmax(values) <= 1.0 else 1.0
-    text = f"best val {value * scale:.2f}%" if percent else f"best val {value:.4f}"
+    text = f"best val {_shown(value, values, percent)}"
+    _label(ax, epoch, value, f"{text}\nepoch {epoch:g}")
+
+
+def _shown(value: float, values: np.ndarray, percent: bool) -> str:
+    """An accuracy as a percentage (of a 0-1 or a 0-100 column), a loss with four decimals."""
+    if not percent:
+        return f"{value:.4f}"
+    return f"{value * (100.0 if np.nanmax(values) <= 1.0 else 1.0):.2f}%"
+
+
+def _mark_kept(
+    ax: Axes, curves: dict[str, dict[str, np.ndarray]], metric: str, best: str, kept: dict[str, Any]
+) -> None:
+    """The epoch of the weights the run ended with, on the curve of the split its monitor watches; and, on a
+    panel whose own best validation epoch is another, that epoch too (a hollow dot)."""
+    epoch = float(kept["epoch"])
+    monitor = str(kept.get("monitor") or "val_loss")
+    split = "train" if monitor.startswith("train") or "val" not in curves else "val"
+    ax.axvline(epoch, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
+    if split not in curves:
+        return
+    epochs, values = curves[split]["epoch"], curves[split][metric]
+    at = np.flatnonzero(epochs == epoch)
+    if at.size == 0 or np.isnan(values[at[-1]]):
+        return
+    value = values[at[-1]]
+    percent = metric == "acc"
+    ax.plot([epoch], [value], "o", color="black", markersize=6, zorder=5)
+    extreme = "lowest" if best == "min" else "highest"
+    what = f"{split} {metric}"
+    lines = [
+        f"{kept.get('checkpoint', 'kept')} · epoch {epoch:g}",
+        f"{what} {_shown(value, values, percent)}",
+    ]
+    if monitor == f"{split}_{metric}":
+        lines[0] += f" ({extreme} {what})"
+    elif not np.all(np.isnan(values)):
+        index = int(np.nanargmin(values) if best == "min" else np.nanargmax(values))
+        other = values[index]
+        if other != value:
+            ax.plot(
+                [epochs[index]], [other], "o", markerfacecolor="white", color="black", markersize=6, zorder=5
+            )
+            lines.append(f"{extreme} {_shown(other, values, percent)} at epoch {epochs[index]:g}")
+    _label(ax, epoch, value, "\n".join(lines))
+
+
+def _label(ax: Axes, epoch: float, value: float, text: str) -> None:
     # Point the label towards the middle of the panel, where there is room, so it never leaves the axes.
     (x_low, x_high), (y_low, y_high) = ax.get_xlim(), ax.get_ylim()
     right_half = epoch > (x_low + x_high) / 2
     upper_half = value > (y_low + y_high) / 2
     ax.annotate(
-        f"{text}\nepoch {epoch:g}",
+        text,
         xy=(epoch, value),
         xytext=(-8 if right_half else 8, -10 if upper_half else 10),
         textcoords="offset points",

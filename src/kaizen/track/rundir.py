@@ -105,11 +105,15 @@ def read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise KaizenError(f"{path} is not valid JSON") from None
     if not isinstance(data, dict):
-        raise KaizenError(f"{path} holds a JSON {_json_kind(data)}, not an object of named fields: it is damaged")
+        raise KaizenError(
+            f"{path} holds a JSON {_json_kind(data)}, not an object of named fields: it is damaged"
+        )
     return data
 
 
-def check_fields(data: dict[str, Any], path: Path, fields: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+def check_fields(
+    data: dict[str, Any], path: Path, fields: dict[str, Any], required: tuple[str, ...] = ()
+) -> None:
     """KaizenError naming the first field of `data` (read from `path`) that is missing (of `required`) or of
     the wrong JSON type (`fields`: name -> a type or tuple of types; None is allowed only where listed)."""
     for name in required:

@@ -200,11 +200,21 @@ class RunWriter:
         if self.plots and self.rows:
             from kaizen.track.plots import plot_curves
 
-            plot_curves(self.path / "metrics.csv", self.path / "curves.png")
+            plot_curves(self.path / "metrics.csv", self.path / "curves.png", kept=self._kept())
         if self.plots and any(record["kind"] in ("layer", "activation") for record in self.stat_records):
             from kaizen.track.stat_plots import plot_stats
 
             plot_stats(self.stat_records, self.path, title=self.path.name)
+
+    def _kept(self) -> dict[str, Any] | None:
+        """The weights the finished run ended with (summary.json): their checkpoint, epoch and monitor."""
+        path = self.path / "summary.json"
+        if not path.is_file():
+            return None
+        summary = rundir.read_json(path)
+        name = summary.get("checkpoint")
+        epoch = summary.get("best_epoch") if name == "best.pt" else summary.get("epochs_completed")
+        return {"checkpoint": name, "epoch": epoch, "monitor": summary.get("monitor")} if name else None
 
     def _write_status(self, status: str, error: str | None) -> None:
         self.meta.update(status=status, end=now(), error=error)
