@@ -119,3 +119,12 @@ def test_preset_and_layers_exclusive():
 def test_valid_keys_cover_sections_and_leaves():
     keys = valid_keys()
     assert {"optim", "optim.lr", "early_stop.patience", "data.val_split"} <= set(keys)
+
+
+def test_dotted_keys_of_a_nested_config():
+    from kaizen.config import dotted
+
+    flat = dotted(Config().override(["optim.lr=0.5"]).to_dict())
+    assert flat["optim.lr"] == 0.5 and "optim" not in flat
+    assert all(not isinstance(value, dict) for value in flat.values())
+    assert dotted({"a": {"b": {}, "c": 1}, "d": [1]}) == {"a.c": 1, "d": [1]}

@@ -227,6 +227,7 @@ def test_a_failing_variant_is_reported_and_the_others_finish(study_with_failure)
     html_text = (out / "report.html").read_text()
     assert "failed" in html_text and html.escape(failed.errors[0]) in html_text
     assert by_id["optim.lr=0.01"].difference.test == "paired t"
+    assert [key for key, _, _ in by_id["optim.lr=0.01"].config_diff] == ["optim.lr"]  # the one knob it moved
 
 
 def test_a_run_that_fails_before_its_record_exists_keeps_its_error(tmp_path):

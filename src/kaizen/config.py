@@ -770,6 +770,17 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def dotted(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as {dotted key: value}, e.g. {"optim.lr": 0.01}; an empty section adds nothing."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def valid_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
     """Every dotted key of the schema (sections and leaves)."""
     keys = []

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaizen import registry
-from kaizen.config import Config
+from kaizen.config import Config, dotted
 from kaizen.errors import KaizenError
 from kaizen.improve.diagnosis import Problem
 
@@ -92,16 +92,6 @@ REGULARISERS = (
 )
 
 
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def pays_late(cfg: Config, overrides: tuple[str, ...]) -> bool:
     """Whether the move regularises: it turns augmentation or a regulariser up, and changes nothing else but (more)
     epochs. Such a move slows the first epochs by design, so successive halving's shortest
@@ -109,7 +99,7 @@ def pays_late(cfg: Config, overrides: tuple[str, ...]) -> bool:
     of the benchmark, and gains +0.6 validation points at full length, +1.45 with 20 epochs (5 seeds,
     benchmarks/improve_moves.py). A late move enters the race at the longest short rung instead."""
     try:
-        before, after = _flat(cfg.to_dict()), _flat(cfg.override(list(overrides)).to_dict())
+        before, after = dotted(cfg.to_dict()), dotted(cfg.override(list(overrides)).to_dict())
     except KaizenError:
         return False
     changed = [key for key in after if after[key] != before.get(key)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kaizen.config import Config
+from kaizen.config import Config, dotted
 from kaizen.errors import KaizenError
 from kaizen.registry import did_you_mean
 from kaizen.study import stats
@@ -373,15 +373,6 @@ def _number(data: dict[str, Any], dotted: str) -> float:
     return float(data) if isinstance(data, (int, float)) else math.nan
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        flat = {}
-        for key, value in data.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): data}
-
-
 def _resolved(study: dict[str, Any], variant: VariantResult) -> dict[str, Any]:
     """The variant's config: from a run directory when one exists, else rebuilt from study.json."""
     for run in variant.runs:
@@ -397,6 +388,6 @@ def _config_diff(
     study: dict[str, Any], baseline: VariantResult, variant: VariantResult
 ) -> list[tuple[str, Any, Any]]:
     """(key, baseline value, variant value) for every key where the variant's config differs (seed aside)."""
-    base, mine = _flatten(_resolved(study, baseline)), _flatten(_resolved(study, variant))
+    base, mine = dotted(_resolved(study, baseline)), dotted(_resolved(study, variant))
     keys = [key for key in mine if key != "train.seed"] + [key for key in base if key not in mine]
     return [(key, base.get(key), mine.get(key)) for key in keys if base.get(key) != mine.get(key)]
