@@ -863,8 +863,36 @@ def test_adoption_needs_a_holm_interval_above_zero():
     assert decide(incumbent, three, comparisons=1).adopt
     assert not decide(incumbent, three, comparisons=1, looks=2).adopt
     five = {**incumbent, 3: 0.90, 4: 0.91}
-    again = decide(five, {**three, 3: 0.912, 4: 0.938}, comparisons=1, looks=2)
-    assert again.adopt and again.looks == 2 and "2 looks (97.5% each)" in again.reason
+    again = decide(five, {**three, 3: 0.912, 4: 0.938}, comparisons=1, looks=2, first=3)
+    assert again.adopt and again.looks == 2 and "2 looks (97.0% at this one)" in again.reason
+
+
+def test_a_second_look_spends_the_error_the_first_left_and_no_more():
+    # the two looks' t-statistics, simulated afresh (another seed than decide's), with the levels decide uses:
+    # together they adopt a candidate with no gain at most 5% of the time, and more of the 5% than Bonferroni's
+    # two halves spend (which leave about a tenth of it unused, as the looks share their first seeds)
+    from scipy import stats as scipy_stats
+
+    from kaizen.improve.decide import second_look_error
+
+    draws = 200_000
+    gains = np.random.default_rng(7).standard_normal((draws, 5))
+
+    def t(values):
+        return np.abs(values.mean(1)) / (values.std(1, ddof=1) / np.sqrt(values.shape[1]))
+
+    first = t(gains[:, :3]) > scipy_stats.t.ppf(1 - 0.05 / 4, 2)
+    level = second_look_error(3, 5, 0.05)
+    joint = (first | (t(gains) > scipy_stats.t.ppf(1 - level / 2, 4))).mean()
+    bonferroni = (first | (t(gains) > scipy_stats.t.ppf(1 - 0.025 / 2, 4))).mean()
+    assert 0.0475 < joint <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / draws)
+    assert bonferroni < 0.046 and level > 0.029
+
+    # gains of 0.4 to 2.2 points on five seeds: t = 3.39, between the joint level's 3.31 and Bonferroni's 3.50
+    incumbent = {seed: 0.9 for seed in range(5)}
+    candidate = {0: 0.904, 1: 0.922, 2: 0.910, 3: 0.906, 4: 0.920}
+    assert decide(incumbent, candidate, comparisons=1, looks=2, first=3).adopt
+    assert not decide(incumbent, candidate, comparisons=1, looks=2).adopt  # as Bonferroni would judge it
 
 
 def test_an_unproven_gain_says_how_many_seeds_would_prove_it():

@@ -7,8 +7,10 @@ is independent of the confirmation's seed-to-seed noise, so the candidates raced
 hypotheses of the confirmation and are not counted (counting them as p = 1, as an earlier version did, made a
 gain of a point unprovable on three seeds among five candidates: the interval's t-quantile grows from 4.3 to
 9.9). A confirmation may look twice: at the first seeds and, when the gain is positive but not yet proven and
-the budget pays, again with more seeds; each look then uses half the error (97.5% intervals), so the two
-looks together keep a false adoption below 5% (Bonferroni over the looks). The number of looks is fixed before
+the budget pays, again with more seeds; the first look then uses half the error (a 97.5% interval) and the
+second the rest, computed from the two looks' joint law (`second_look_error`: 97.0% for 3 then 5 seeds, where
+Bonferroni over the looks would spend 97.5% and leave part of the 5% unused), so the two looks together keep
+a false adoption at or below 5%. The number of looks is fixed before
 the confirmation's first run, from the budget alone: when it cannot pay for the second look's seeds, the one look
 uses the whole 5% (a 95% interval) rather than half of it for a look that cannot happen. Validation accuracy
 moves in steps of one example, so seeds whose gains agree exactly are taken to spread by half a step, not zero.
@@ -17,17 +19,22 @@ The paired test and the Holm adjustment are study.stats'.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from scipy import stats as scipy_stats
 
 from kaizen.study import stats
 
 MIN_SEEDS = 3
 CONFIDENCE = 0.95
+# The second look's level is computed by simulating the two looks' t-statistics under no gain: this many draws,
+# from a fixed seed (the same level every time), less three of the simulation's standard errors (never above 5%).
+LOOK_DRAWS = 400_000
 
 
 @dataclass(frozen=True)
@@ -81,16 +88,44 @@ def seeds_to_prove(gain: float, spread: float, comparisons: int = 1) -> int | No
     return MAX_SEEDS_SHOWN + 1
 
 
+@functools.lru_cache(maxsize=64)
+def second_look_error(first: int, seeds: int, error: float) -> float:
+    """The two-sided error of the second look's interval, on `seeds` seeds of which the first look judged `first`
+    at error / 2, such that the two looks together adopt a candidate with no gain with probability `error`.
+
+    Bonferroni (error / 2 at each look) ignores that the second look reuses the first look's seeds: the two
+    t-statistics are correlated, so a second look at error / 2 leaves part of the error unspent. Under no gain and
+    normal per-seed gains (the paired t-test's own model) the pair of statistics does not depend on the unknown
+    spread, so their joint law is simulated once with unit spread; the second look's critical value is the one at
+    which the draws the first look did not adopt cross it `error / 2` of the time (less three simulation standard
+    errors, so the level stays at or below `error`). For 3 then 5 seeds at 5% that is 3.0% instead of 2.5%: the
+    critical value falls from 3.50 to 3.31, and the interval is 5% narrower at no cost to the first look."""
+    rng = np.random.default_rng(0)
+    gains = rng.standard_normal((LOOK_DRAWS, seeds))
+
+    def t(values: np.ndarray) -> np.ndarray:
+        return np.abs(values.mean(1)) / (values.std(1, ddof=1) / math.sqrt(values.shape[1]))
+
+    first_critical = float(scipy_stats.t.ppf(1 - error / 4, first - 1))
+    left = t(gains)[t(gains[:, :first]) <= first_critical]
+    spent = (LOOK_DRAWS - left.size) / LOOK_DRAWS
+    rest = error - spent - 3 * math.sqrt(error * (1 - error) / LOOK_DRAWS)
+    critical = float(np.sort(left)[::-1][int(rest * LOOK_DRAWS)])
+    return max(error / 2, float(2 * scipy_stats.t.sf(critical, seeds - 1)))
+
+
 def decide(
     incumbent: dict[int, float],
     candidate: dict[int, float],
     comparisons: int,
     looks: int = 1,
     unit: float = 0.0,
+    first: int = 0,
 ) -> Decision:
     """Judge `candidate` against `incumbent` (validation accuracy by seed) among `comparisons` candidates, at one
-    of `looks` looks at the same comparison (more seeds each time): every look spends 1/looks of the 5% error
-    (Bonferroni over the looks), so looking again with more seeds cannot raise the chance of a false adoption.
+    of `looks` looks at the same comparison (more seeds each time). With two looks the first spends half the 5%
+    error and the second, on more seeds of which the first look judged `first`, the rest of it
+    (`second_look_error`), so looking again with more seeds cannot raise the chance of a false adoption above 5%.
 
     `unit` is what one validation example is worth (1 / the validation split's size). The per-seed gains move in
     steps of it, so seeds that agree exactly say only that they agree within one example: their spread is taken
@@ -125,17 +160,21 @@ def decide(
         p_value = float(2 * scipy_stats.t.sf(abs(difference.diff) / spread, df))
         raw = stats.t_interval(difference.diff, spread, df)
     looks = max(1, looks)
-    p_holm = min(1.0, looks * stats.adjust([p_value] + [1.0] * (comparisons - 1), "holm")[0])
-    # The interval at Holm's level for the smallest p-value, within this look's share: 1 - alpha / comparisons.
-    alpha = (1 - CONFIDENCE) / comparisons / looks
+    # This look's share of Holm's level for the smallest p-value (1 - CONFIDENCE) / comparisons: all of it with one
+    # look, half at a first look, the rest (at least half) at a second one.
+    family = (1 - CONFIDENCE) / comparisons
+    alpha = family / looks
+    if looks == 2 and MIN_SEEDS <= first < len(seeds):
+        alpha = second_look_error(first, len(seeds), family)
+    p_holm = min(1.0, family / alpha * stats.adjust([p_value] + [1.0] * (comparisons - 1), "holm")[0])
     half = float(scipy_stats.t.ppf(1 - alpha / 2, df)) * spread
     holm_interval = (difference.diff - half, difference.diff + half)
     adopt = difference.diff > 0 and holm_interval[0] > 0
     shown = f"{100 * difference.diff:+.2f} points, Holm-level interval [{100 * holm_interval[0]:+.2f}, {100 * holm_interval[1]:+.2f}]"
     level = f"{100 * (1 - alpha):.1f}%"
-    after = f"after Holm over {comparisons} candidate(s)" + (
-        f" and {looks} looks ({level} each)" if looks > 1 else ""
-    )
+    after = f"after Holm over {comparisons} candidate(s)"
+    if looks > 1:
+        after += f" and {looks} looks ({level} at this one)"
     if floored:
         after += (
             f"; the seeds' gains agreed within one of {round(1 / unit)} validation examples, so their spread is "

@@ -38,7 +38,7 @@ CONFIRM_MARGIN = 0.15
 # seed after the confirmation seeds), so the race's pick is independent of the confirmation's noise.
 CONFIRMED_PER_ROUND = 1
 # A confirmation whose gain is positive but not proven on the seeds looks again with MORE_SEEDS more seeds when
-# the budget pays for them; each of the LOOKS looks spends half the error (decide.py). A confirmation whose
+# the budget pays for them; the first look spends half the error, the second the rest (decide.py). A confirmation whose
 # second look the budget cannot pay for is planned, before its first run, as a single look with the whole error.
 LOOKS = 2
 MORE_SEEDS = 2
@@ -761,6 +761,7 @@ class Improve:
                     comparisons=CONFIRMED_PER_ROUND,
                     looks=looks,
                     unit=self._unit(base_runs),
+                    first=len(first),
                 )
             entry["winner"] = winner.to_dict()
             entry["full_length"] = {
