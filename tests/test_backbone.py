@@ -318,6 +318,20 @@ def test_commands_work_on_a_backbone_run(monkeypatch, capsys, fine_tuned, photos
     assert code == 0 and "body.layer4" in out, err
 
 
+def test_the_record_follows_the_layers_that_train_as_the_body_is_unfrozen(fine_tuned):
+    # epoch 1 trains the head alone; the body unfreezes at epoch 2, and from then on the statistics the doctor
+    # reads hold the body's layers too (before, the record kept the layers that trained at the start: the head)
+    layers: dict[int, set[str]] = {}
+    with open(fine_tuned.path / "stats.jsonl") as stream:
+        for line in stream:
+            record = json.loads(line)
+            if record["kind"] == "layer":
+                layers.setdefault(record["epoch"], set()).add(record["layer"])
+    assert layers[1] == {"head"}
+    assert "head" in layers[2] and any(name.startswith("body.layer1") for name in layers[2])
+    assert len(layers[2]) <= 32
+
+
 def test_load_run_predict_from_python(fine_tuned, photos):
     files = [photos / "china" / "1.png", photos / "flower" / "1.png"]
     by_path = fine_tuned.predict([str(path) for path in files])

@@ -84,13 +84,7 @@ class StatsRecorder:
         self.histograms = writer.wants_histograms
         self.every = sample_every(steps_per_epoch, log.stats_every)
         self.last_sampled = (steps_per_epoch // self.every) * self.every - 1
-        self.layers = representative(
-            {
-                name: module
-                for name, module in model.named_modules()
-                if isinstance(module, WEIGHT_LAYERS) and module.weight.requires_grad
-            }
-        )
+        self._select_layers()
         self.activations = representative(activation_modules(model))
         classes = activation_classes()
         # each activation layer's registry traits: its family (dead units) and saturation bounds
@@ -98,15 +92,29 @@ class StatsRecorder:
             name: ACTIVATIONS.traits(activation_name(module, classes))
             for name, module in self.activations.items()
         }
-        self.enabled = (writer.stats or self.histograms) and bool(self.layers)
-        self.first_conv = next(
-            (name for name, module in self.layers.items() if isinstance(module, nn.Conv2d)), None
+        self.enabled = (writer.stats or self.histograms) and any(
+            isinstance(module, WEIGHT_LAYERS) for module in model.modules()
         )
         self.hooks: list[torch.utils.hooks.RemovableHandle] = []
         self.sampling = False
         self._new_epoch()
         if example is not None:
             writer.log_graph(model, example)
+
+    def _select_layers(self) -> None:
+        """The weight layers that train now (a representative set of them). Fine-tuning unfreezes a pretrained
+        body during the run, so this is chosen again at the start of each epoch: from then on the record holds
+        the body's layers too, not only the head that trained first."""
+        self.layers = representative(
+            {
+                name: module
+                for name, module in self.model.named_modules()
+                if isinstance(module, WEIGHT_LAYERS) and module.weight.requires_grad
+            }
+        )
+        self.first_conv = next(
+            (name for name, module in self.layers.items() if isinstance(module, nn.Conv2d)), None
+        )
 
     def _new_epoch(self) -> None:
         self.samples: list[list[float]] = []  # one flat list of numbers per sampled step
@@ -119,6 +127,10 @@ class StatsRecorder:
     def before_forward(self, step: int) -> None:
         """On a sampled step, attach the activation hooks for this one forward pass."""
         if not self.enabled or (step + 1) % self.every:
+            return
+        if not self.samples:  # the epoch's first sample: what trains may have changed since the last epoch
+            self._select_layers()
+        if not self.layers:
             return
         self.sampling = True
         self.capture = step == self.last_sampled  # the epoch's histograms come from its last sampled step
