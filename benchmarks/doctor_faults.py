@@ -120,7 +120,7 @@ def _case(rng: random.Random, fault: str) -> Case:
         f"init.std={std:.3g}",
         f"optim.lr={usual * 0.5:.3g}",
     ]
-    return Case(fault, dataset, recipe + extra, ("saturated_units", "lr_too_high"), ("init.weights",))
+    return Case(fault, dataset, recipe + extra, ("saturated_units", "unstable_loss"), ("init.weights",))
 
 
 def first_fix_targets(fix: str | None, planted: tuple[str, ...]) -> bool:

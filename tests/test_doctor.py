@@ -535,7 +535,9 @@ def test_a_saturating_deep_tanh_net_at_a_modest_rate_is_not_told_its_rate_is_too
     findings = examine(record(bouncing, saturated, **deep_tanh))
     finding, fix = kaizen.doctor.top_recommendation(findings)
     assert fix == "init.weights=xavier_normal", problems(findings)
-    unstable = by_code(findings)["lr_too_high"]
+    # at a usual rate the finding does not call the rate too high: its code names the symptom
+    assert "lr_too_high" not in by_code(findings)
+    unstable = by_code(findings)["unstable_loss"]
     assert (
         unstable.title.startswith("Unstable loss") and "no higher than sgd's usual 0.1" in unstable.evidence
     )
@@ -543,10 +545,13 @@ def test_a_saturating_deep_tanh_net_at_a_modest_rate_is_not_told_its_rate_is_too
     assert by_code(findings)["saturated_units"].recommendations[0] == "init.weights=xavier_normal"
     # the same curve at 5x the usual rate: the rate is the suspect again
     fast = {**deep_tanh, "optim__lr": "0.5"}
-    assert (
-        by_code(examine(record(bouncing, saturated, **fast)))["lr_too_high"].recommendations[0]
-        == "optim.lr=0.05"
-    )
+    fast_findings = by_code(examine(record(bouncing, saturated, **fast)))
+    assert fast_findings["lr_too_high"].recommendations[0] == "optim.lr=0.05"
+    assert "unstable_loss" not in fast_findings and fast_findings["lr_too_high"].title.startswith("Learning rate")
+    # the same curve at the usual rate, with nothing unusual to suspect: still not "too high", a lower rate first
+    plain = {**deep_tanh, "init__weights": "xavier_normal", "init__std": "0.05", "optim__lr": "0.1"}
+    usual = by_code(examine(record(bouncing, saturated, **plain)))
+    assert "lr_too_high" not in usual and usual["unstable_loss"].recommendations[0].startswith("optim.lr=")
 
 
 def test_a_run_that_diverged_at_a_low_rate_blames_the_knob_not_the_rate():

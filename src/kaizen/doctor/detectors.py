@@ -487,8 +487,11 @@ class LearningRateTooHigh(Kind):
     code = "lr_too_high"
     thresholds = (UNSTABLE_LOSS, CHANCE_ACCURACY_FACTOR)
     explains_fit = True
+    at_usual_rate = False  # this kind names the rate: it speaks only of rates above the optimiser's usual one
 
     def run(self, run: RunRecord) -> Finding | None:
+        if (run.config.optim.lr <= _usual_rate(run.config)) != self.at_usual_rate:
+            return None  # the other kind's
         chance = run.chance_loss or math.log(10)
         losses = run.train_losses()
         finite = [loss for loss in losses if math.isfinite(loss)]
@@ -540,11 +543,10 @@ class LearningRateTooHigh(Kind):
         title = "Learning rate too high (the loss blows up or oscillates)"
         if modest:
             parts.append(f"the rate {cfg.optim.lr:g} is no higher than {cfg.optim.name}'s usual {usual:g}")
-            if fixes.suspects:
-                title = "Unstable loss (blows up or oscillates) at a usual rate"
+            title = "Unstable loss (blows up or oscillates) at a usual rate"
         return Finding(
             severity="critical" if ended_at_chance or climbing else "warning",
-            code="lr_too_high",
+            code=self.code,
             title=title,
             evidence="; ".join(parts) + fixes.evidence(),
             explanation=(
@@ -559,6 +561,18 @@ class LearningRateTooHigh(Kind):
             details=details,
             **_fixes(fixes),
         )
+
+
+@finding_kind
+class UnstableLoss(LearningRateTooHigh):
+    """The same unstable loss at a rate no higher than the optimiser's usual one: the rate is not the first
+    suspect, so the finding does not name it. The knobs the config set unusually (a large initialisation, a
+    momentum near 1) come first; a lower rate, a decaying schedule and clipping follow. Before, this was reported
+    as lr_too_high beside evidence saying the rate was usual (an exploding initialisation at 1% of the usual
+    rate read "lr_too_high" with He initialisation as its first fix)."""
+
+    code = "unstable_loss"
+    at_usual_rate = True
 
 
 @finding_kind

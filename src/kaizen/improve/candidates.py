@@ -43,7 +43,7 @@ GAP = 0.05
 UNDERFIT_TRAIN_ACC = 0.97
 RATE_STEP = 3.0  # an underfitting model tries its rate times this (half a decade), within the usual band
 # Rates of doubt: findings whose cause is the learning rate.
-RATE_FINDINGS = ("lr_too_high", "lr_too_low", "divergence", "not_learning")
+RATE_FINDINGS = ("lr_too_high", "unstable_loss", "lr_too_low", "divergence", "not_learning")
 FIRST_RECOMMENDATIONS = 2  # per finding
 # The neighbourhood's steps: the rate and weight decay by RATE_STEP, the batch size by 2, dropout by 0.1,
 # epochs by EPOCH_STEP; a weight decay of 0 starts at the optimiser's small usual value.
