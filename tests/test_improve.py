@@ -408,6 +408,45 @@ def test_a_rung_the_budget_cannot_pay_for_in_full_races_the_best_against_the_com
     assert entry["race_note"] == "rung 2 (8 epochs) skipped: the budget promotes the best so far"
 
 
+def test_an_incumbent_at_100_percent_in_the_first_rung_is_not_raced_there_again(tmp_path, monkeypatch):
+    # the default job's digits CNN scores 100% of 144 validation images after 4 epochs of the race: no move
+    # entering the first rung can beat it, in this round or a later one (same seed, same length). Before, the
+    # loop raced three more rounds of such moves while the budget could not pay for augmentation's rung
+    from kaizen.improve.candidates import Candidate
+    from kaizen.improve.loop import PERFECT_FIRST
+
+    rate = Candidate(("optim.lr=0.003",), "neighbourhood", "x")
+    augment = Candidate(("augment=kaggle",), "playbook: augmentation", "y", late=True)
+    scores = {
+        ("incumbent", 4): 1.0,
+        (rate.id, 4): 0.95,
+        ("incumbent", 15): 0.99,
+        (augment.id, 15): 0.995,
+    }
+    # the budget pays for the first rung, not for augmentation's rung and confirmation: the loop stops
+    loop, ran = fake_race(tmp_path, monkeypatch, scores, total_runs=7)
+    entry: dict = {}
+    winner, stop = loop.race((), [rate, augment], entry)
+    assert winner is None and stop and entry["race_stopped"].startswith(PERFECT_FIRST)
+    assert "the budget could not pay for the rung where the regularising moves enter" in entry["race_stopped"]
+    # with the budget for it, augmentation enters at 15 epochs, where the incumbent is below 100%, and wins
+    loop, ran = fake_race(tmp_path / "b", monkeypatch, scores)
+    winner, stop = loop.race((), [rate, augment], {})
+    assert winner is augment and not stop
+    # a later round from the same incumbent: moves that would enter the first rung are not run at all
+    loop.round = 2
+    wider = Candidate(("model.width=2",), "neighbourhood", "z")
+    ran.clear()
+    entry = {}
+    winner, stop = loop.race((), [wider], entry)
+    assert winner is None and stop and entry["race_stopped"] == PERFECT_FIRST and not ran
+    assert {
+        "round": 2,
+        "move": "model.width=2",
+        "why": "the incumbent scored 100.0% in the first rung, where this move would enter",
+    } in loop.journal["not_tried"]
+
+
 def test_among_equal_scores_the_cheaper_candidate_goes_on():
     # on 144 validation images two candidates often tie; the one whose confirmation costs less is promoted
     from kaizen.improve.race import survivors

@@ -57,6 +57,12 @@ def merge(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
+PERFECT_FIRST = (
+    "no plausible gain: the incumbent scored 100.0% on the validation split in the first rung, which no "
+    "candidate entering there can beat"
+)
+
+
 def race_note(entry: dict[str, Any], text: str) -> None:
     """Add a sentence to the round's notes on how its race ran."""
     entry["race_note"] = "; ".join(filter(None, [entry.get("race_note"), text]))
@@ -129,6 +135,8 @@ class Improve:
         # incumbent -> the moves that beat it in a first rung (same race seed and length while it stays the
         # incumbent, so their scores compare across rounds): what a combination may draw on
         self.beat_first: dict[tuple[str, ...], dict[str, tuple[moves.Candidate, float]]] = {}
+        # the incumbents that scored 100% in a first rung: no move entering there can ever beat them
+        self.perfect_first: set[tuple[str, ...]] = set()
         self.finishing = False
         self.workers = workers
         self.backend = backend
@@ -397,6 +405,19 @@ class Improve:
         lengths = rung_epochs(full_epochs) or [full_epochs]
         missing = len(set(self.seeds) - set(self.full.get(config_id(incumbent), {})))
         enters = {c.id: (len(lengths) - 1 if c.late else 0) for c in chosen}
+        if incumbent in self.perfect_first:  # its 100% in the first rung stays (same seed and length)
+            for doomed in (c for c in chosen if enters[c.id] == 0):
+                self.journal["not_tried"].append(
+                    {
+                        "round": self.round,
+                        "move": doomed.label,
+                        "why": "the incumbent scored 100.0% in the first rung, where this move would enter",
+                    }
+                )
+            chosen = [c for c in chosen if enters[c.id] > 0]
+            if not chosen:
+                entry["race_stopped"] = PERFECT_FIRST
+                return None, True
         waiting = list(chosen)  # not raced yet
         alive: list[moves.Candidate] = []  # promoted from an earlier rung
         prior = {candidate.id: candidate.cost for candidate in chosen}
@@ -495,6 +516,8 @@ class Improve:
                 reference = results[0].seconds / epochs  # the incumbent's seconds per epoch at this rung
             if index == 0:
                 entry["first_rung_scores"] = dict(scores)
+                if scores.get("incumbent", 0.0) >= 1.0:
+                    self.perfect_first.add(incumbent)
             for candidate, result in zip(runners, results[-len(runners) :]):
                 if moves.costs_as_incumbent(candidate) or reference is None:
                     continue  # its epochs' cost is known ahead; short runs' timings are mostly noise
@@ -574,6 +597,14 @@ class Improve:
             )
         alive = [c for c in alive if c.id in last_scores]
         if not alive:
+            late = [c for c in chosen if c.late]
+            if incumbent in self.perfect_first and late and not any(c.id in last_scores for c in late):
+                # a later round's moves could only win where the late ones enter, and the budget, which only
+                # shrinks, could not pay for that rung now
+                entry["race_stopped"] = (
+                    f"{PERFECT_FIRST}, and the budget could not pay for the rung where the regularising moves enter"
+                )
+                return None, True
             entry.setdefault(
                 "race_stopped", "no plausible gain: no candidate beat the incumbent where it entered the race"
             )
