@@ -301,3 +301,5 @@ def test_a_finished_run_draws_the_checkpoint_it_chose(tmp_path):
         json.dumps({"checkpoint": "last.pt", "best_epoch": 3, "epochs_completed": 5, "monitor": "val_loss"})
     )
     assert writer._kept()["epoch"] == 5
+    (tmp_path / "run" / "summary.json").write_text("[1, 2")  # damaged: the pictures still get drawn
+    assert writer._kept() is None

@@ -209,9 +209,10 @@ class RunWriter:
     def _kept(self) -> dict[str, Any] | None:
         """The weights the finished run ended with (summary.json): their checkpoint, epoch and monitor."""
         path = self.path / "summary.json"
-        if not path.is_file():
+        try:
+            summary = rundir.read_json(path) if path.is_file() else {}
+        except KaizenError:  # a damaged summary must not cost the run its pictures: each panel marks its best
             return None
-        summary = rundir.read_json(path)
         name = summary.get("checkpoint")
         epoch = summary.get("best_epoch") if name == "best.pt" else summary.get("epochs_completed")
         return {"checkpoint": name, "epoch": epoch, "monitor": summary.get("monitor")} if name else None
