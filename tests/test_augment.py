@@ -54,6 +54,40 @@ def test_kaggle_preset_is_seed_004():
         Config().override(["augment=kagle"])
 
 
+def test_the_warp_is_pytorchs_affine_grid_on_the_same_matrices():
+    # the grid is built from a cached identity grid and elementwise products (2.4x faster than before on a
+    # 64x1x28x28 batch, benchmarks/augment.py --calls); it must read the same pixels as F.affine_grid with the
+    # same random per-sample matrices (drawn in the same order: rotation, shear, zoom, shifts)
+    import torch.nn.functional as F
+
+    cfg = AugmentConfig(rotation=30, width_shift=0.2, height_shift=0.1, shear=0.3, zoom=0.2)
+    x = blob_batch(16, 20)
+    torch.manual_seed(3)
+    ours = Augment(cfg)(x, labels(16)).x
+    torch.manual_seed(3)
+    n = x.shape[0]
+
+    def uniform(limit: float) -> torch.Tensor:
+        return (torch.rand(n) * 2 - 1) * limit
+
+    angle, shear, zoom = uniform(math.radians(30)), uniform(0.3), 1 + uniform(0.2)
+    cos, sin, slant = angle.cos(), angle.sin(), shear.tan()
+    theta = torch.stack(
+        [
+            torch.stack([cos, cos * slant - sin, uniform(0.4)], 1),
+            torch.stack([sin, sin * slant + cos, uniform(0.2)], 1),
+        ],
+        1,
+    )
+    theta[:, :, :2] /= zoom[:, None, None]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    reference = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert torch.allclose(ours, reference, atol=1e-5)
+    # the cached identity grid is shared by batches, never written: a second batch of another size still works
+    again = Augment(cfg)(blob_batch(5, 20), labels(5)).x
+    assert again.shape == (5, 1, 20, 20) and torch.isfinite(again).all()
+
+
 def test_shift_moves_images_within_the_range():
     torch.manual_seed(0)
     x = blob_batch(256)

@@ -12,6 +12,7 @@ Evaluation never calls this; test-time augmentation (`for_test_time`) keeps the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,8 +64,7 @@ class Augment:
             return Batch(x, y)
         if self.warps:
             n, _, height, width = x.shape
-            identity = torch.eye(2, 3, device=x.device).expand(n, 2, 3)
-            grid = F.affine_grid(identity, [n, 1, height, width], align_corners=False)
+            grid = _identity_grid(height, width, x.device).expand(n, height, width, 2)
             for warp in self.warps:
                 grid = warp(grid, self.cfg)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -74,7 +74,17 @@ class Augment:
 
 
 # --------------------------------------------------------------------------------------------- warps
-# A warp maps the sampling grid (N×H×W×2, where each output pixel reads the input, in [-1, 1]) to a new one.
+# A warp maps the sampling grid (N×H×W×2, where each output pixel reads the input, in [-1, 1]) to a new one,
+# never in place: the first grid is one cached identity grid, expanded to the batch without a copy.
+
+
+@functools.lru_cache(maxsize=16)
+def _identity_grid(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The grid that reads each pixel where it is (1×H×W×2). Building it took a third of a warp's time on a
+    64×1×28×28 batch (0.30 of 0.89 ms): it is the same for every batch of a shape, so it is built once."""
+    with torch.inference_mode(False):  # a normal tensor, whichever mode the first batch came in
+        identity = torch.eye(2, 3, device=device)[None]
+        return F.affine_grid(identity, [1, 1, height, width], align_corners=False)
 
 
 @AUGMENTATIONS.register(
@@ -109,9 +119,12 @@ def _affine(grid: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
         1,
     )
     theta[:, :, :2] /= zoom[:, None, None]  # zoom > 1 reads a smaller region: the digit grows
-    # the computation of F.affine_grid, applied to the incoming grid (on the identity grid: the same numbers)
-    points = torch.cat([grid, torch.ones_like(grid[..., :1])], -1).view(n, height * width, 3)
-    return points.bmm(theta.transpose(1, 2)).view(n, height, width, 2)
+    # the computation of F.affine_grid, applied to the incoming grid (on the identity grid: the same numbers):
+    # x' = theta[:, :, 0] x + theta[:, :, 1] y + theta[:, :, 2], elementwise (a batched matrix product with an
+    # inner size of 3 took twice as long)
+    rows = theta.transpose(1, 2)[:, None, None]  # N×1×1×3×2: each output coordinate's weights by column
+    shifted = torch.addcmul(rows[..., 2, :], grid[..., :1], rows[..., 0, :])
+    return torch.addcmul(shifted, grid[..., 1:], rows[..., 1, :])
 
 
 @AUGMENTATIONS.register(
