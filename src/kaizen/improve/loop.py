@@ -463,6 +463,13 @@ class Improve:
                 )
             if left_out and len(newcomers) < entrants:  # the room kept for entrants the budget then dropped
                 alive, left_out = self._fit_rung(alive + left_out, newcomers, last_scores, affordable)
+            if len(alive) == 1 and not left_out and not newcomers:
+                # A lone survivor run alone ranks nothing: it waits for the rung where the late moves enter, or,
+                # when none will (the budget dropped them), goes to full length.
+                if later:
+                    continue
+                race_note(entry, f"one candidate left for rung {index + 1}: it goes to full length")
+                break
             if alive and not newcomers and (not affordable(alive, False) or (left_out and len(alive) < 2)):
                 alive += left_out  # the best so far is promoted; the others stay as they were
                 race_note(
