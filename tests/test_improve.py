@@ -626,6 +626,13 @@ def test_a_confirmation_the_budget_cannot_look_at_twice_takes_one_look_at_95_per
     check.ledger.total = 0.0  # nothing left to retrain with: the key-for-key check alone
     result = check._reproduce(tampered, final)
     assert not result["done"] and not result["same_config"] and result["differs_at"] == "optim.lr"
+    # the retraining is priced at the recipe's own measured run (5 s here), not at its epochs alone (0.03 s at
+    # the start's seconds per epoch): a recipe whose moves cost more per epoch once overshot a 32x budget by 6.9%
+    check.full = {config_id(final): {seed: Result("final", seed, 3, 0.9, 5.0, run)}}
+    check.seconds_per_epoch = 0.01
+    check.ledger.total = 3.0
+    priced = check._reproduce(tmp_path / "out" / "recipe.yaml", final)
+    assert not priced["done"] and priced["why"] == "the reserve could not pay for another run"
 
 
 def test_a_budget_that_pays_for_one_more_seed_but_not_a_second_look_takes_one_look_on_four(
