@@ -136,12 +136,17 @@ def _draw_panel(
 def _mark_best(ax: Axes, epochs: np.ndarray, values: np.ndarray, best: str, percent: bool) -> None:
     if np.all(np.isnan(values)):
         return
-    index = int(np.nanargmin(values) if best == "min" else np.nanargmax(values))
+    index = _best_index(values, best)
     epoch, value = epochs[index], values[index]
     ax.axvline(epoch, color="0.6", linewidth=0.8, linestyle=":", zorder=1)
     ax.plot([epoch], [value], "o", color="black", markersize=6, zorder=5)
     text = f"best val {_shown(value, values, percent)}"
     _label(ax, epoch, value, f"{text}\nepoch {epoch:g}")
+
+
+def _best_index(values: np.ndarray, best: str) -> int:
+    """Where `values` (some not NaN) is lowest (`best="min"`) or highest."""
+    return int(np.nanargmin(values) if best == "min" else np.nanargmax(values))
 
 
 def _shown(value: float, values: np.ndarray, percent: bool) -> str:
@@ -178,7 +183,7 @@ def _mark_kept(
     if monitor == f"{split}_{metric}":
         lines[0] += f" ({extreme} {what})"
     elif not np.all(np.isnan(values)):
-        index = int(np.nanargmin(values) if best == "min" else np.nanargmax(values))
+        index = _best_index(values, best)
         other = values[index]
         if other != value:
             ax.plot(
